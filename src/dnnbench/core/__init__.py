@@ -1,0 +1,1 @@
+"""Types shared by every layer: references, records, errors, registries. Imports nothing above it."""

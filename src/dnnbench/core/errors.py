@@ -1,0 +1,46 @@
+"""Typed errors. Each carries what happened, why, and how to fix it, so the CLI can print one line."""
+
+from __future__ import annotations
+
+
+class DnnbenchError(Exception):
+    """A user-facing error: ``what`` happened, ``why``, and ``fix`` (how to fix it)."""
+
+    exit_code = 2
+
+    def __init__(self, what: str, why: str = "", fix: str = ""):
+        self.what, self.why, self.fix = what, why, fix
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        parts = [self.what.rstrip(".")]
+        if self.why:
+            parts.append(self.why.rstrip("."))
+        line = ": ".join(parts)
+        if self.fix:
+            line += f". Fix: {self.fix.rstrip('.')}"
+        return line + "."
+
+
+class RefSyntaxError(DnnbenchError):
+    """A model reference that cannot be parsed."""
+
+
+class UnknownModelError(DnnbenchError):
+    """A well-formed reference naming a model that does not exist."""
+
+
+class ModelBuildError(DnnbenchError):
+    """The model's factory or builder raised."""
+
+
+class InputError(DnnbenchError):
+    """An input size / batch size / shape the model rejects or that is invalid."""
+
+
+class MissingExtraError(DnnbenchError):
+    """An optional dependency is not installed."""
+
+
+class UnavailableError(DnnbenchError):
+    """Something cannot be measured or built on this machine."""

@@ -1,0 +1,116 @@
+"""Specs: what is to be measured (never observations)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from dnnbench.core.errors import InputError
+from dnnbench.core.records import ReportedAccuracy
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One model input without its batch dimension (dim 0 of every input is the batch)."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype = torch.float32
+    # For integer inputs (token ids), real tensors are drawn from [0, high).
+    high: int | None = None
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Positional (``names`` is None) or keyword inputs of a model."""
+
+    tensors: tuple[TensorSpec, ...]
+    names: tuple[str, ...] | None = None
+
+    @staticmethod
+    def image(channels: int, height: int, width: int) -> "InputSpec":
+        return InputSpec((TensorSpec((channels, height, width)),))
+
+    @property
+    def is_single_image(self) -> bool:
+        return len(self.tensors) == 1 and len(self.tensors[0].shape) == 3 and self.tensors[0].dtype.is_floating_point
+
+    def with_image_size(self, height: int, width: int) -> "InputSpec":
+        if not self.is_single_image:
+            raise InputError(
+                "--input-size applies only to models with one image input",
+                "this model takes " + ", ".join(str(list(t.shape)) for t in self.tensors),
+                "leave --input-size out; the model's factory defines its inputs",
+            )
+        c = self.tensors[0].shape[0]
+        return InputSpec((TensorSpec((c, height, width)),))
+
+    def shapes(self, batch_size: int) -> list[list[int]]:
+        return [[batch_size, *t.shape] for t in self.tensors]
+
+    def nbytes(self, batch_size: int) -> int:
+        total = 0
+        for t in self.tensors:
+            n = batch_size
+            for s in t.shape:
+                n *= s
+            total += n * torch.empty((), dtype=t.dtype).element_size()
+        return total
+
+    def make(self, batch_size: int, device: str | torch.device = "cpu", generator: torch.Generator | None = None):
+        """Build (args, kwargs) for one forward call at ``batch_size``."""
+        if batch_size < 1:
+            raise InputError(f"batch size {batch_size} is not allowed", "a batch holds at least one item",
+                             "use a batch size of 1 or more")
+        tensors = []
+        for spec in self.tensors:
+            shape = (batch_size, *spec.shape)
+            if str(device) == "meta":
+                t = torch.empty(shape, dtype=spec.dtype, device="meta")
+            elif spec.dtype.is_floating_point:
+                t = torch.randn(shape, dtype=spec.dtype, device=device, generator=generator)
+            else:
+                t = torch.randint(0, spec.high or 2, shape, dtype=spec.dtype, device=device, generator=generator)
+            tensors.append(t)
+        if self.names is None:
+            return tuple(tensors), {}
+        return (), dict(zip(self.names, tensors))
+
+    @staticmethod
+    def from_examples(example: Any) -> "InputSpec":
+        """Derive a spec from example inputs: a tensor, a tuple/list of tensors, or a dict of tensors."""
+        if isinstance(example, torch.Tensor):
+            example = (example,)
+        names = None
+        if isinstance(example, dict):
+            names = tuple(example.keys())
+            values = list(example.values())
+        elif isinstance(example, (tuple, list)):
+            values = list(example)
+        else:
+            raise InputError("example inputs must be a tensor, a tuple of tensors or a dict of tensors",
+                             f"got {type(example).__name__}", "return (model, (tensor, ...)) from the factory")
+        specs = []
+        for v in values:
+            if not isinstance(v, torch.Tensor) or v.dim() == 0:
+                raise InputError("every example input must be a tensor with a batch dimension",
+                                 f"got {type(v).__name__}" + (" of 0 dimensions" if isinstance(v, torch.Tensor) else ""),
+                                 "give tensors whose dim 0 is the batch")
+            high = None
+            if not v.dtype.is_floating_point and v.dtype != torch.bool and v.numel() and v.device.type != "meta":
+                high = int(v.max().item()) + 1
+            specs.append(TensorSpec(tuple(v.shape[1:]), v.dtype, high))
+        return InputSpec(tuple(specs), names)
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to profile or measure: the module, its inputs and its metadata."""
+
+    ref: str
+    module: torch.nn.Module
+    inputs: InputSpec
+    weights: str | None = None  # weights tag or checkpoint path; None = random weights
+    reported: ReportedAccuracy | None = None
+    notes: list[str] = field(default_factory=list)

@@ -1,0 +1,1 @@
+"""Static analysis: params, MACs/FLOPs, activation memory. Never times anything."""

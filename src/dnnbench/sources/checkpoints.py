@@ -1,0 +1,47 @@
+"""Loading weights from checkpoint files, with a clear error when they belong to another architecture."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from dnnbench.core.errors import ModelBuildError, UnavailableError
+
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar")
+
+
+def is_path(weights: str) -> bool:
+    """True when a --weights value names a file rather than a weights tag."""
+    return os.sep in weights or weights.endswith(CHECKPOINT_SUFFIXES) or os.path.exists(weights)
+
+
+def load_checkpoint(module: torch.nn.Module, path: str, ref: str) -> None:
+    if not os.path.isfile(path):
+        raise UnavailableError(f"weights file {path} does not exist", "no such file", "check the path")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelBuildError(f"cannot read weights file {path}", f"{type(exc).__name__}: {str(exc)[:160]}",
+                              "give a state_dict saved with torch.save") from exc
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict):
+        raise ModelBuildError(f"weights file {path} holds no state_dict", f"it holds a {type(state).__name__}",
+                              "save model.state_dict() with torch.save")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if missing or unexpected or mismatched:
+        example = (mismatched or missing or unexpected)[0]
+        raise ModelBuildError(
+            f"weights file {path} does not fit {ref}",
+            f"{len(missing)} missing, {len(unexpected)} unexpected and {len(mismatched)} mis-shaped tensors "
+            f"(first: {example})",
+            "use a checkpoint saved from the same architecture",
+        )
+    module.load_state_dict(state, strict=True)

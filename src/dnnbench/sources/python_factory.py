@@ -1,0 +1,77 @@
+"""``python:pkg.module:factory`` and ``python:path/to/file.py:factory`` models.
+
+The factory is called with no arguments and returns a module, or ``(module, example_inputs)`` where
+example_inputs is a tensor, a tuple of tensors or a dict of tensors whose dim 0 is the batch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+
+import torch
+
+from dnnbench.core.errors import ModelBuildError, UnknownModelError
+from dnnbench.core.refs import ModelRef
+from dnnbench.core.specs import InputSpec, LoadedModel
+from dnnbench.sources.checkpoints import load_checkpoint
+
+DEFAULT_IMAGE = (3, 224, 224)
+
+
+def _import(target: str):
+    if target.endswith(".py"):
+        path = os.path.abspath(target)
+        if not os.path.isfile(path):
+            raise UnknownModelError(f"model file {target} does not exist", "no such file", "check the path")
+        mod_name = "dnnbench_user_" + os.path.splitext(os.path.basename(path))[0].replace("-", "_")
+        spec = importlib.util.spec_from_file_location(mod_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            raise ModelBuildError(f"importing {target} failed", f"{type(exc).__name__}: {exc}",
+                                  "fix the error in that file") from exc
+        return module
+    try:
+        return importlib.import_module(target)
+    except ModuleNotFoundError as exc:
+        raise UnknownModelError(f"cannot import module {target!r}", str(exc),
+                                "check the module path, or give a file: python:path/to/file.py:factory") from exc
+    except Exception as exc:
+        raise ModelBuildError(f"importing {target} failed", f"{type(exc).__name__}: {exc}",
+                              "fix the error in that module") from exc
+
+
+def load(ref: ModelRef, device: str = "cpu", weights: str | None = None, download: bool = False) -> LoadedModel:
+    mod = _import(ref.target)
+    factory = getattr(mod, ref.name, None)
+    if factory is None or not callable(factory):
+        names = sorted(n for n in dir(mod) if not n.startswith("_") and callable(getattr(mod, n)))
+        raise UnknownModelError(f"{ref.target} has no factory {ref.name!r}",
+                                "no callable of that name in it",
+                                "callables there: " + (", ".join(names[:8]) or "none"))
+    try:
+        made = factory()
+    except Exception as exc:
+        raise ModelBuildError(f"factory {ref} raised", f"{type(exc).__name__}: {exc}",
+                              "fix the factory so that it returns a torch.nn.Module") from exc
+    example = None
+    if isinstance(made, tuple) and len(made) == 2 and isinstance(made[0], torch.nn.Module):
+        made, example = made
+    if not isinstance(made, torch.nn.Module):
+        raise ModelBuildError(f"factory {ref} returned a {type(made).__name__}",
+                              "a factory returns a torch.nn.Module or (module, example_inputs)",
+                              "return the model (and optionally its example inputs)")
+    notes = []
+    if example is None:
+        inputs = InputSpec.image(*DEFAULT_IMAGE)
+        notes.append("the factory gave no example inputs: assuming one 3x224x224 image; pass --input-size to change it")
+    else:
+        inputs = InputSpec.from_examples(example)
+    if weights is not None:
+        load_checkpoint(made, weights, str(ref))
+    return LoadedModel(str(ref), made, inputs, weights, None, notes)

@@ -1,0 +1,63 @@
+"""timm models (optional extra ``dnnbench[timm]``), imported lazily."""
+
+from __future__ import annotations
+
+import difflib
+
+import torch
+
+from dnnbench.core.errors import MissingExtraError, ModelBuildError, UnavailableError, UnknownModelError
+from dnnbench.core.refs import ModelRef
+from dnnbench.core.specs import InputSpec, LoadedModel
+from dnnbench.sources.checkpoints import is_path, load_checkpoint
+from dnnbench.sources.meta_build import build_on_meta
+
+
+def available() -> bool:
+    try:
+        import timm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _timm():
+    try:
+        import timm
+    except ImportError as exc:
+        raise MissingExtraError("timm is needed for timm: models", "it is an optional extra",
+                                "pip install 'dnnbench[timm]'") from exc
+    return timm
+
+
+def load(ref: ModelRef, device: str = "cpu", weights: str | None = None, download: bool = False) -> LoadedModel:
+    timm = _timm()
+    full = ref.name + (f".{ref.tag}" if ref.tag else "")
+    if not timm.is_model(ref.name):
+        close = difflib.get_close_matches(ref.name, timm.list_models(), n=3, cutoff=0.6)
+        raise UnknownModelError(f"unknown timm model {ref.name!r}", "timm has no such architecture",
+                                f"did you mean {', '.join(close)}?" if close else "see timm.list_models()")
+    pretrained = weights is not None and not is_path(weights)
+    if pretrained and not download:
+        # timm would reach the Hugging Face hub; only its local cache is allowed without --download-weights.
+        import os
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    build_device = device if weights is None else "cpu"
+    try:
+        if build_device == "meta":
+            module = build_on_meta(lambda: timm.create_model(full, pretrained=False))
+        else:
+            with torch.device(build_device):
+                module = timm.create_model(full, pretrained=pretrained)
+    except Exception as exc:
+        if pretrained:
+            raise UnavailableError(f"timm weights for {full} could not be loaded", f"{type(exc).__name__}: {str(exc)[:160]}",
+                                   "pass --download-weights, or check the local Hugging Face cache") from exc
+        raise ModelBuildError(f"building timm:{full} failed", f"{type(exc).__name__}: {str(exc)[:160]}",
+                              "check the model name and tag") from exc
+    if weights is not None and is_path(weights):
+        load_checkpoint(module, weights, f"timm:{full}")
+    cfg = getattr(module, "pretrained_cfg", {}) or {}
+    c, h, w = cfg.get("input_size", (3, 224, 224))
+    return LoadedModel(f"timm:{full}", module, InputSpec.image(c, h, w), weights, None, [])
