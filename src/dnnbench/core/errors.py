@@ -19,7 +19,7 @@ class DnnbenchError(Exception):
         line = ": ".join(parts)
         if self.fix:
             line += f". Fix: {self.fix.rstrip('.')}"
-        return line + "."
+        return line if line.endswith(("?", "!")) else line + "."
 
 
 class RefSyntaxError(DnnbenchError):
