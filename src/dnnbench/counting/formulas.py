@@ -231,7 +231,8 @@ rand_like normal_ uniform_ bernoulli bernoulli_ dropout native_dropout feature_d
 masked_select nonzero repeat repeat_interleave tile channel_shuffle pixel_shuffle pixel_unshuffle
 _reshape_alias _unsafe_split _unsafe_index diagonal triu tril meshgrid linspace sort topk item
 is_same_size _has_compatible_shallow_copy_type set_ resize_ _assert_async sym_size sym_stride
-sym_numel sym_storage_offset _assert_tensor_metadata unfold im2col col2im one_hot _unsafe_view
+sym_numel sym_storage_offset _assert_tensor_metadata unfold im2col col2im one_hot embedding
+_embedding_bag_forward_only _nested_tensor_from_mask _nested_tensor_from_mask_left_aligned
 """.split())
 
 

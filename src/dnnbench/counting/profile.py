@@ -21,11 +21,17 @@ def _training_flags(module: torch.nn.Module) -> list[tuple[torch.nn.Module, bool
     return [(m, m.training) for m in module.modules()]
 
 
-def profile_model(lm: LoadedModel, batch_size: int = 1, inputs: InputSpec | None = None) -> Profile:
-    """Count one eval-mode, no-grad forward at ``batch_size`` on meta tensors (real CPU tensors as fallback).
+def profile_model(lm: LoadedModel, batch_size: int = 1, inputs: InputSpec | None = None,
+                  mode: str = "auto") -> Profile:
+    """Count one eval-mode, no-grad forward at ``batch_size``.
 
-    The module is left exactly as it was: training flags restored, parameters never moved.
+    ``mode``: "auto" counts on meta tensors and falls back to real CPU tensors when the model cannot run
+    on meta; "meta" or "real" force one. Real counting takes the same fused kernels a deployment takes
+    (e.g. MultiheadAttention's fast path) and gives the same MACs. The module is left exactly as it was:
+    training flags restored, parameters never moved.
     """
+    if mode not in ("auto", "meta", "real"):
+        raise InputError(f"unknown counting mode {mode!r}", "modes are auto, meta and real", "use mode='auto'")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch size {batch_size} is not allowed", "a batch holds at least one item",
                          "use --batch-size 1 or more")
@@ -36,11 +42,14 @@ def profile_model(lm: LoadedModel, batch_size: int = 1, inputs: InputSpec | None
     try:
         module.eval()
         try:
-            counted, mode = _count(module, spec, batch_size, "meta"), "meta"
+            if mode == "real":
+                counted = _count(module, spec, batch_size, "cpu")
+            else:
+                counted, mode = _count(module, spec, batch_size, "meta"), "meta"
         except InputError:
             raise
         except Exception as exc:
-            if not _is_meta_limitation(exc) or _on_meta(module):
+            if mode != "auto" or not _is_meta_limitation(exc) or _on_meta(module):
                 raise _rejected(lm.ref, spec, batch_size, exc) from exc
             notes.append(f"counted with real CPU tensors: the model cannot run on meta tensors ({_short(exc)})")
             try:

@@ -1,0 +1,158 @@
+"""Operator formulas on tiny modules with hand-computed answers."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dnnbench.core.specs import InputSpec, LoadedModel, TensorSpec
+from dnnbench.counting.profile import profile_model
+
+
+def count(module, *shapes, mode="meta", batch=1):
+    spec = InputSpec(tuple(TensorSpec(tuple(s)) for s in shapes))
+    return profile_model(LoadedModel("t", module, spec), batch, mode=mode)
+
+
+class Fn(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *xs):
+        return self.fn(*xs)
+
+
+@pytest.mark.parametrize("module, shape, macs, other", [
+    # out 8x8x8 = 512 elements, each 3 in-channels x 3x3 kernel; bias adds 512
+    (nn.Conv2d(3, 8, 3, padding=1), (3, 8, 8), 512 * 3 * 9, 512),
+    # grouped: out 16x6x6 = 576, each gathers 8/4 channels x 9
+    (nn.Conv2d(8, 16, 3, padding=1, groups=4, bias=False), (8, 6, 6), 576 * 2 * 9, 0),
+    # depthwise: out 8x10x10, one channel x 9 each
+    (nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False), (8, 10, 10), 800 * 9, 0),
+    # strided: (9-3)//2+1 = 4 -> out 4x4x4 = 64
+    (nn.Conv2d(3, 4, 3, stride=2, bias=False), (3, 9, 9), 64 * 3 * 9, 0),
+    # dilated: effective kernel 5 -> out 2x5x5 = 50
+    (nn.Conv2d(2, 2, 3, dilation=2, bias=False), (2, 9, 9), 50 * 2 * 9, 0),
+    # transposed: every input element (4x3x3 = 36) scatters into 2 channels x 2x2; bias on 2x6x6 = 72
+    (nn.ConvTranspose2d(4, 2, 2, stride=2), (4, 3, 3), 36 * 2 * 4, 72),
+    # 1-d conv: out 4 x 8, each 2 x 3
+    (nn.Conv1d(2, 4, 3, padding=1, bias=False), (2, 8), 32 * 2 * 3, 0),
+    # linear: 10 x 6 MACs per row, bias 6 per row
+    (nn.Linear(10, 6), (10,), 60, 6),
+    # linear on a sequence: 5 tokens x 10 x 6
+    (nn.Linear(10, 6, bias=False), (5, 10), 300, 0),
+    (nn.MaxPool2d(2), (4, 8, 8), 0, 64 * 4),
+    (nn.AvgPool2d(3, stride=1), (1, 5, 5), 0, 9 * 9),
+    (nn.AdaptiveAvgPool2d(1), (4, 3, 3), 0, 36),
+    (nn.BatchNorm2d(4).eval(), (4, 3, 3), 0, 2 * 36),
+    (nn.LayerNorm(8), (3, 8), 0, 5 * 24),
+    (nn.GroupNorm(2, 4), (4, 2, 2), 0, 5 * 16),
+    (nn.ReLU(), (10,), 0, 10),
+    (nn.Softmax(dim=-1), (3, 7), 0, 4 * 21),
+])
+@pytest.mark.parametrize("mode", ["meta", "real"])
+def test_single_op_formulas(module, shape, macs, other, mode):
+    p = count(module, shape, mode=mode)
+    assert p.macs == macs
+    assert p.flops == 2 * macs
+    assert p.other_flops == other
+    assert p.uncounted_ops == {}
+
+
+def test_matmul_and_bmm():
+    # [2,4,5] @ [2,5,3]: 2 x 4 x 3 outputs, 5 MACs each
+    p = count(Fn(torch.matmul), (4, 5), (5, 3), batch=2)
+    assert p.macs == 2 * 4 * 5 * 3
+    p = count(Fn(torch.bmm), (4, 5), (5, 3), batch=2)
+    assert p.macs == 2 * 4 * 5 * 3
+    # 2-d mm through matmul
+    p = count(Fn(lambda a: a @ torch.ones(7, 2, device=a.device)), (7,), batch=3)
+    assert p.macs == 3 * 7 * 2
+
+
+@pytest.mark.parametrize("mode", ["meta", "real"])
+def test_functional_attention(mode):
+    # q [1,2,4,8], k/v [1,2,6,8]: QK^T 2 heads x 4 x 6 x 8 + AV 2 x 4 x 6 x 8
+    p = count(Fn(F.scaled_dot_product_attention), (2, 4, 8), (2, 6, 8), (2, 6, 8), mode=mode)
+    assert p.macs == 2 * (2 * 4 * 6 * 8)
+    assert p.uncounted_ops == {}
+
+
+@pytest.mark.parametrize("mode", ["meta", "real"])
+def test_multihead_attention_module_including_fused_fast_path(mode):
+    # eval + no_grad on real CPU tensors takes torch._native_multi_head_attention (the fast path);
+    # meta tensors take the decomposed path. Both must give: in-proj 5x8x24, scores+AV 2x5x5x8, out 5x8x8.
+    class SelfAttention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mha = nn.MultiheadAttention(8, 2, batch_first=True)
+
+        def forward(self, x):
+            return self.mha(x, x, x, need_weights=False)[0]
+
+    p = count(SelfAttention(), (5, 8), mode=mode)
+    assert p.macs == 5 * 8 * 24 + 2 * 5 * 5 * 8 + 5 * 8 * 8
+    if mode == "real":
+        assert any(o.op == "aten._native_multi_head_attention" for o in p.ops)
+
+
+@pytest.mark.parametrize("mode", ["meta", "real"])
+def test_transformer_encoder_layer_fused_path(mode):
+    layer = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, batch_first=True).eval()
+    p = count(layer, (5, 8), mode=mode, batch=2)
+    per_token = 8 * 24 + 8 * 8 + 2 * 8 * 16
+    assert p.macs == 2 * (5 * per_token + 2 * 5 * 5 * 8)
+    if mode == "real":
+        assert any(o.op == "aten._transformer_encoder_layer_fwd" for o in p.ops)
+
+
+def test_unknown_op_is_reported_not_zero():
+    p = count(Fn(lambda x: torch.fft.fft(x).real), (8,))
+    assert p.uncounted_ops, "an op without a formula must be listed"
+    assert all(v >= 1 for v in p.uncounted_ops.values())
+
+
+def test_activation_peak_hand_computed():
+    # batch 4: input 4x10 floats = 160 B; linear1 out 320 B; relu out 320 B (input and linear1 out
+    # still alive) -> 800 B peak; linear1 out dies before linear2 (80 B) -> 560 B.
+    model = nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 5))
+    p = count(model, (10,), batch=4)
+    assert p.activation_peak_bytes == 800
+    assert p.input_bytes == 160 and p.output_bytes == 80
+    # in-place ReLU writes into linear1's output: no new storage
+    p = count(nn.Sequential(nn.Linear(10, 20), nn.ReLU(inplace=True), nn.Linear(20, 5)), (10,), batch=4)
+    assert p.activation_peak_bytes == 160 + 320 + 80
+
+
+def test_layer_rows_attribute_work_and_params():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 5 * 5, 2))
+    p = count(model, (3, 5, 5))
+    rows = {r.name: r for r in p.layers}
+    assert rows["0"].macs == 100 * 27 and rows["0"].params == 4 * 27 + 4
+    assert rows["0"].output_bytes == 100 * 4
+    assert rows["3"].macs == 100 * 2 and rows["3"].params == 202
+    assert rows["1"].other_flops == 100
+    assert sum(r.params for r in p.layers) == p.params
+    assert sum(r.macs for r in p.layers) == p.macs
+
+
+def test_meta_shortcuts_match_the_real_meta_kernels():
+    from dnnbench.counting.counter import META_SHORTCUTS
+
+    aten = torch.ops.aten
+    m = lambda *s: torch.empty(*s, device="meta")  # noqa: E731
+    x_cl = m(2, 3, 4, 4).to(memory_format=torch.channels_last)
+    cases = [
+        (aten.native_batch_norm.default, (x_cl, m(3), m(3), m(3), m(3), False, 0.1, 1e-5)),
+        (aten.native_batch_norm.default, (m(2, 3, 5), m(3), m(3), m(3), m(3), False, 0.1, 1e-5)),
+        (aten.native_layer_norm.default, (m(2, 5, 8), [8], m(8), m(8), 1e-5)),
+        (aten.native_layer_norm.default, (m(2, 5, 4, 8), [4, 8], None, None, 1e-5)),
+        (aten.addmm.default, (m(16), m(5, 8), m(16, 8).t())),
+    ]
+    for op, args in cases:
+        ours, theirs = META_SHORTCUTS[op](args, {}), op(*args)
+        ours = ours if isinstance(ours, tuple) else (ours,)
+        theirs = theirs if isinstance(theirs, tuple) else (theirs,)
+        for a, b in zip(ours, theirs):
+            assert (a.shape, a.stride(), a.dtype, a.device) == (b.shape, b.stride(), b.dtype, b.device), op
