@@ -4,7 +4,7 @@ The public API lives in :mod:`dnnbench.api`; names are re-exported lazily so tha
 ``import dnnbench`` stays cheap (torch is imported only when a function is called).
 """
 
-__version__ = "0.1.0"
+from dnnbench.core.version import __version__
 
 __all__ = ["profile", "load_model", "Profile", "ModelRef", "DnnbenchError", "__version__"]
 

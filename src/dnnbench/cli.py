@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from dnnbench import __version__
+from dnnbench.core.version import __version__
 from dnnbench.core.errors import DnnbenchError, InputError
 
 # Piped output (files, CI logs) gets a wide table instead of rich's 80-column default.
