@@ -15,7 +15,7 @@ from dnnbench.core.specs import InputSpec, LoadedModel
 from dnnbench.counting.profile import profile_model
 from dnnbench.sources import load, sets, torchvision_models
 
-__all__ = ["profile", "profile_many", "load_model", "list_models", "SetResult"]
+__all__ = ["profile", "profile_many", "load_model", "list_models", "SetResult", "sensors"]
 
 
 def load_model(ref: str | ModelRef, device: str = "cpu", weights: str | None = None,
@@ -126,3 +126,14 @@ def list_models(pattern: str | None = None) -> list[dict]:
         pat = f"*{pat}*"
     names = [n for n in torchvision_models.classification_models() if fnmatch.fnmatch(n, pat)]
     return [torchvision_models.describe(n) for n in names]
+
+
+def sensors(spec: str | None = None, root: str | None = None) -> list:
+    """Every power sensor (or those ``spec`` names, e.g. "meter:log.csv"), whether it works here and why not.
+
+    Returns ``SensorInfo`` records (``name``, ``available``, ``reason``, ``scope``, ``domains``, ``method``,
+    ``update_period_s``...). ``root``: the sysfs root (default $DNNBENCH_SYSFS_ROOT, else /sys).
+    """
+    from dnnbench.measure.power import probe_sensors
+
+    return probe_sensors(spec, root)
