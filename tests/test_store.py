@@ -1,0 +1,124 @@
+"""The results store on real SQLite and a real PostgreSQL server: the same tests on both."""
+
+import hashlib
+import os
+import sqlite3
+from datetime import datetime, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from dnnbench.store import CellRow, open_store
+from dnnbench.store.store import StoreError
+
+
+def row(model="torchvision:resnet18", batch=1, status="ok", **metrics):
+    cid = hashlib.sha256(f"{model}|{batch}|{status}".encode()).hexdigest()
+    return CellRow(
+        cell_id=cid, fingerprint="f" * 16, environment={"cpu_model": "Test CPU", "cores": 2},
+        model_ref=model, runtime="eager", device="cpu", precision="fp32", batch_size=batch,
+        metric_group="time", status=status, threads=2, input_shape=[[batch, 3, 224, 224]],
+        metrics=metrics or {"latency_median_s": 0.01 * batch, "throughput_items_per_s": 100.0},
+        notes={"power_w": "unavailable: no sensor"} if status == "ok" else {},
+        samples={"latency_s": [0.01 * batch] * 5}, warnings=["CV 12 % > 10 %: machine busy; close other programs"],
+        message=None if status == "ok" else "out of memory",
+    )
+
+
+def test_roundtrip_tidy_frame(store_url):
+    with open_store(store_url) as store:
+        assert store.count() == 0
+        for b in (1, 2, 4):
+            assert store.put(row(batch=b))
+        assert store.put(row(model="torchvision:vgg16", batch=64, status="oom", latency_median_s=None))
+        df = store.frame()
+    assert len(df) == 4
+    assert {"model_ref", "batch_size", "status", "latency_median_s", "throughput_items_per_s", "power_w",
+            "cpu_model"} <= set(df.columns)
+    ok = df[df.status == "ok"].sort_values("batch_size")
+    assert list(ok.latency_median_s) == pytest.approx([0.01, 0.02, 0.04])
+    assert ok.power_w.isna().all()  # unavailable is NULL with a note, never 0
+    assert df[df.status == "oom"].latency_median_s.isna().all()
+    assert list(ok.warnings.iloc[0]) == ["CV 12 % > 10 %: machine busy; close other programs"]
+
+
+def test_same_cell_is_stored_once_and_samples_are_kept(store_url):
+    with open_store(store_url) as store:
+        r = row(batch=8)
+        assert store.put(r) is True
+        assert store.put(r) is False
+        assert store.count() == 1
+        assert store.samples(r.cell_id) == {"latency_s": pytest.approx([0.08] * 5)}
+        assert store.statuses([r.cell_id, "nope"]) == {r.cell_id: "ok"}
+        assert store.delete_cells([r.cell_id]) == 1
+        assert store.count() == 0
+
+
+def test_reopening_keeps_data(store_url):
+    with open_store(store_url) as store:
+        store.put(row())
+    with open_store(store_url) as store:
+        assert store.count() == 1
+
+
+def test_non_dnnbench_database_is_refused_untouched(store_url):
+    engine = sa.create_engine(store_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+    engine.dispose()
+    with pytest.raises(StoreError, match="is not a dnnbench store"):
+        open_store(store_url)
+    engine = sa.create_engine(store_url)
+    assert set(sa.inspect(engine).get_table_names()) == {"customers"}
+    engine.dispose()
+
+
+def test_newer_schema_is_refused_untouched(store_url):
+    with open_store(store_url) as store:
+        store.put(row())
+    engine = sa.create_engine(store_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE dnnbench_schema_version SET version_num = '9999'")
+    engine.dispose()
+    with pytest.raises(StoreError, match="newer dnnbench"):
+        open_store(store_url)
+    engine = sa.create_engine(store_url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT version_num FROM dnnbench_schema_version").scalar() == "9999"
+        assert conn.exec_driver_sql("SELECT count(*) FROM runs").scalar() == 1
+    engine.dispose()
+
+
+def test_corrupted_sqlite_file_is_refused_untouched(tmp_path):
+    bad = tmp_path / "results.db"
+    bad.write_bytes(b"this is not a database\x00" * 100)
+    before = bad.read_bytes()
+    with pytest.raises(StoreError, match="not a SQLite database"):
+        open_store(str(bad))
+    assert bad.read_bytes() == before
+    # a valid header with garbage pages
+    good = tmp_path / "good.db"
+    with open_store(str(good)) as store:
+        store.put(row())
+    data = bytearray(good.read_bytes())
+    data[100:4096] = b"\xff" * (4096 - 100)
+    good.write_bytes(bytes(data))
+    before = good.read_bytes()
+    with pytest.raises(StoreError):
+        open_store(str(good))
+    assert good.read_bytes() == before
+
+
+def test_default_location_and_env_override(tmp_path, monkeypatch):
+    from dnnbench.store import default_store_url
+
+    monkeypatch.delenv("DNNBENCH_STORE", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert default_store_url() == f"sqlite:///{tmp_path}/dnnbench/results.db"
+    monkeypatch.setenv("DNNBENCH_STORE", str(tmp_path / "x.db"))
+    assert default_store_url() == f"sqlite:///{tmp_path}/x.db"
+
+
+def test_unreachable_server_is_one_clear_error():
+    with pytest.raises(StoreError, match="cannot open the store"):
+        open_store("postgresql+psycopg://nobody@127.0.0.1:1/none")
