@@ -6,11 +6,11 @@ The public API lives in :mod:`dnnbench.api`; names are re-exported lazily so tha
 
 from dnnbench.core.version import __version__
 
-__all__ = ["profile", "load_model", "Profile", "ModelRef", "DnnbenchError", "__version__"]
+__all__ = ["profile", "load_model", "bench", "machine", "Profile", "ModelRef", "DnnbenchError", "__version__"]
 
 
 def __getattr__(name):  # PEP 562: lazy re-exports
-    if name in ("profile", "load_model"):
+    if name in ("profile", "load_model", "bench", "machine"):
         from dnnbench import api
 
         return getattr(api, name)

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 
 import torch
 
-from dnnbench.core.errors import DnnbenchError, InputError
+from dnnbench.core.errors import DnnbenchError, InputError, UnavailableError
 from dnnbench.core.records import Profile
 from dnnbench.core.refs import ModelRef
 from dnnbench.core.specs import InputSpec, LoadedModel
 from dnnbench.counting.profile import profile_model
 from dnnbench.sources import load, sets, torchvision_models
 
-__all__ = ["profile", "profile_many", "load_model", "list_models", "SetResult", "sensors"]
+__all__ = ["profile", "profile_many", "load_model", "list_models", "SetResult", "sensors", "bench", "machine"]
 
 
 def load_model(ref: str | ModelRef, device: str = "cpu", weights: str | None = None,
@@ -137,3 +137,219 @@ def sensors(spec: str | None = None, root: str | None = None) -> list:
     from dnnbench.measure.power import probe_sensors
 
     return probe_sensors(spec, root)
+
+
+# ---- bench: time, throughput, memory and roofline per (model, batch size) ---------------------------
+
+DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
+BenchEvent = Callable[[str, "CellSpec", object], None]  # ("start"|"progress"|"done", spec, payload)
+
+
+def _bench_loader(ref: str, device: str, input_size=None) -> LoadedModel:
+    """Build the model inside a worker process. Module-level, so ``functools.partial`` of it pickles."""
+    lm = load(ref, device=device)
+    size = _parse_input_size(input_size)
+    if size is not None:
+        lm.inputs = lm.inputs.with_image_size(*size)
+    return lm
+
+
+def check_device(device: str) -> str:
+    """``device`` if bench can run on it here, else a one-line error saying why and what to use."""
+    if device == "cpu":
+        return device
+    if device == "cuda" or device.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            why = ("this torch is built without CUDA" if torch.version.cuda is None
+                   else "torch.cuda.is_available() is False: no NVIDIA GPU or driver is visible")
+            raise UnavailableError(f"--device {device} is not available on this machine", why, "use --device cpu")
+        index = device.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise InputError(f"--device {device} does not exist", f"{torch.cuda.device_count()} CUDA device(s) here",
+                             "use --device cuda or cuda:N with N below the device count")
+        return device
+    raise InputError(f"unknown device {device!r}", "bench runs on cpu or cuda", "use --device cpu or --device cuda")
+
+
+def _check_bench_args(threads, target_ci, max_time_per_cell, min_samples) -> None:
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise InputError(f"--threads {threads} is not allowed", "at least one thread must run the model",
+                         "use --threads 1 or more (default: the physical cores)")
+    if not 0 < target_ci < 1:
+        raise InputError(f"--target-ci {target_ci} is not allowed", "it is a fraction of the median, between 0 and 1",
+                         "use e.g. --target-ci 0.02 for +/-2 %")
+    if not max_time_per_cell > 0:
+        raise InputError(f"--max-time-per-cell {max_time_per_cell} is not allowed", "a cell needs some time",
+                         "use a positive number of seconds, e.g. --max-time-per-cell 10")
+    if not isinstance(min_samples, int) or min_samples < 1:
+        raise InputError(f"--min-samples {min_samples} is not allowed", "at least one sample is needed",
+                         "use --min-samples 10")
+
+
+def _roofline(cell: "BenchCell", peak: "MachinePeak | None", peak_why: str) -> "Roofline | None":
+    from dnnbench.core.measurements import NoiseWarning, Roofline
+
+    if cell.status != "ok" or cell.latency_s is None:
+        return None
+    if cell.static is None:
+        why = cell.unavailable.get("static", "no static profile")
+        return Roofline(None, peak.peak_flops_per_s if peak else None, None,
+                        {"achieved_flops_per_s": f"unavailable: {why}", "fraction_of_peak": f"unavailable: {why}"})
+    achieved = cell.static.flops / cell.latency_s.median_s
+    if peak is None:
+        return Roofline(achieved, None, None, {"fraction_of_peak": peak_why})
+    fraction = achieved / peak.peak_flops_per_s
+    if fraction > 1:
+        cell.warnings.append(NoiseWarning(
+            "peak", f"achieved {achieved / 1e9:.1f} GFLOP/s is {100 * fraction:.0f} % of the measured peak "
+                    f"{peak.peak_flops_per_s / 1e9:.1f} GFLOP/s: the peak probe or the operation count is wrong",
+            "run `dnnbench machine` again on a quiet machine, and report the model if it persists"))
+    return Roofline(achieved, peak.peak_flops_per_s, fraction)
+
+
+def _memory_fit(cells: list["BenchCell"], on_gpu: bool) -> "tuple[MemoryFit | None, str | None]":
+    from dnnbench.core.measurements import MemoryFit
+    from dnnbench.core.stats import linear_fit
+
+    quantity = "cuda_peak_allocated_bytes" if on_gpu else "rss_above_baseline_bytes"
+    points = [(c.batch_size, getattr(c, quantity), c.static) for c in cells
+              if c.status == "ok" and getattr(c, quantity) is not None]
+    if len(points) < 2:
+        return None, f"unavailable: fewer than two batch sizes with a measured {quantity}"
+    bs = [p[0] for p in points]
+    ys = [p[1] for p in points]
+    fit = linear_fit(bs, ys)
+    monotonic = all(b >= a for a, b in zip(ys, ys[1:]))
+    s_floor = s_slope = ratio = None
+    if all(p[2] is not None for p in points):
+        sfit = linear_fit(bs, [p[2].activation_peak_bytes for p in points])
+        s_floor, s_slope = points[0][2].weight_bytes + sfit.intercept, sfit.slope
+        ratio = fit.slope / s_slope if s_slope > 0 else None
+    return MemoryFit(quantity, fit.intercept, fit.slope, fit.r2, fit.n, monotonic, s_floor, s_slope, ratio), None
+
+
+def bench(model, batch_sizes=DEFAULT_BATCH_SIZES, device: str = "cpu", threads: int | None = None,
+          target_ci: float = 0.02, max_time_per_cell: float = 10.0, in_process: bool = False,
+          input_size=None, min_samples: int = 10, on_event: BenchEvent | None = None) -> "BenchRun":
+    """Time, throughput and memory of ``model`` at each batch size on ``device``; one cell per batch size.
+
+    Each cell runs in a fresh worker subprocess (``in_process=False``) so that its peak RSS is its own and a
+    crash or OOM stays in that cell: an OOM marks the larger batch sizes "skipped", an error only its cell.
+    ``model``: a reference (a module object needs ``in_process=True``). ``threads``: default the physical
+    cores. Sampling stops when the 95 % CI of the median is within ``target_ci`` or after
+    ``max_time_per_cell`` seconds. Achieved FLOP/s is compared with the peak ``dnnbench machine`` cached.
+    """
+    from functools import partial
+
+    from dnnbench.core.measurements import (BenchCell, BenchRun, CellSpec, StaticEstimate, TimingSpec,
+                                            parse_batch_sizes)
+    from dnnbench.measure import environment, machine
+    from dnnbench.measure.worker import run_cell, run_isolated
+
+    sizes = parse_batch_sizes(batch_sizes)
+    _check_bench_args(threads, target_ci, max_time_per_cell, min_samples)
+    device = check_device(device)
+    threads = threads or environment.default_threads()
+    on_gpu = device.startswith("cuda")
+    emit = on_event or (lambda kind, spec, payload: None)
+
+    given = model if isinstance(model, (torch.nn.Module, LoadedModel)) else None
+    if given is not None and not in_process:
+        raise InputError("a model object cannot be sent to a worker subprocess",
+                         "isolated cells rebuild the model from its reference",
+                         "pass a reference (e.g. 'resnet50', 'python:file.py:factory'), or in_process=True")
+    if given is not None:
+        meta = _as_loaded(given)
+        ref = meta.ref
+    else:
+        ref = str(model)
+        meta = load(ref, device="meta")  # an unknown model fails here, before any worker starts
+    spec_inputs = meta.inputs
+    size = _parse_input_size(input_size)
+    if size is not None:
+        spec_inputs = spec_inputs.with_image_size(*size)
+
+    statics: dict[int, StaticEstimate | str] = {}
+    for b in sizes:
+        try:
+            p = profile_model(meta, b, spec_inputs)
+            statics[b] = StaticEstimate(p.macs, p.flops, p.weight_bytes, p.activation_peak_bytes)
+        except DnnbenchError as exc:
+            statics[b] = f"the static profile failed: {exc.one_line()}"
+
+    env = environment.capture(device)
+    peak = machine.load_peak(env.fingerprint, device, threads)
+    peak_why = (f"unavailable: no measured peak for this machine (fingerprint {env.fingerprint}) at {threads} "
+                f"threads in {machine.cache_path(env.fingerprint)}; run `dnnbench machine --device "
+                f"{device.split(':')[0]} --threads {threads}` (about 10 s) to measure it")
+    tspec = TimingSpec(target_ci=target_ci, max_time_s=float(max_time_per_cell), min_samples=min_samples)
+    isolation = "in-process" if in_process else "subprocess"
+
+    lm = None
+    old_threads, old_bench = torch.get_num_threads(), torch.backends.cudnn.benchmark
+    cells: list[BenchCell] = []
+    oom_at = None
+    try:
+        if in_process:
+            torch.set_num_threads(threads)
+            if given is not None:
+                lm = _as_loaded(given, device=device)
+                lm.module.to(device)
+                if size is not None:
+                    lm.inputs = spec_inputs
+            else:
+                lm = _bench_loader(ref, device, input_size)
+        for b in sizes:
+            spec = CellSpec(meta.ref, b, device, threads, tspec, isolation)
+            if oom_at is not None:
+                cell = BenchCell(spec, "skipped", f"skipped: batch size {oom_at} already ran out of memory")
+            else:
+                emit("start", spec, None)
+
+                def progress(phase, n, elapsed, rel, _spec=spec):
+                    emit("progress", _spec, (phase, n, elapsed, rel))
+
+                if in_process:
+                    cell = run_cell(spec, lambda: lm, progress, isolated=False)
+                else:
+                    cell = run_isolated(spec, partial(_bench_loader, ref, device, input_size), progress)
+                if cell.status == "oom":
+                    oom_at = b
+            static = statics[b]
+            if isinstance(static, str):
+                cell.unavailable["static"] = static
+            else:
+                cell.static = static
+            cell.roofline = _roofline(cell, peak, peak_why)
+            emit("done", spec, cell)
+            cells.append(cell)
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.backends.cudnn.benchmark = old_bench
+    fit, fit_why = _memory_fit(cells, on_gpu)
+    unavailable = {}
+    if peak is None:
+        unavailable["machine_peak"] = peak_why
+    if fit_why:
+        unavailable["memory_fit"] = fit_why
+    return BenchRun(meta.ref, device, threads, cells, env, peak, fit, unavailable)
+
+
+def machine(device: str = "cpu", threads: int | None = None, cached: bool = False) -> "list[MachinePeak]":
+    """Measure (or with ``cached``, read) this machine's peak FLOP/s and bandwidth; measured peaks are cached."""
+    from dnnbench.measure import environment
+    from dnnbench.measure import machine as probe
+
+    _check_bench_args(threads, 0.5, 1.0, 1)
+    device = check_device(device)
+    fingerprint = environment.capture(device).fingerprint
+    if cached:
+        peaks = probe.cached_peaks(fingerprint)
+        if not peaks:
+            raise UnavailableError(f"no cached peak for this machine (fingerprint {fingerprint})",
+                                   f"{probe.cache_path(fingerprint)} does not exist",
+                                   "run `dnnbench machine` without --cached to measure it")
+        return peaks
+    peak = probe.probe(device, threads or environment.default_threads())
+    probe.save_peak(peak)
+    return [peak]

@@ -198,6 +198,233 @@ def models(pattern, fmt):
     out.print(t)
 
 
+
+@cli.command()
+@click.argument("spec", required=False, metavar="[SENSORS]")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+def sensors(spec, fmt):
+    """List the power sensors: which work here, what each covers, and why the others do not.
+
+    SENSORS (optional) checks a --sensors value instead of listing all: e.g. nvml:0, rapl,
+    jetson:VDD_IN, meter:power.csv. Always exits 0 when the value is well formed, even if nothing works.
+    """
+    from dnnbench import api
+
+    infos = api.sensors(spec)
+    if fmt == "json":
+        _dump([i.to_dict() for i in infos])
+        return
+    from rich.markup import escape  # reasons hold text like dnnbench[nvml] that is not markup
+
+    t = Table(title="power sensors", title_justify="left")
+    for c in ("sensor", "status", "covers", "how", "why not / fix"):
+        t.add_column(c, overflow="fold")
+    for i in infos:
+        if i.available:
+            covers = i.scope + (f" [{', '.join(i.domains)}]" if i.domains else "")
+            how = i.method
+            if not ("every" in how and i.update_period_s == i.sampling_period_s):
+                how += f"; updates every {i.update_period_s:g} s"
+            row = (i.name, "available", covers, how, "; ".join(i.notes))
+        else:
+            row = (i.name, "unavailable", i.scope, "-", i.reason or "")
+        t.add_row(*map(escape, row))
+    out.print(t)
+    if not any(i.available for i in infos):
+        out.print("no power sensor works here: bench reports power and energy as unavailable, never 0. "
+                  "Fix a reason above, or record the machine with an external meter (--sensors meter:FILE).")
+
+
+# ---- bench and machine ---------------------------------------------------------------------------
+
+def _batch_sizes(ctx, param, value):
+    from dnnbench.core.measurements import parse_batch_sizes
+
+    return parse_batch_sizes(value)
+
+
+def _threads(ctx, param, value):
+    if value is not None and value < 1:
+        raise InputError(f"--threads {value} is not allowed", "at least one thread must run the model",
+                         "use --threads 1 or more (default: the physical cores)")
+    return value
+
+
+def _seconds(s) -> str:
+    if s is None:
+        return "-"
+    for scale, unit in ((1, "s"), (1e-3, "ms"), (1e-6, "µs")):
+        if abs(s) >= scale:
+            return f"{s / scale:.3g} {unit}"
+    return f"{s / 1e-9:.3g} ns"
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--batch-sizes", default="1,2,4,8,16,32,64", show_default=True, callback=_batch_sizes,
+              metavar="B1,B2,...", help="Batch sizes, one cell each.")
+@click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda", help="cpu, cuda or cuda:N.")
+@click.option("--threads", type=int, default=None, callback=_threads,
+              help="CPU threads (torch.set_num_threads). Default: the physical cores.")
+@click.option("--target-ci", type=float, default=0.02, show_default=True,
+              help="Stop sampling when the 95 % CI of the median is within this fraction of it.")
+@click.option("--max-time-per-cell", type=float, default=10.0, show_default=True, metavar="S",
+              help="Time cap of one cell in seconds (cold start and warm-up included).")
+@click.option("--min-samples", type=int, default=10, show_default=True, help="No CI-based stop before this.")
+@click.option("--in-process", is_flag=True,
+              help="Run all cells in this process: faster, but memory is not isolated per cell.")
+@click.option("--input-size", default=None, metavar="H[,W]", help="Image size in pixels (default: native).")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+def bench(model, batch_sizes, device, threads, target_ci, max_time_per_cell, min_samples, in_process, input_size, fmt):
+    """Inference time, throughput and memory of MODEL at each batch size, measured on this machine.
+
+    Each (model, batch size) cell runs in a fresh worker process: cold start apart, warm-up until steady,
+    then samples until the 95 % CI of the median is within --target-ci or --max-time-per-cell is spent.
+    """
+    from dnnbench import api
+
+    with _bench_progress(max_time_per_cell) as on_event:
+        run = api.bench(model, batch_sizes, device=device, threads=threads, target_ci=target_ci,
+                        max_time_per_cell=max_time_per_cell, in_process=in_process, input_size=input_size,
+                        min_samples=min_samples, on_event=on_event)
+    if fmt == "json":
+        _dump(run.to_dict())
+    else:
+        _render_bench(run)
+    if not any(c.status == "ok" for c in run.cells):
+        sys.exit(1)
+
+
+class _bench_progress:
+    """A rich progress bar per cell on stderr (only on a terminal), fed by api.bench's events."""
+
+    def __init__(self, max_time: float):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.max_time = max_time
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                            TextColumn("{task.fields[info]}"), console=err, transient=False,
+                            disable=not err.is_terminal)
+        self.tasks: dict[int, int] = {}
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self.on_event
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
+
+    def on_event(self, kind, spec, payload) -> None:
+        label = f"{spec.model.removeprefix('torchvision:')} batch {spec.batch_size}"
+        if kind == "start":
+            self.tasks[spec.batch_size] = self.bar.add_task(label, total=self.max_time, info="starting")
+            return
+        task = self.tasks.get(spec.batch_size)
+        if kind == "progress" and task is not None:
+            phase, n, elapsed, rel = payload
+            info = phase + (f", {n} samples" if n else "") + (f", CI +/-{100 * rel:.1f} %" if rel is not None else "")
+            self.bar.update(task, completed=min(elapsed, self.max_time), info=info)
+        elif kind == "done":
+            cell = payload
+            if task is None:
+                task = self.bar.add_task(label, total=self.max_time)
+            st = cell.latency_s
+            info = cell.status + (f", median {_seconds(st.median_s)}, {st.n} samples" if st else "")
+            self.bar.update(task, completed=self.max_time, info=info)
+
+
+def _render_bench(run) -> None:
+    on_gpu = run.device.startswith("cuda")
+    env = run.environment
+    t = Table(title=f"{run.model} on {run.device}, {run.threads} threads — latency per batch (median and 95 % CI), "
+                    "memory measured per cell", title_justify="left")
+    cols = ["batch", "status", "median", "95 % CI", "per item", "items/s", "p90", "p99", "cold start", "n"]
+    cols += ["CUDA peak alloc.", "CUDA peak reserved"] if on_gpu else ["peak RSS", "RSS above base"]
+    cols += ["static act.+weights", "GFLOP/s", "% of peak"]
+    for c in cols:
+        t.add_column(c, justify="left" if c == "status" else "right")
+    for c in run.cells:
+        st = c.latency_s
+        static = _bytes(c.static.activation_peak_bytes + c.static.weight_bytes) if c.static else "-"
+        if st is None:
+            t.add_row(str(c.batch_size), c.status, *["-"] * (len(cols) - 5), static, "-", "-", style="dim")
+            continue
+        ci = f"+/-{100 * st.ci_rel_halfwidth:.1f} %" if st.ci_rel_halfwidth is not None else "too few samples"
+        mem = ([_bytes(c.cuda_peak_allocated_bytes), _bytes(c.cuda_peak_reserved_bytes)] if on_gpu
+               else [_bytes(c.peak_rss_bytes), _bytes(c.rss_above_baseline_bytes)])
+        roof = c.roofline
+        t.add_row(str(c.batch_size), c.status + (" !" if c.warnings else ""), _seconds(st.median_s), ci,
+                  _seconds(c.latency_per_item_s), f"{c.throughput_items_per_s:,.1f}",
+                  _seconds(st.p90_s) if st.p90_s is not None else "too few samples",
+                  _seconds(st.p99_s) if st.p99_s is not None else "too few samples",
+                  _seconds(c.cold_start_s), str(st.n), *mem, static,
+                  f"{roof.achieved_flops_per_s / 1e9:.1f}" if roof and roof.achieved_flops_per_s is not None else "-",
+                  _pct(roof.fraction_of_peak) if roof and roof.fraction_of_peak is not None else "-")
+    out.print(t)
+    for c in run.cells:
+        if c.status != "ok":
+            out.print(f"batch {c.batch_size}: {c.status}: {c.message}")
+        for w in c.warnings:
+            out.print(f"batch {c.batch_size}: warning: {w}")
+    fit = run.memory_fit
+    if fit is not None:
+        line = (f"memory ({fit.quantity.removesuffix('_bytes').replace('_', ' ')}): {_bytes(fit.floor_bytes)} + "
+                f"{_bytes(fit.slope_bytes_per_item)} x batch (least squares over {fit.n} sizes"
+                + (f", r2 {fit.r2:.3f}" if fit.r2 is not None else "") + ("" if fit.monotonic else ", NOT monotonic") + ")")
+        if fit.static_slope_bytes_per_item is not None:
+            line += (f"; static estimate {_bytes(fit.static_floor_bytes)} + {_bytes(fit.static_slope_bytes_per_item)}"
+                     " x batch" + (f", measured/static slope {fit.slope_ratio:.2f}" if fit.slope_ratio else ""))
+        out.print(line)
+    if run.machine_peak is not None:
+        p = run.machine_peak
+        out.print(f"peak: {p.peak_flops_per_s / 1e9:.1f} GFLOP/s measured by `dnnbench machine` ({p.best_probe} probe, "
+                  f"{p.measured_at})")
+    else:
+        out.print(f"% of peak: {run.unavailable.get('machine_peak', 'unavailable')}")
+    gpu = f", {env.gpu_name}, driver {env.gpu_driver}" if on_gpu and env.gpu_name else ""
+    out.print(f"machine {env.fingerprint}: {env.cpu_model}, {env.physical_cores} physical / {env.logical_cores} "
+              f"logical cores{gpu}; torch {env.torch_version}; load {env.load_avg}; dnnbench {env.tool_version}, "
+              f"{env.timestamp}")
+
+
+@cli.command()
+@click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda", help="cpu, cuda or cuda:N.")
+@click.option("--threads", type=int, default=None, callback=_threads, help="CPU threads. Default: the physical cores.")
+@click.option("--cached", is_flag=True, help="Show the cached peaks of this machine without measuring.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+def machine(device, threads, cached, fmt):
+    """Measure this machine's peak fp32 FLOP/s (best of GEMM and convolution probes) and memory bandwidth.
+
+    The result is cached per machine fingerprint (in $DNNBENCH_CACHE_DIR, default ~/.cache/dnnbench);
+    `dnnbench bench` reads it to report achieved FLOP/s as a % of this peak.
+    """
+    from dnnbench import api
+    from dnnbench.measure.machine import cache_path
+
+    if not cached:
+        err.print("measuring peak FLOP/s and bandwidth (about 10 s)...")
+    peaks = api.machine(device, threads, cached=cached)
+    if fmt == "json":
+        _dump([p.to_dict() for p in peaks])
+        return
+    for p in peaks:
+        t = Table(title=f"{p.device}, {p.threads} threads — machine {p.fingerprint}, measured {p.measured_at}",
+                  title_justify="left")
+        for c in ("probe", "work per call", "best time", "rate"):
+            t.add_column(c, justify="left" if c == "probe" else "right")
+        for pr in p.probes:
+            if pr["kind"] == "bandwidth":
+                t.add_row(pr["name"], _bytes(pr["bytes"]), _seconds(pr["best_s"]), f"{pr['bytes_per_s'] / 1e9:.1f} GB/s")
+            else:
+                t.add_row(pr["name"], _si(pr["flops"], "FLOP"), _seconds(pr["best_s"]),
+                          f"{pr['flops_per_s'] / 1e9:.1f} GFLOP/s")
+        out.print(t)
+        bw = f"{p.bandwidth_bytes_per_s / 1e9:.1f} GB/s" if p.bandwidth_bytes_per_s else "unavailable"
+        out.print(f"peak fp32: {p.peak_flops_per_s / 1e9:.1f} GFLOP/s ({p.best_probe}); GEMM "
+                  f"{p.gemm_flops_per_s / 1e9:.1f}, convolution {p.conv_flops_per_s / 1e9:.1f} GFLOP/s; copy bandwidth {bw}")
+    out.print(f"cache: {cache_path(peaks[0].fingerprint)}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one line per user mistake, a non-zero exit, never a traceback."""
     try:

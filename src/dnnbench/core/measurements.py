@@ -1,0 +1,469 @@
+"""Specs and records of measurement: timing, memory, provenance, machine peak, bench cells.
+
+A frozen spec says *what* is measured (``TimingSpec``, ``CellSpec``); a record holds what was observed
+(raw samples kept) and derives its statistics on demand, as ``torch.utils.benchmark`` separates
+``TaskSpec`` from ``Measurement``. SI units in every name. A figure that could not be measured is
+``None`` and its field name maps to the reason in the record's ``unavailable`` dict — never a 0.
+``to_dict()`` is the JSON and storage format; ``from_dict()`` reads it back (workers send it over a pipe).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from dnnbench.core.errors import InputError
+from dnnbench.core.stats import min_samples_for_quantile, summarize
+
+STATUSES = ("ok", "oom", "error", "skipped")
+
+
+def _init_kwargs(cls, d: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in d.items() if k in names}
+
+
+# ---- specs ---------------------------------------------------------------------------------------
+
+def parse_batch_sizes(value) -> tuple[int, ...]:
+    """Batch sizes from "1,2,4" or a sequence of ints: positive, de-duplicated, ascending."""
+    if isinstance(value, str):
+        words = [w.strip() for w in value.split(",")]
+        if not all(w.isdigit() for w in words):
+            raise InputError(f"batch sizes {value!r} are malformed", "they must be whole numbers separated by commas",
+                             "write e.g. --batch-sizes 1,2,4,8")
+        value = [int(w) for w in words]
+    sizes = list(value)
+    bad = [b for b in sizes if not isinstance(b, int) or isinstance(b, bool) or b < 1]
+    if not sizes or bad:
+        raise InputError(f"batch size {bad[0] if bad else 'list'} is not allowed", "a batch holds at least one item",
+                         "use batch sizes of 1 or more, e.g. --batch-sizes 1,2,4")
+    return tuple(sorted(set(sizes)))
+
+
+@dataclass(frozen=True)
+class TimingSpec:
+    """When a timing cell warms up and stops.
+
+    Warm-up runs until the median of the last ``warmup_window`` calls is within ``warmup_tolerance`` of the
+    window before (and at least ``warmup_min_s`` passed), or until ``warmup_max_fraction`` of the time cap.
+    Sampling stops when the ``confidence`` CI of the median lies within ``target_ci`` (relative) of the
+    median — never before ``min_samples`` — or when ``max_time_s`` (cold start and warm-up included)
+    is spent, but never before ``floor_samples``; or at ``max_samples``.
+    """
+
+    target_ci: float = 0.02
+    max_time_s: float = 10.0
+    min_samples: int = 10
+    floor_samples: int = 3
+    max_samples: int = 200_000
+    confidence: float = 0.95
+    warmup_window: int = 5
+    warmup_tolerance: float = 0.05
+    warmup_min_s: float = 0.05
+    warmup_max_fraction: float = 0.25
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """One (model, batch size) cell: what is measured, where, with how many threads."""
+
+    model: str
+    batch_size: int
+    device: str  # "cpu", "cuda", "cuda:N"
+    threads: int
+    timing: TimingSpec = TimingSpec()
+    isolation: str = "subprocess"  # or "in-process"
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "CellSpec":
+        d = dict(d)
+        d["timing"] = TimingSpec(**d.get("timing", {}))
+        return CellSpec(**_init_kwargs(CellSpec, d))
+
+
+# ---- observations --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Statistics of per-batch latency samples, in seconds. p90/p99 need 64/662 samples (99 % confidence)."""
+
+    n: int
+    median_s: float
+    mean_s: float
+    min_s: float
+    max_s: float
+    stdev_s: float | None
+    cv: float | None
+    iqr_s: float
+    p90_s: float | None
+    p99_s: float | None
+    ci_low_s: float | None
+    ci_high_s: float | None
+    ci_confidence: float
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ci_rel_halfwidth(self) -> float | None:
+        """Largest distance from the median to a CI bound, as a fraction of the median."""
+        if self.ci_low_s is None or self.ci_high_s is None or self.median_s <= 0:
+            return None
+        return max(self.median_s - self.ci_low_s, self.ci_high_s - self.median_s) / self.median_s
+
+    @property
+    def iqr_rel(self) -> float | None:
+        return self.iqr_s / self.median_s if self.median_s > 0 else None
+
+    @staticmethod
+    def from_samples(samples: list[float], confidence: float = 0.95) -> "LatencyStats":
+        s = summarize(samples, confidence)
+        why: dict[str, str] = {}
+        for name, q in (("p90_s", 0.90), ("p99_s", 0.99)):
+            need = min_samples_for_quantile(q)
+            if s.n < need:
+                why[name] = f"too few samples: {s.n} < {need} needed for p{round(q * 100)} at 99 % confidence"
+        if s.ci_low is None:
+            why["ci_low_s"] = why["ci_high_s"] = f"too few samples: {s.n} < 6 needed for a 95 % CI of the median"
+        if s.stdev is None:
+            why["stdev_s"] = why["cv"] = "a single sample has no spread"
+        return LatencyStats(s.n, s.median, s.mean, s.min, s.max, s.stdev, s.cv, s.iqr, s.p90, s.p99,
+                            s.ci_low, s.ci_high, confidence, why)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ci_rel_halfwidth"] = self.ci_rel_halfwidth
+        return d
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Raw observations of one timing cell; statistics are derived on demand from ``samples_s``."""
+
+    cold_start_s: float  # the first call, kept apart from everything else
+    warmup_s: list[float]
+    samples_s: list[float]  # one forward of a whole batch each
+    stop_reason: str  # "ci" (target reached), "time_cap", "max_samples"
+    warmup_steady: bool  # False: warm-up hit its time share before the steady-state test passed
+    wall_s: float  # wall time of the whole cell: cold start, warm-up and sampling
+    confidence: float = 0.95
+    timer: str = "perf_counter"  # or "cuda_events"
+
+    @functools.cached_property
+    def stats(self) -> LatencyStats:
+        return LatencyStats.from_samples(self.samples_s, self.confidence)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "Timing":
+        return Timing(**_init_kwargs(Timing, d))
+
+
+@dataclass(frozen=True)
+class MemoryPeak:
+    """Measured memory of one cell, in bytes.
+
+    CPU: ``peak_rss_bytes`` is the process's peak resident set (VmHWM) while building and running the
+    model; ``baseline_rss_bytes`` the resident set before the model was built (interpreter, torch);
+    ``rss_above_baseline_bytes`` their difference — what this model at this batch size cost.
+    CUDA: peak bytes handed out by the caching allocator (``allocated``) and held from the driver
+    (``reserved``), after ``reset_peak_memory_stats``.
+    """
+
+    method: str
+    peak_rss_bytes: int | None = None
+    baseline_rss_bytes: int | None = None
+    rss_above_baseline_bytes: int | None = None
+    cuda_peak_allocated_bytes: int | None = None
+    cuda_peak_reserved_bytes: int | None = None
+    cuda_allocated_before_run_bytes: int | None = None  # weights and inputs, before the first forward
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "MemoryPeak":
+        return MemoryPeak(**_init_kwargs(MemoryPeak, d))
+
+
+@dataclass(frozen=True)
+class StaticEstimate:
+    """The static profile's figures for this cell, shown beside the measured ones."""
+
+    macs: int
+    flops: int  # 2 x macs
+    weight_bytes: int
+    activation_peak_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Provenance of a measurement. ``fingerprint``: stable hash of the hardware/software identity fields."""
+
+    fingerprint: str
+    cpu_model: str | None
+    physical_cores: int | None
+    logical_cores: int | None
+    arch: str
+    os: str
+    python_version: str
+    torch_version: str
+    cuda_version: str | None
+    cudnn_version: int | None
+    gpu_name: str | None
+    gpu_driver: str | None
+    gpu_clocks_mhz: dict[str, float] | None  # current and max SM/memory clocks
+    cpu_governor: str | None
+    cpu_freq_mhz: float | None
+    load_avg: list[float] | None  # 1, 5, 15 minutes
+    threads: int | None  # torch.get_num_threads() in the measuring process
+    tool_version: str
+    timestamp: str  # UTC, ISO 8601
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. cudnn.benchmark, TF32 flags
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    # What the fingerprint hashes: the machine and the software that sets its speed; not load, clocks or time.
+    IDENTITY = ("cpu_model", "physical_cores", "logical_cores", "arch", "gpu_name", "gpu_driver",
+                "torch_version", "cuda_version", "cudnn_version")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "Environment":
+        return Environment(**_init_kwargs(Environment, d))
+
+
+@dataclass(frozen=True)
+class NoiseWarning:
+    """Something that makes a measurement less trustworthy, with what to do about it."""
+
+    code: str  # "cv", "iqr", "ci", "load", "throttle", "governor", "warmup", "samples", "peak"
+    message: str
+    remedy: str
+
+    def __str__(self) -> str:
+        return f"{self.message}. Remedy: {self.remedy}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MachinePeak:
+    """Measured peak fp32 compute and memory bandwidth of one device at one thread count."""
+
+    fingerprint: str
+    device: str
+    threads: int
+    peak_flops_per_s: float  # best of the GEMM and convolution probes
+    best_probe: str
+    gemm_flops_per_s: float
+    conv_flops_per_s: float
+    bandwidth_bytes_per_s: float | None
+    probes: list[dict[str, Any]]  # each: name, flops or bytes per call, best_s, rate
+    measured_at: str
+    tool_version: str
+    probe_wall_s: float
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "MachinePeak":
+        return MachinePeak(**_init_kwargs(MachinePeak, d))
+
+
+@dataclass(frozen=True)
+class Roofline:
+    """Achieved FLOP/s (2 x MACs of the static profile / median latency) against the measured peak."""
+
+    achieved_flops_per_s: float | None
+    peak_flops_per_s: float | None
+    fraction_of_peak: float | None
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class BenchCell:
+    """The result of one (model, batch size) cell: status, timing, memory, roofline, provenance, warnings."""
+
+    spec: CellSpec
+    status: str  # one of STATUSES
+    message: str = ""
+    timing: Timing | None = None
+    memory: MemoryPeak | None = None
+    environment: Environment | None = None
+    static: StaticEstimate | None = None
+    roofline: Roofline | None = None
+    warnings: list[NoiseWarning] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    # -- derived views, SI names --
+    @property
+    def model(self) -> str:
+        return self.spec.model
+
+    @property
+    def batch_size(self) -> int:
+        return self.spec.batch_size
+
+    @property
+    def latency_s(self) -> LatencyStats | None:
+        return self.timing.stats if self.timing else None
+
+    @property
+    def latency_per_item_s(self) -> float | None:
+        return self.latency_s.median_s / self.batch_size if self.latency_s else None
+
+    @property
+    def throughput_items_per_s(self) -> float | None:
+        st = self.latency_s
+        return self.batch_size / st.median_s if st and st.median_s > 0 else None
+
+    @property
+    def cold_start_s(self) -> float | None:
+        return self.timing.cold_start_s if self.timing else None
+
+    @property
+    def samples_s(self) -> list[float]:
+        return self.timing.samples_s if self.timing else []
+
+    def _mem(self, name: str):
+        return getattr(self.memory, name) if self.memory else None
+
+    @property
+    def peak_rss_bytes(self) -> int | None:
+        return self._mem("peak_rss_bytes")
+
+    @property
+    def rss_above_baseline_bytes(self) -> int | None:
+        return self._mem("rss_above_baseline_bytes")
+
+    @property
+    def cuda_peak_allocated_bytes(self) -> int | None:
+        return self._mem("cuda_peak_allocated_bytes")
+
+    @property
+    def cuda_peak_reserved_bytes(self) -> int | None:
+        return self._mem("cuda_peak_reserved_bytes")
+
+    @property
+    def achieved_flops_per_s(self) -> float | None:
+        return self.roofline.achieved_flops_per_s if self.roofline else None
+
+    @property
+    def fraction_of_peak(self) -> float | None:
+        return self.roofline.fraction_of_peak if self.roofline else None
+
+    def to_dict(self, samples: bool = True) -> dict[str, Any]:
+        """Flat, SI-named JSON: the headline figures first, then the records they come from."""
+        st = self.latency_s
+        d: dict[str, Any] = {
+            "model": self.model, "batch_size": self.batch_size, "device": self.spec.device,
+            "threads": self.spec.threads, "isolation": self.spec.isolation,
+            "status": self.status, "message": self.message,
+            "latency_s": st.to_dict() if st else None,
+            "latency_per_item_s": self.latency_per_item_s,
+            "throughput_items_per_s": self.throughput_items_per_s,
+            "cold_start_s": self.cold_start_s,
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "rss_above_baseline_bytes": self.rss_above_baseline_bytes,
+            "cuda_peak_allocated_bytes": self.cuda_peak_allocated_bytes,
+            "cuda_peak_reserved_bytes": self.cuda_peak_reserved_bytes,
+            "static_activation_peak_bytes": self.static.activation_peak_bytes if self.static else None,
+            "static_weight_bytes": self.static.weight_bytes if self.static else None,
+            "flops": self.static.flops if self.static else None,
+            "achieved_flops_per_s": self.achieved_flops_per_s,
+            "fraction_of_peak": self.fraction_of_peak,
+            "warnings": [w.to_dict() for w in self.warnings],
+            "unavailable": dict(self.unavailable),
+            "spec": self.spec.to_dict(),
+            "timing": self.timing.to_dict() if self.timing else None,
+            "memory": self.memory.to_dict() if self.memory else None,
+            "static": self.static.to_dict() if self.static else None,
+            "roofline": self.roofline.to_dict() if self.roofline else None,
+            "environment": self.environment.to_dict() if self.environment else None,
+        }
+        if not samples and d["timing"]:
+            d["timing"] = {k: v for k, v in d["timing"].items() if k not in ("samples_s", "warmup_s")}
+        else:
+            d["samples_s"] = self.samples_s
+        return d
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "BenchCell":
+        return BenchCell(
+            spec=CellSpec.from_dict(d["spec"]),
+            status=d["status"],
+            message=d.get("message", ""),
+            timing=Timing.from_dict(d["timing"]) if d.get("timing") else None,
+            memory=MemoryPeak.from_dict(d["memory"]) if d.get("memory") else None,
+            environment=Environment.from_dict(d["environment"]) if d.get("environment") else None,
+            static=StaticEstimate(**d["static"]) if d.get("static") else None,
+            roofline=Roofline(**d["roofline"]) if d.get("roofline") else None,
+            warnings=[NoiseWarning(**w) for w in d.get("warnings", [])],
+            unavailable=dict(d.get("unavailable", {})),
+        )
+
+
+@dataclass(frozen=True)
+class MemoryFit:
+    """Measured memory over batch sizes: floor + slope x batch, beside the static estimate's slope."""
+
+    quantity: str  # "rss_above_baseline_bytes" or "cuda_peak_allocated_bytes"
+    floor_bytes: float
+    slope_bytes_per_item: float
+    r2: float | None
+    n: int
+    monotonic: bool
+    static_floor_bytes: float | None
+    static_slope_bytes_per_item: float | None
+    slope_ratio: float | None  # measured slope / static slope
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class BenchRun:
+    """All cells of one ``bench`` call, with the machine's provenance and roofline peak."""
+
+    model: str
+    device: str
+    threads: int
+    cells: list[BenchCell]
+    environment: Environment
+    machine_peak: MachinePeak | None
+    memory_fit: MemoryFit | None = None
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    def cell(self, batch_size: int) -> BenchCell:
+        for c in self.cells:
+            if c.batch_size == batch_size:
+                return c
+        raise KeyError(batch_size)
+
+    def to_dict(self, samples: bool = True) -> dict[str, Any]:
+        return {
+            "model": self.model, "device": self.device, "threads": self.threads,
+            "cells": [c.to_dict(samples) for c in self.cells],
+            "memory_fit": self.memory_fit.to_dict() if self.memory_fit else None,
+            "machine_peak": self.machine_peak.to_dict() if self.machine_peak else None,
+            "environment": self.environment.to_dict(),
+            "unavailable": dict(self.unavailable),
+        }

@@ -1,0 +1,186 @@
+"""Pure statistics that measurement needs for its stopping rule and its summaries. No torch, no numpy.
+
+Distribution-free throughout: latency distributions are skewed and multi-modal, so confidence intervals
+come from order statistics (binomial ranks), never from a normal approximation of the mean.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+__all__ = [
+    "binom_cdf", "median_ci_ranks", "median_ci", "quantile", "min_samples_for_quantile",
+    "Summary", "summarize", "linear_fit", "LinearFit",
+]
+
+
+def _log_pmf(i: int, n: int, p: float) -> float:
+    return (math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+            + i * math.log(p) + (n - i) * math.log1p(-p))
+
+
+def binom_cdf(k: int, n: int, p: float) -> float:
+    """P(Bin(n, p) <= k), summed over the smaller tail in log space (exact to float precision, any n)."""
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    if p <= 0.0:
+        return 1.0
+    if p >= 1.0:
+        return 0.0
+    if k < n * p:  # lower tail: terms shrink as i goes down from k
+        return _tail_sum(range(k, -1, -1), n, p)
+    # upper tail P(X > k): terms shrink as i goes up from k + 1
+    return 1.0 - _tail_sum(range(k + 1, n + 1), n, p)
+
+
+def _tail_sum(indices, n: int, p: float) -> float:
+    total = 0.0
+    for i in indices:
+        term = math.exp(_log_pmf(i, n, p))
+        total += term
+        if term < 1e-18 * total:
+            break
+    return total
+
+
+@lru_cache(maxsize=4096)
+def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int, float] | None:
+    """1-based ranks (lo, hi) of the order statistics bracketing the median, and their exact coverage.
+
+    The interval [x_(lo), x_(hi)] covers the population median with probability
+    1 - 2 P(Bin(n, 1/2) <= lo - 1) >= ``confidence`` for any continuous distribution.
+    None when n is too small for such an interval (n < 6 at 95 %).
+    """
+    alpha = 1.0 - confidence
+    if n < 1 or binom_cdf(0, n, 0.5) > alpha / 2:
+        return None
+    lo_rank, hi_rank = 1, (n + 1) // 2  # largest lo with P(Bin <= lo - 1) <= alpha / 2, by bisection
+    while lo_rank < hi_rank:
+        mid = (lo_rank + hi_rank + 1) // 2
+        if binom_cdf(mid - 1, n, 0.5) <= alpha / 2:
+            lo_rank = mid
+        else:
+            hi_rank = mid - 1
+    coverage = 1.0 - 2.0 * binom_cdf(lo_rank - 1, n, 0.5)
+    return lo_rank, n + 1 - lo_rank, coverage
+
+
+def median_ci(sorted_xs: Sequence[float], confidence: float = 0.95) -> tuple[float, float] | None:
+    """Distribution-free CI of the median from already sorted samples; None when too few samples."""
+    ranks = median_ci_ranks(len(sorted_xs), confidence)
+    if ranks is None:
+        return None
+    lo, hi, _ = ranks
+    return sorted_xs[lo - 1], sorted_xs[hi - 1]
+
+
+def quantile(sorted_xs: Sequence[float], q: float) -> float:
+    """Quantile of sorted samples by linear interpolation between order statistics (numpy's default)."""
+    if not sorted_xs:
+        raise ValueError("quantile of no samples")
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile {q} outside [0, 1]")
+    pos = q * (len(sorted_xs) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_xs) - 1)
+    return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * (pos - lo)
+
+
+@lru_cache(maxsize=64)
+def min_samples_for_quantile(p: float, confidence: float = 0.99) -> int:
+    """Fewest samples for which the second-largest sample bounds the ``p`` quantile from above.
+
+    P(x_(n-1) >= q_p) = P(Bin(n, p) <= n - 2) >= ``confidence``: at least one observation lies beyond
+    a bound on the quantile, so the tail was actually seen. 64 for p90 and 662 for p99 at 99 %.
+    """
+    n = 2
+    while binom_cdf(n - 2, n, p) < confidence:
+        n += 1
+    return n
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Order statistics and spread of a sample; fields are in the samples' unit (seconds for latency)."""
+
+    n: int
+    median: float
+    mean: float
+    min: float
+    max: float
+    stdev: float | None  # None with a single sample
+    cv: float | None  # stdev / mean
+    iqr: float
+    p90: float | None  # None below min_samples_for_quantile(0.90)
+    p99: float | None
+    ci_low: float | None  # None below the smallest n with a median CI
+    ci_high: float | None
+    ci_confidence: float
+    ci_coverage: float | None  # exact coverage of the chosen ranks (>= ci_confidence)
+
+    @property
+    def ci_rel_halfwidth(self) -> float | None:
+        """Largest distance from the median to a CI bound, relative to the median."""
+        if self.ci_low is None or self.ci_high is None or self.median <= 0:
+            return None
+        return max(self.median - self.ci_low, self.ci_high - self.median) / self.median
+
+
+def summarize(samples: Sequence[float], confidence: float = 0.95, tail_confidence: float = 0.99) -> Summary:
+    """Median, mean, min, p90/p99 (only with enough samples), median CI and CV of ``samples``."""
+    xs = sorted(samples)
+    n = len(xs)
+    if n == 0:
+        raise ValueError("summary of no samples")
+    mean = math.fsum(xs) / n
+    stdev = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else None
+    ci = median_ci(xs, confidence)
+    ranks = median_ci_ranks(n, confidence)
+    return Summary(
+        n=n,
+        median=quantile(xs, 0.5),
+        mean=mean,
+        min=xs[0],
+        max=xs[-1],
+        stdev=stdev,
+        cv=(stdev / mean) if stdev is not None and mean > 0 else None,
+        iqr=quantile(xs, 0.75) - quantile(xs, 0.25),
+        p90=quantile(xs, 0.90) if n >= min_samples_for_quantile(0.90, tail_confidence) else None,
+        p99=quantile(xs, 0.99) if n >= min_samples_for_quantile(0.99, tail_confidence) else None,
+        ci_low=ci[0] if ci else None,
+        ci_high=ci[1] if ci else None,
+        ci_confidence=confidence,
+        ci_coverage=ranks[2] if ranks else None,
+    )
+
+
+@dataclass(frozen=True)
+class LinearFit:
+    """y = intercept + slope * x by ordinary least squares; r2 is None when y has no spread."""
+
+    intercept: float
+    slope: float
+    r2: float | None
+    n: int
+
+
+def linear_fit(xs: Sequence[float], ys: Sequence[float]) -> LinearFit:
+    """Least-squares line through (xs, ys); needs at least two distinct x."""
+    n = len(xs)
+    if n != len(ys) or n < 2:
+        raise ValueError("a line needs at least two points")
+    mx, my = math.fsum(xs) / n, math.fsum(ys) / n
+    sxx = math.fsum((x - mx) ** 2 for x in xs)
+    if sxx == 0:
+        raise ValueError("a line needs at least two distinct x")
+    sxy = math.fsum((x - mx) * (y - my) for x, y in zip(xs, ys))
+    slope = sxy / sxx
+    intercept = my - slope * mx
+    ss_tot = math.fsum((y - my) ** 2 for y in ys)
+    ss_res = math.fsum((y - intercept - slope * x) ** 2 for x, y in zip(xs, ys))
+    return LinearFit(intercept, slope, (1.0 - ss_res / ss_tot) if ss_tot > 0 else None, n)

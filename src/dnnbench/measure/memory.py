@@ -1,0 +1,111 @@
+"""Measured memory of one cell: CPU peak resident set of this process, CUDA allocator peaks.
+
+tracemalloc cannot see tensors, so CPU memory is the process's peak RSS (``VmHWM``), meaningful only in a
+fresh process per cell. On Linux the peak is reset after the baseline is read (``/proc/self/clear_refs``),
+so import-time spikes do not hide the model's own peak; elsewhere ``ru_maxrss`` is the fallback.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+
+import torch
+
+from dnnbench.core.measurements import MemoryPeak
+
+
+def _status_bytes() -> dict[str, int]:
+    out = {}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                parts = value.split()
+                if key in ("VmRSS", "VmHWM") and len(parts) == 2 and parts[1] == "kB":
+                    out[key] = int(parts[0]) * 1024
+    except OSError:
+        pass
+    return out
+
+
+def current_rss_bytes() -> int | None:
+    return _status_bytes().get("VmRSS")
+
+
+def _ru_maxrss_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
+
+
+def _reset_hwm() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # Linux >= 4.0: reset the peak RSS to the current RSS
+        return True
+    except OSError:
+        return False
+
+
+class RssPeak:
+    """Baseline before the model is built, peak after the cell ran; ``isolated``: a fresh process per cell."""
+
+    def __init__(self, isolated: bool):
+        self.isolated = isolated
+        self.baseline: int | None = None
+        self.method = ""
+        self.reset = False
+
+    def start(self) -> None:
+        status = _status_bytes()
+        self.reset = _reset_hwm()
+        if "VmRSS" in status and self.reset:
+            self.baseline, self.method = status["VmRSS"], "VmHWM after resetting it to VmRSS via /proc/self/clear_refs"
+        elif "VmHWM" in status:
+            # Without a reset the peak so far is the baseline: growth above it is the model's.
+            self.baseline, self.method = status["VmHWM"], "VmHWM (peak could not be reset)"
+        else:
+            self.baseline, self.method = _ru_maxrss_bytes(), "ru_maxrss"
+
+    def finish(self, cuda: "CudaPeak | None" = None) -> MemoryPeak:
+        status = _status_bytes()
+        peak = status.get("VmHWM") if "VmHWM" in status else _ru_maxrss_bytes()
+        why: dict[str, str] = {}
+        above = None
+        if self.isolated:
+            above = max(0, peak - self.baseline) if peak is not None and self.baseline is not None else None
+        else:
+            why["rss_above_baseline_bytes"] = ("unavailable: --in-process shares one process across cells, so "
+                                               "there is no baseline before this model was built; run without "
+                                               "--in-process")
+            if not self.reset:
+                peak = None
+                why["peak_rss_bytes"] = ("unavailable: --in-process and the peak cannot be reset on this system; "
+                                         "run without --in-process")
+        if cuda is None:
+            for name in ("cuda_peak_allocated_bytes", "cuda_peak_reserved_bytes", "cuda_allocated_before_run_bytes"):
+                why[name] = "not a CUDA run"
+            return MemoryPeak(self.method, peak, self.baseline if self.isolated else None, above, unavailable=why)
+        return MemoryPeak(self.method + "; CUDA: torch.cuda.max_memory_allocated/reserved after reset_peak_memory_stats",
+                          peak, self.baseline if self.isolated else None, above,
+                          cuda.peak_allocated(), cuda.peak_reserved(), cuda.before_run, unavailable=why)
+
+
+class CudaPeak:
+    """Caching-allocator peaks on one CUDA device, from a reset taken after the model and inputs are there."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.before_run: int | None = None
+
+    def start(self) -> None:
+        torch.cuda.synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        self.before_run = torch.cuda.memory_allocated(self.device)
+
+    def peak_allocated(self) -> int:
+        torch.cuda.synchronize(self.device)
+        return torch.cuda.max_memory_allocated(self.device)
+
+    def peak_reserved(self) -> int:
+        return torch.cuda.max_memory_reserved(self.device)

@@ -1,0 +1,63 @@
+"""Noise checks: what makes a timing less trustworthy, each reported with its remedy (after pyperf)."""
+
+from __future__ import annotations
+
+from dnnbench.core.measurements import Environment, NoiseWarning, Timing, TimingSpec
+
+SPREAD_LIMIT = 0.10  # CV or IQR/median above this flags the cell
+_QUIET = ("close other programs, keep --threads at or below the physical cores, "
+          "and run again when the machine is idle")
+
+
+def check(timing: Timing, spec: TimingSpec, env: Environment | None, throttle_before: dict | None,
+          throttle_after: dict | None, threads: int) -> list[NoiseWarning]:
+    """Warnings for one timed cell: spread, CI missed, load, throttling, governor, warm-up, thread count."""
+    out: list[NoiseWarning] = []
+    st = timing.stats
+    if st.cv is not None and st.cv > SPREAD_LIMIT:
+        out.append(NoiseWarning("cv", f"std dev is {100 * st.cv:.1f} % of the mean (above {100 * SPREAD_LIMIT:.0f} %): "
+                                      "the machine may be busy or its clock varies", _QUIET))
+    if st.iqr_rel is not None and st.iqr_rel > SPREAD_LIMIT:
+        out.append(NoiseWarning("iqr", f"IQR is {100 * st.iqr_rel:.1f} % of the median (above {100 * SPREAD_LIMIT:.0f} %)",
+                                _QUIET))
+    rel = st.ci_rel_halfwidth
+    if rel is None or rel > spec.target_ci:
+        got = "not available" if rel is None else f"+/-{100 * rel:.1f} %"
+        out.append(NoiseWarning("ci", f"the 95 % CI of the median is {got} after {st.n} samples, short of the "
+                                      f"+/-{100 * spec.target_ci:.1f} % target ({timing.stop_reason.replace('_', ' ')})",
+                                "raise --max-time-per-cell, or quiet the machine"))
+    if st.n < spec.min_samples:
+        out.append(NoiseWarning("samples", f"only {st.n} samples fit in --max-time-per-cell {spec.max_time_s:g} s "
+                                           f"(minimum {spec.min_samples})",
+                                f"raise --max-time-per-cell to at least {_suggest(timing, spec):g} s"))
+    if not timing.warmup_steady:
+        out.append(NoiseWarning("warmup", f"warm-up did not settle within {100 * spec.warmup_max_fraction:.0f} % of the "
+                                          f"time cap ({len(timing.warmup_s)} calls): early samples may still be slow",
+                                "raise --max-time-per-cell"))
+    if env is not None:
+        cores = env.logical_cores or 0
+        if env.load_avg and cores and env.load_avg[0] > cores:
+            out.append(NoiseWarning("load", f"load average {env.load_avg[0]:.2f} is above the {cores} cores: "
+                                            "other work competes for the CPU", "wait for other jobs to finish"))
+        if env.cpu_governor and env.cpu_governor != "performance":
+            out.append(NoiseWarning("governor", f"CPU frequency governor is {env.cpu_governor!r}: the clock may vary",
+                                    "sudo cpupower frequency-set -g performance"))
+        if env.physical_cores and threads > env.physical_cores and not env.gpu_clocks_mhz:
+            out.append(NoiseWarning("threads", f"{threads} threads on {env.physical_cores} physical cores: "
+                                               "hyper-threads and oversubscription make timings vary",
+                                    f"use --threads {env.physical_cores}"))
+        reasons = env.extra.get("gpu_throttle_reasons")
+        if reasons and reasons.lower() not in ("0x0000000000000000", "0x0000000000000001", "not supported"):
+            out.append(NoiseWarning("throttle", f"GPU clock throttle reasons active: {reasons}",
+                                    "check cooling and power limits (nvidia-smi -q -d PERFORMANCE)"))
+    if throttle_before and throttle_after:
+        events = sum(max(0, throttle_after.get(k, 0) - v) for k, v in throttle_before.items())
+        if events:
+            out.append(NoiseWarning("throttle", f"{events} CPU thermal throttling events during the cell",
+                                    "improve cooling, or let the machine cool down between runs"))
+    return out
+
+
+def _suggest(timing: Timing, spec: TimingSpec) -> float:
+    per_call = timing.stats.median_s or 1.0
+    return round(timing.cold_start_s + per_call * (spec.min_samples + 2 * spec.warmup_window) * 1.5 + 1)

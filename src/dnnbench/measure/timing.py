@@ -1,0 +1,129 @@
+"""Time one callable: cold start apart, warm-up until steady, then sample until the median's CI is tight.
+
+A timer times one call (``CpuTimer``: ``time.perf_counter`` around it; ``CudaTimer``: CUDA events with a
+synchronize at each boundary). ``wall`` is the clock the time cap is read from. Both are injectable, so the
+stopping rules are tested with a fake clock.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable
+
+from dnnbench.core.measurements import Timing, TimingSpec
+from dnnbench.core.stats import median_ci, quantile
+
+Progress = Callable[[str, int, float, "float | None"], None]  # phase, samples so far, elapsed s, CI rel
+PROGRESS_EVERY_S = 0.2
+
+
+class CpuTimer:
+    """Wall time of one call by a monotonic high-resolution clock."""
+
+    name = "perf_counter"
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter):
+        self.clock = clock
+
+    def __call__(self, fn: Callable[[], object]) -> float:
+        clock = self.clock
+        t0 = clock()
+        fn()
+        return clock() - t0
+
+
+class CudaTimer:
+    """GPU time of one call between two CUDA events; the device is synchronized before and after."""
+
+    name = "cuda_events"
+
+    def __init__(self, device):
+        import torch
+
+        self.torch = torch
+        self.device = device
+        self.start = torch.cuda.Event(enable_timing=True)
+        self.end = torch.cuda.Event(enable_timing=True)
+
+    def __call__(self, fn: Callable[[], object]) -> float:
+        self.torch.cuda.synchronize(self.device)  # nothing earlier may leak into this sample
+        self.start.record()
+        fn()
+        self.end.record()
+        self.end.synchronize()
+        return self.start.elapsed_time(self.end) / 1e3
+
+
+def is_steady(previous: list[float], last: list[float], tolerance: float) -> bool:
+    """Two consecutive windows whose medians agree within ``tolerance`` (relative)."""
+    a, b = statistics.median(previous), statistics.median(last)
+    return a > 0 and abs(b - a) / a <= tolerance
+
+
+def ci_rel_halfwidth(samples: list[float], confidence: float) -> float | None:
+    xs = sorted(samples)
+    ci = median_ci(xs, confidence)
+    med = quantile(xs, 0.5)
+    if ci is None or med <= 0:
+        return None
+    return max(med - ci[0], ci[1] - med) / med
+
+
+def measure(call: Callable[[], object], spec: TimingSpec, timer=None,
+            wall: Callable[[], float] = time.perf_counter, progress: Progress | None = None) -> Timing:
+    """Cold start, warm-up until steady, then samples until the stopping rule of ``spec`` holds."""
+    timer = timer or CpuTimer()
+    gc.collect()  # before the clock starts: a full collection with torch loaded can take a while
+    start = wall()
+    last_report = start
+
+    cold = timer(call)
+
+    warm: list[float] = []
+    w = spec.warmup_window
+    steady = False
+    warm_start = wall()  # the warm-up's share of the cap starts after the cold call, however slow that was
+    warm_deadline = warm_start + spec.max_time_s * spec.warmup_max_fraction
+    while True:
+        warm.append(timer(call))
+        now = wall()
+        if (len(warm) >= 2 * w and now - warm_start >= spec.warmup_min_s
+                and is_steady(warm[-2 * w:-w], warm[-w:], spec.warmup_tolerance)):
+            steady = True
+            break
+        if now >= warm_deadline:
+            break
+        if progress and now - last_report >= PROGRESS_EVERY_S:
+            progress("warm-up", 0, now - start, None)
+            last_report = now
+
+    samples: list[float] = []
+    next_check = max(spec.min_samples, 1)
+    rel = None
+    stop = ""
+    while True:
+        samples.append(timer(call))
+        n = len(samples)
+        now = wall()
+        if n >= next_check:
+            rel = ci_rel_halfwidth(samples, spec.confidence)
+            if rel is not None and rel <= spec.target_ci:
+                stop = "ci"
+                break
+            next_check = n + max(1, n // 8)  # sorting is O(n log n): check on a geometric schedule
+        if now - start >= spec.max_time_s and n >= spec.floor_samples:
+            stop = "time_cap"
+            break
+        if n >= spec.max_samples:
+            stop = "max_samples"
+            break
+        if progress and now - last_report >= PROGRESS_EVERY_S:
+            progress("sampling", n, now - start, rel)
+            last_report = now
+    end = wall()
+    if progress:
+        progress("done", len(samples), end - start, ci_rel_halfwidth(samples, spec.confidence))
+    return Timing(cold, warm, samples, stop, steady, end - start, spec.confidence,
+                  getattr(timer, "name", type(timer).__name__))

@@ -1,0 +1,212 @@
+"""Run one bench cell: in this process (``run_cell``) or in a fresh worker subprocess (``run_isolated``).
+
+Isolation gives every (model, batch size) its own peak RSS and keeps one cell's crash or OOM from taking
+the run down. The parent sends the spec and a picklable model loader on the child's stdin (pickle: the
+loader is a function reference); the child builds the model itself — ``measure`` never imports
+``sources`` — and answers with JSON lines on a dedicated pipe: progress, then the result in the same
+format ``BenchCell.to_dict`` stores. The child's own stdout/stderr go to a log whose tail explains a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from dnnbench.core.measurements import BenchCell, CellSpec
+from dnnbench.core.specs import LoadedModel
+from dnnbench.measure import environment, noise
+from dnnbench.measure.memory import CudaPeak, RssPeak
+from dnnbench.measure.timing import CpuTimer, CudaTimer, Progress, measure
+
+Loader = Callable[[], LoadedModel]
+_OOM_HINTS = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory",
+              "failed to allocate")
+
+
+def classify(exc: BaseException) -> str:
+    """"oom" for any flavour of allocation failure (CPU or CUDA), else "error"."""
+    if isinstance(exc, MemoryError):
+        return "oom"
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom is not None and isinstance(exc, oom):
+        return "oom"
+    return "oom" if any(h in str(exc).lower() for h in _OOM_HINTS) else "error"
+
+
+def describe(exc: BaseException) -> str:
+    one_line = getattr(exc, "one_line", None)
+    if callable(one_line):
+        return one_line()
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}"[:400]
+
+
+def run_cell(spec: CellSpec, get_model: Loader, progress: Progress | None = None,
+             isolated: bool = True) -> BenchCell:
+    """Build (or fetch) the model, time it at ``spec.batch_size`` and measure its memory, in this process.
+
+    With ``isolated`` this process is fresh and serves this cell only: the RSS baseline is taken before
+    the model is built. Failures become a cell with status "oom" or "error", never an exception.
+    """
+    if isolated:
+        torch.set_num_threads(spec.threads)
+    env = environment.capture(spec.device)
+    on_gpu = spec.device.startswith("cuda")
+    if on_gpu and not torch.cuda.is_available():
+        return BenchCell(spec, "error", "CUDA is not available in the worker process", environment=env)
+    device = torch.device(spec.device)
+    throttle_before = environment.throttle_counts()
+    rss = RssPeak(isolated)
+    rss.start()
+    lm = module = args = kwargs = None
+    try:
+        if progress:
+            progress("building", 0, 0.0, None)
+        lm = get_model()
+        module = lm.module.eval()
+        gen = torch.Generator(device="cpu").manual_seed(spec.seed)
+        args, kwargs = lm.inputs.make(spec.batch_size, "cpu", gen)
+        args = tuple(a.to(device) for a in args)
+        kwargs = {k: v.to(device) for k, v in kwargs.items()}
+        cuda = None
+        timer = CpuTimer()
+        if on_gpu:
+            # autotune per input shape: the warm-up of each batch size absorbs the search
+            torch.backends.cudnn.benchmark = True
+            cuda = CudaPeak(device)
+            cuda.start()
+            timer = CudaTimer(device)
+        with torch.inference_mode():
+            timing = measure(lambda: module(*args, **kwargs), spec.timing, timer, progress=progress)
+        memory = rss.finish(cuda)
+    except Exception as exc:  # one cell's failure is a result, not the end of the run
+        status = classify(exc)
+        del lm, module, args, kwargs
+        if on_gpu:
+            torch.cuda.empty_cache()
+        return BenchCell(spec, status, describe(exc), environment=env)
+    warnings = noise.check(timing, spec.timing, env, throttle_before, environment.throttle_counts(),
+                           spec.threads)
+    return BenchCell(spec, "ok", "", timing, memory, env, warnings=warnings)
+
+
+# ---- the subprocess ------------------------------------------------------------------------------
+
+def _child_env(threads: int) -> dict[str, str]:
+    env = dict(os.environ)
+    # torch.set_num_threads covers torch's pool; these keep OpenMP/MKL pools from oversubscribing.
+    env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _tail(log, limit: int = 400) -> str:
+    log.seek(0)
+    lines = [ln.strip() for ln in log.read().decode(errors="replace").splitlines() if ln.strip()]
+    return lines[-1][:limit] if lines else ""
+
+
+def run_isolated(spec: CellSpec, loader: Loader, progress: Progress | None = None,
+                 timeout_s: float | None = None) -> BenchCell:
+    """Run one cell in a fresh ``python -m dnnbench.measure.worker`` and return what it measured.
+
+    A worker killed by SIGKILL (the kernel's OOM killer) is an "oom" cell; any other death, or no answer
+    within ``timeout_s``, an "error" cell with the last line it printed.
+    """
+    if timeout_s is None:
+        timeout_s = 600 + 3 * spec.timing.max_time_s
+    payload = pickle.dumps((spec, loader))
+    r, w = os.pipe()
+    with tempfile.TemporaryFile() as log:
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "dnnbench.measure.worker", str(w)],
+                                    stdin=subprocess.PIPE, stdout=log, stderr=log, pass_fds=(w,),
+                                    env=_child_env(spec.threads))
+        finally:
+            os.close(w)
+        result: dict[str, Any] | None = None
+        timed_out = False
+        with os.fdopen(r, "rb") as pipe:
+            try:
+                proc.stdin.write(payload)
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            sel = selectors.DefaultSelector()
+            sel.register(pipe, selectors.EVENT_READ)
+            deadline = time.monotonic() + timeout_s
+            buf = b""
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    timed_out = True
+                    break
+                if not sel.select(timeout=min(left, 1.0)):
+                    continue
+                chunk = os.read(pipe.fileno(), 65536)
+                if not chunk:
+                    break
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    msg = json.loads(line)
+                    if msg["type"] == "progress" and progress:
+                        progress(msg["phase"], msg["n"], msg["elapsed_s"], msg["ci_rel"])
+                    elif msg["type"] == "result":
+                        result = msg["cell"]
+            sel.close()
+        if timed_out:
+            proc.kill()
+        try:
+            rc = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = proc.wait()
+        if result is not None:
+            return BenchCell.from_dict(result)
+        if timed_out:
+            return BenchCell(spec, "error", f"the worker gave no result within {timeout_s:g} s and was killed")
+        tail = _tail(log)
+        if rc == -signal.SIGKILL:
+            return BenchCell(spec, "oom", "the worker was killed by SIGKILL, most likely by the kernel's "
+                                          "out-of-memory killer" + (f"; last output: {tail}" if tail else ""))
+        return BenchCell(spec, "error", f"the worker exited with code {rc}" + (f": {tail}" if tail else ""))
+
+
+def main(argv: list[str]) -> int:
+    """Child side: read (spec, loader) from stdin, run the cell, write JSON lines to the fd in argv[1]."""
+    out = os.fdopen(int(argv[1]), "w", buffering=1)
+
+    def send(msg: dict) -> None:
+        out.write(json.dumps(msg) + "\n")
+
+    def progress(phase: str, n: int, elapsed: float, rel: float | None) -> None:
+        send({"type": "progress", "phase": phase, "n": n, "elapsed_s": elapsed, "ci_rel": rel})
+
+    try:
+        spec, loader = pickle.load(sys.stdin.buffer)
+    except Exception as exc:
+        print(f"dnnbench worker: cannot read its task: {describe(exc)}", file=sys.stderr)
+        return 3
+    try:
+        cell = run_cell(spec, loader, progress, isolated=True)
+    except Exception as exc:  # run_cell turns failures into cells; this is a bug in the worker itself
+        cell = BenchCell(spec, "error", f"worker failure: {describe(exc)}")
+    send({"type": "result", "cell": cell.to_dict()})
+    out.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
