@@ -7,7 +7,6 @@ A sensor that cannot measure raises :class:`SensorUnavailable` with the reason â
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
@@ -251,10 +250,6 @@ class Sampler:
             self._stop.set()
             self._thread.join()
             self._thread = None
-
-
-def finite_nonneg(x: float) -> bool:
-    return math.isfinite(x) and x >= 0
 
 
 @dataclass(frozen=True)
