@@ -1,0 +1,317 @@
+"""The study runner: every cell (model x batch size x metric group) into the results store, resumably.
+
+A cell is identified by a digest of what it measures (model, input, group, batch size, device, threads,
+runtime, precision, the group's settings) and the machine fingerprint. A cell already stored under that
+identity is skipped; ``force`` re-measures. Every finished cell is committed on its own, so Ctrl-C, a
+kill or a crash loses at most the cell in progress. A failing cell is stored with its status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from dnnbench import api
+from dnnbench.core.errors import DnnbenchError, InputError
+from dnnbench.store import CellRow, open_store
+
+METRIC_GROUPS = ("profile", "time", "memory", "power", "accuracy")
+BENCH_METRICS = ("time", "memory", "power")
+DEFAULT_METRICS = ("profile", "time", "memory")
+QUICK = {"batch_sizes": (1, 4, 16), "target_ci": 0.05, "max_time_per_cell": 2.0}
+
+StudyEvent = Callable[[str, dict], None]
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """One cell to measure: ``group`` is "profile" or a '+'-joined set of bench metrics."""
+
+    label: str
+    ref: str
+    group: str
+    batch_size: int
+    cell_id: str
+    config: dict
+
+
+@dataclass
+class StudySummary:
+    store: str
+    fingerprint: str
+    planned: int = 0
+    skipped_existing: int = 0
+    measured: int = 0
+    failed: int = 0
+    left: int = 0
+    stopped: str | None = None  # why the study stopped early ("budget", "interrupted")
+    unavailable: list[tuple[str, str]] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+
+def parse_metrics(text: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    if text is None:
+        return DEFAULT_METRICS
+    items = [m.strip() for m in (text.split(",") if isinstance(text, str) else text) if m.strip()]
+    bad = [m for m in items if m not in METRIC_GROUPS]
+    if bad or not items:
+        raise InputError(f"unknown metric {', '.join(bad) or '(none)'}", f"metrics are {', '.join(METRIC_GROUPS)}",
+                         "write e.g. --metrics profile,time,memory")
+    return tuple(m for m in METRIC_GROUPS if m in items)
+
+
+def parse_duration(text: str | float | None) -> float | None:
+    """'30m', '2h', '90s', '1h30m' or seconds -> seconds."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, (int, float)):
+        return float(text)
+    import re
+
+    parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text)
+    if not parts or not any(parts.groups()):
+        raise InputError(f"duration {text!r} is malformed", "durations look like 90s, 30m, 2h or 1h30m",
+                         "write e.g. --budget 30m")
+    h, m, s = (float(g) if g else 0.0 for g in parts.groups())
+    total = 3600 * h + 60 * m + s
+    if total <= 0:
+        raise InputError(f"duration {text!r} is not positive", "a budget must allow some work", "write e.g. --budget 30m")
+    return total
+
+
+def _digest(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def plan_cells(models: list[str], batch_sizes, metrics, device: str, threads: int, fingerprint: str,
+               input_size=None, bench_config: dict | None = None) -> tuple[list[StudyPlan], list[tuple[str, str]]]:
+    """Expand models/sets into cells; unavailable set members are returned apart with their reason."""
+    from dnnbench.core.measurements import parse_batch_sizes
+
+    sizes = parse_batch_sizes(batch_sizes)
+    entries = api.expand_models(models)
+    bench_group = "+".join(m for m in BENCH_METRICS if m in metrics)
+    cells, unavailable = [], []
+    for e in entries:
+        if e.ref is None:
+            unavailable.append((e.label, e.unavailable or "unavailable"))
+            continue
+        groups = (["profile"] if "profile" in metrics else []) + ([bench_group] if bench_group else [])
+        for group in groups:
+            config = {"input_size": input_size, "runtime": "eager", "precision": "fp32",
+                      "device": device if group != "profile" else "meta", "threads": threads if group != "profile" else None}
+            if group != "profile":
+                config.update(bench_config or {})
+            for b in sizes:
+                ident = {"fingerprint": fingerprint, "model": e.ref, "group": group, "batch_size": b, **config}
+                cells.append(StudyPlan(e.label, e.ref, group, b, _digest(ident), config))
+    return cells, unavailable
+
+
+def _profile_row(plan: StudyPlan, env: dict, fingerprint: str, study_name: str | None,
+                 paper_top1: dict[str, float]) -> CellRow:
+    started = datetime.now(timezone.utc)
+    base = dict(cell_id=plan.cell_id, fingerprint=fingerprint, environment=env, model_ref=plan.ref,
+                runtime="eager", device="meta", precision="fp32", batch_size=plan.batch_size,
+                metric_group="profile", config=plan.config, study=study_name, started_at=started)
+    try:
+        p = api.profile(plan.ref, batch_size=plan.batch_size, input_size=plan.config.get("input_size"))
+    except DnnbenchError as exc:
+        return CellRow(status="error", message=exc.one_line(), finished_at=datetime.now(timezone.utc), **base)
+    metrics = {k: getattr(p, k) for k in ("params", "trainable_params", "weight_bytes", "buffer_bytes", "macs",
+                                          "flops", "other_flops", "activation_peak_bytes", "input_bytes",
+                                          "output_bytes")}
+    metrics["uncounted_op_calls"] = sum(p.uncounted_ops.values())
+    notes = {}
+    if p.reported and p.reported.top1 is not None:
+        metrics["reported_top1"] = p.reported.top1
+        metrics["reported_top5"] = p.reported.top5
+    else:
+        notes["reported_top1"] = "unavailable: no accuracy published with these weights"
+    if plan.ref in paper_top1:
+        metrics["paper_top1"] = paper_top1[plan.ref]
+    warnings = [f"uncounted ops: {', '.join(p.uncounted_ops)}"] if p.uncounted_ops else []
+    return CellRow(status="ok", weights=p.reported.weights if p.reported else None, input_shape=p.input_shape,
+                   metrics=metrics, notes=notes, warnings=warnings + list(p.notes),
+                   finished_at=datetime.now(timezone.utc), **base)
+
+
+def bench_row(plan: StudyPlan, cell, env: dict, fingerprint: str, study_name: str | None,
+              started: datetime) -> CellRow:
+    """A bench cell (time, memory, roofline) as a store row: headline figures as metrics, raw samples kept."""
+    st = cell.latency_s
+    metrics: dict[str, float | None] = {}
+    notes: dict[str, str] = {}
+
+    def put(name, value, why=None):
+        if value is None:
+            notes[name] = why or "unavailable"
+        else:
+            metrics[name] = float(value)
+
+    if cell.status == "ok" and st is not None:
+        for name in ("median_s", "mean_s", "min_s", "max_s", "p90_s", "p99_s", "ci_low_s", "ci_high_s", "cv"):
+            put(f"latency_{name}", getattr(st, name), st.unavailable.get(name))
+        put("latency_samples", st.n)
+        put("latency_per_item_s", cell.latency_per_item_s)
+        put("throughput_items_per_s", cell.throughput_items_per_s)
+        put("cold_start_s", cell.cold_start_s)
+        mem_why = (cell.memory.unavailable if cell.memory else {}) or {}
+        for name in ("peak_rss_bytes", "rss_above_baseline_bytes", "cuda_peak_allocated_bytes",
+                     "cuda_peak_reserved_bytes"):
+            put(name, getattr(cell, name), mem_why.get(name))
+        if cell.static:
+            put("static_activation_peak_bytes", cell.static.activation_peak_bytes)
+            put("static_weight_bytes", cell.static.weight_bytes)
+            put("flops", cell.static.flops)
+        if cell.roofline:
+            put("achieved_flops_per_s", cell.roofline.achieved_flops_per_s,
+                cell.roofline.unavailable.get("achieved_flops_per_s"))
+            put("fraction_of_peak", cell.roofline.fraction_of_peak, cell.roofline.unavailable.get("fraction_of_peak"))
+    energy = getattr(cell, "energy", None)
+    if energy is not None and hasattr(energy, "metrics"):
+        m, n = energy.metrics()
+        metrics.update({k: v for k, v in m.items() if v is not None})
+        notes.update(n)
+    samples = {}
+    if cell.timing:
+        samples["latency_s"] = list(cell.timing.samples_s)
+        samples["warmup_s"] = list(cell.timing.warmup_s)
+    input_shape = plan.config.get("input_shape")
+    return CellRow(
+        cell_id=plan.cell_id, fingerprint=fingerprint, environment=env, model_ref=plan.ref, runtime="eager",
+        device=plan.config["device"], precision="fp32", batch_size=plan.batch_size, metric_group=plan.group,
+        status=cell.status, message=cell.message or None, config=plan.config, threads=plan.config.get("threads"),
+        input_shape=input_shape, warnings=[str(w) for w in cell.warnings], metrics=metrics, notes=notes,
+        samples=samples, started_at=started, finished_at=datetime.now(timezone.utc), study=study_name,
+    )
+
+
+def study(models, batch_sizes=None, metrics=None, device: str = "cpu", store: str | None = None,
+          budget=None, force: bool = False, quick: bool = False, threads: int | None = None,
+          target_ci: float | None = None, max_time_per_cell: float | None = None, input_size=None,
+          name: str | None = None, on_event: StudyEvent | None = None, in_process: bool = False) -> StudySummary:
+    """Run every missing cell of the study and store it; return what was done and what is left.
+
+    ``quick``: batch sizes 1,4,16, target CI 5 %, 2 s per cell (explicit arguments win).
+    ``budget``: seconds or '30m'; the study stops between cells once it is spent.
+    """
+    from dnnbench.measure import environment
+
+    if isinstance(models, str):
+        models = [models]
+    if not models:
+        raise InputError("no models given", "a study needs models or a set", "write e.g. dnnbench study paper")
+    metrics = parse_metrics(metrics)
+    if "accuracy" in metrics:
+        raise InputError("--metrics accuracy is not part of study yet",
+                         "measured accuracy needs a validation set; reported accuracy is stored with profile cells",
+                         "use `dnnbench accuracy MODEL --data DIR`, and profile for the reported figures")
+    budget_s = parse_duration(budget)
+    preset = QUICK if quick else {}
+    batch_sizes = batch_sizes or preset.get("batch_sizes") or api.DEFAULT_BATCH_SIZES
+    target_ci = target_ci if target_ci is not None else preset.get("target_ci", 0.02)
+    max_time_per_cell = max_time_per_cell if max_time_per_cell is not None else preset.get("max_time_per_cell", 10.0)
+    if any(m in BENCH_METRICS for m in metrics):
+        device = api.check_device(device)
+    threads = threads or environment.default_threads()
+    emit = on_event or (lambda kind, data: None)
+    t0 = time.perf_counter()
+
+    env = environment.capture(device)
+    env_dict = env.to_dict()
+    bench_config = {"target_ci": target_ci, "max_time_per_cell": max_time_per_cell, "metrics": [m for m in metrics if m in BENCH_METRICS]}
+    cells, unavailable = plan_cells(list(models), batch_sizes, metrics, device, threads, env.fingerprint,
+                                    input_size, bench_config)
+    from dnnbench.sources.sets import paper_reference
+
+    paper_top1 = {r["modern_ref"]: float(r["paper_top1_percent"]) / 100 for r in paper_reference() if r["modern_ref"]}
+    with open_store(store) as st:
+        summary = StudySummary(st.where, env.fingerprint, planned=len(cells), unavailable=unavailable)
+        emit("open", {"store": st.where, "cells": len(cells), "unavailable": unavailable})
+        if force:
+            st.delete_cells(c.cell_id for c in cells)
+        done = st.statuses(c.cell_id for c in cells)
+        todo = [c for c in cells if c.cell_id not in done]
+        summary.skipped_existing = len(cells) - len(todo)
+        emit("plan", {"todo": len(todo), "skipped": summary.skipped_existing})
+        try:
+            _run(todo, st, summary, env_dict, env.fingerprint, name, paper_top1, budget_s, t0, device, threads,
+                 target_ci, max_time_per_cell, input_size, in_process, emit)
+        except KeyboardInterrupt:
+            summary.stopped = "interrupted"
+        summary.left = summary.planned - summary.skipped_existing - summary.measured
+    summary.wall_s = time.perf_counter() - t0
+    emit("end", {"summary": summary})
+    return summary
+
+
+def _run(todo, st, summary, env_dict, fingerprint, name, paper_top1, budget_s, t0, device, threads,
+         target_ci, max_time_per_cell, input_size, in_process, emit) -> None:
+    # bench cells of one model and group run in one api.bench call (an OOM skips the larger batches)
+    groups: dict[tuple[str, str], list[StudyPlan]] = {}
+    for c in todo:
+        groups.setdefault((c.ref, c.group), []).append(c)
+    for (ref, group), plans in groups.items():
+        if budget_s is not None and time.perf_counter() - t0 > budget_s:
+            summary.stopped = "budget"
+            return
+        if group == "profile":
+            for plan in plans:
+                if budget_s is not None and time.perf_counter() - t0 > budget_s:
+                    summary.stopped = "budget"
+                    return
+                emit("start", {"plan": plan})
+                _store(st, summary, _profile_row(plan, env_dict, fingerprint, name, paper_top1), emit, plan)
+            continue
+        by_batch = {p.batch_size: p for p in plans}
+        started = {"t": datetime.now(timezone.utc)}
+
+        def on_bench(kind, spec, payload, by_batch=by_batch, started=started):
+            plan = by_batch.get(spec.batch_size)
+            if plan is None:
+                return
+            if kind == "start":
+                started["t"] = datetime.now(timezone.utc)
+                emit("start", {"plan": plan})
+            elif kind == "progress":
+                emit("progress", {"plan": plan, "payload": payload})
+            elif kind == "done":
+                _store(st, summary, bench_row(plan, payload, env_dict, fingerprint, name, started["t"]), emit, plan)
+
+        try:
+            api.bench(ref, batch_sizes=sorted(by_batch), device=device, threads=threads, target_ci=target_ci,
+                      max_time_per_cell=max_time_per_cell, in_process=in_process, input_size=input_size,
+                      on_event=on_bench)
+        except DnnbenchError as exc:
+            # the model could not be prepared at all (e.g. unknown reference): every cell of it fails
+            now = datetime.now(timezone.utc)
+            for plan in plans:
+                if st.statuses([plan.cell_id]):
+                    continue
+                row = CellRow(cell_id=plan.cell_id, fingerprint=fingerprint, environment=env_dict, model_ref=ref,
+                              runtime="eager", device=device, precision="fp32", batch_size=plan.batch_size,
+                              metric_group=group, status="error", message=exc.one_line(), config=plan.config,
+                              threads=threads, started_at=now, finished_at=now, study=name)
+                _store(st, summary, row, emit, plan)
+
+
+def _store(st, summary: StudySummary, row: CellRow, emit, plan: StudyPlan) -> None:
+    stored = st.put(row)
+    if stored:
+        summary.measured += 1
+        summary.statuses[row.status] = summary.statuses.get(row.status, 0) + 1
+        if row.status != "ok":
+            summary.failed += 1
+    emit("done", {"plan": plan, "row": row, "stored": stored})
+
+
+def load_results(store: str | None = None):
+    """The store as one tidy pandas DataFrame: a row per cell, a column per metric (units in the names)."""
+    with open_store(store) as st:
+        return st.frame()
