@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dnnbench.core.version import __version__
-from dnnbench.core.errors import DnnbenchError, InputError
+from dnnbench.core.errors import DnnbenchError, InputError, MissingExtraError
 
 # Piped output (files, CI logs) gets a wide table instead of rich's 80-column default.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -423,6 +423,127 @@ def machine(device, threads, cached, fmt):
         out.print(f"peak fp32: {p.peak_flops_per_s / 1e9:.1f} GFLOP/s ({p.best_probe}); GEMM "
                   f"{p.gemm_flops_per_s / 1e9:.1f}, convolution {p.conv_flops_per_s / 1e9:.1f} GFLOP/s; copy bandwidth {bw}")
     out.print(f"cache: {cache_path(peaks[0].fingerprint)}")
+
+
+# ---- study and export ---------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("models", nargs=-1, required=True)
+@click.option("--batch-sizes", default=None, metavar="1,2,4",
+              help="Batch sizes [default: 1,2,4,8,16,32,64; with --quick 1,4,16].")
+@click.option("--metrics", default="profile,time,memory", show_default=True,
+              help="Metric groups: profile, time, memory, power.")
+@click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda")
+@click.option("--threads", type=int, default=None, help="Threads for inference [default: physical cores].")
+@click.option("--store", default=None, metavar="URL|PATH",
+              help="Results store: a SQLite path or SQLAlchemy URL [default: $DNNBENCH_STORE or ~/.local/share/dnnbench/results.db].")
+@click.option("--budget", default=None, metavar="30m", help="Stop cleanly between cells after this long.")
+@click.option("--force", is_flag=True, help="Re-measure cells already in the store.")
+@click.option("--quick", is_flag=True, help="A small preset for demos: batch sizes 1,4,16, 5 % CI, 2 s per cell.")
+@click.option("--target-ci", type=float, default=None, help="Relative CI of the median to reach [default 0.02].")
+@click.option("--max-time-per-cell", type=float, default=None, metavar="S", help="Time cap per cell [default 10].")
+@click.option("--input-size", default=None, metavar="H[,W]", help="Image size in pixels (default: native).")
+@click.option("--name", default=None, help="A label stored with every cell of this study.")
+def study(models, batch_sizes, metrics, device, store, budget, force, quick, target_ci, max_time_per_cell,
+          threads, input_size, name):
+    """Run the whole sweep (MODELS or sets x batch sizes x metric groups) into the results store.
+
+    Resumable: cells already stored for the same configuration and machine are skipped.
+    Ctrl-C or a kill keeps every finished cell.
+    """
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    from dnnbench import study as study_mod
+
+    if threads is not None and threads < 1:
+        raise InputError(f"--threads {threads} is not allowed", "at least one thread must run the model",
+                         "use --threads 1 or more")
+    sizes = None
+    if batch_sizes:
+        from dnnbench.core.measurements import parse_batch_sizes
+
+        sizes = parse_batch_sizes(batch_sizes)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=False)
+    state = {"task": None}
+
+    def on_event(kind, data):
+        if kind == "open":
+            err.print(f"store: {data['store']}")
+            for label, why in data["unavailable"]:
+                err.print(f"unavailable: {label}: {why}")
+        elif kind == "plan":
+            if data["skipped"]:
+                err.print(f"{data['skipped']} cells already in the store for this configuration and machine: skipped"
+                          " (--force re-measures them)")
+            state["task"] = bar.add_task("study", total=data["todo"])
+            bar.start()
+        elif kind == "start" and state["task"] is not None:
+            p = data["plan"]
+            bar.update(state["task"], description=f"{p.label} b={p.batch_size} {p.group}")
+        elif kind == "done" and state["task"] is not None:
+            bar.advance(state["task"])
+            row = data["row"]
+            if row.status != "ok":
+                err.print(f"{row.model_ref} batch {row.batch_size} {row.metric_group}: {row.status}: {row.message}")
+
+    try:
+        summary = study_mod.study(list(models), batch_sizes=sizes, metrics=metrics, device=device, store=store,
+                                  budget=budget, force=force, quick=quick, threads=threads, target_ci=target_ci,
+                                  max_time_per_cell=max_time_per_cell, input_size=input_size, name=name,
+                                  on_event=on_event)
+    finally:
+        bar.stop()
+    statuses = ", ".join(f"{v} {k}" for k, v in sorted(summary.statuses.items())) or "none"
+    out.print(f"study: {summary.measured} cells measured ({statuses}), {summary.skipped_existing} already stored, "
+              f"{summary.left} left, in {_seconds(summary.wall_s)}; store: {summary.store}")
+    if summary.stopped == "budget":
+        out.print(f"stopped: the budget {budget} is spent; {summary.left} cells left. Run the same command again to resume.")
+    elif summary.stopped == "interrupted":
+        _fail(f"interrupted; {summary.measured} finished cells are stored, {summary.left} left. "
+              "Run the same command again to resume.", 130)
+
+
+@cli.command()
+@click.option("--store", default=None, metavar="URL|PATH", help="Results store [default: $DNNBENCH_STORE or the default file].")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json", "parquet"]), default="csv", show_default=True)
+@click.option("--output", "-o", default=None, metavar="FILE", help="Write here instead of standard output.")
+def export(store, fmt, output):
+    """Export the store as one tidy table: a row per cell, a column per metric (units in column names)."""
+    from dnnbench import study as study_mod
+
+    df = study_mod.load_results(store)
+    if df.empty:
+        raise InputError("the store holds no results", "nothing has been measured into it yet",
+                         "run e.g. `dnnbench study paper --quick` first")
+    for col in ("input_shape", "warnings"):
+        if col in df.columns:
+            df[col] = df[col].map(lambda v: json.dumps(v) if v is not None else None)
+    if fmt == "parquet":
+        if not output:
+            raise InputError("parquet needs --output FILE", "parquet is a binary format", "add --output results.parquet")
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError as exc:
+            raise MissingExtraError("pyarrow is needed for --format parquet", "it is an optional extra",
+                                    "pip install 'dnnbench[parquet]'") from exc
+        df.to_parquet(output, index=False)
+    elif fmt == "json":
+        text = df.to_json(orient="records", date_format="iso", indent=2)
+        _write_text(text, output)
+    else:
+        _write_text(df.to_csv(index=False), output)
+    if output:
+        err.print(f"wrote {len(df)} rows to {output}")
+
+
+def _write_text(text: str, output: str | None) -> None:
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        click.echo(text, nl=False)
 
 
 def main(argv: list[str] | None = None) -> None:
