@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from dnnbench.store import open_store
-from dnnbench.study import load_results, parse_duration, parse_metrics, study
+from dnnbench.runner import load_results, parse_duration, parse_metrics, study
 
 SLOW_MODEL = """
 import time

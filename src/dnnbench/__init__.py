@@ -1,29 +1,29 @@
 """dnnbench: measure what it costs to deploy a neural network.
 
-The public API lives in :mod:`dnnbench.api`; names are re-exported lazily so that
-``import dnnbench`` stays cheap (torch is imported only when a function is called).
+The public API lives in :mod:`dnnbench.api` (single measurements) and :mod:`dnnbench.runner` (studies
+into the results store); names are re-exported lazily so that ``import dnnbench`` stays cheap (torch is
+imported only when a function is called).
 """
 
 from dnnbench.core.version import __version__
 
-__all__ = ["profile", "load_model", "bench", "machine", "Profile", "ModelRef", "DnnbenchError", "__version__"]
+_EXPORTS = {
+    "profile": "dnnbench.api", "bench": "dnnbench.api", "machine": "dnnbench.api", "load_model": "dnnbench.api",
+    "accuracy": "dnnbench.api", "sensors": "dnnbench.api", "list_models": "dnnbench.api",
+    "study": "dnnbench.runner", "load_results": "dnnbench.runner",
+    "Profile": "dnnbench.core.records", "ModelRef": "dnnbench.core.refs", "DnnbenchError": "dnnbench.core.errors",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
 
 
 def __getattr__(name):  # PEP 562: lazy re-exports
-    if name in ("profile", "load_model", "bench", "machine"):
-        from dnnbench import api
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dnnbench' has no attribute {name!r}")
+    import importlib
 
-        return getattr(api, name)
-    if name == "Profile":
-        from dnnbench.core.records import Profile
-
-        return Profile
-    if name == "ModelRef":
-        from dnnbench.core.refs import ModelRef
-
-        return ModelRef
-    if name == "DnnbenchError":
-        from dnnbench.core.errors import DnnbenchError
-
-        return DnnbenchError
-    raise AttributeError(f"module 'dnnbench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name, None)
+    if value is None:
+        raise AttributeError(f"module 'dnnbench' has no attribute {name!r} (not in {module})")
+    return value

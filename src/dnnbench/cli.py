@@ -199,6 +199,114 @@ def models(pattern, fmt):
 
 
 
+# ---- accuracy ------------------------------------------------------------------------------------
+
+def _positive(name: str):
+    def check(ctx, param, value):
+        if value is not None and value < 1:
+            raise InputError(f"{name} {value} is not allowed", "it must be 1 or more", f"use {name} 1 or more")
+        return value
+    return check
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--data", default=None, metavar="DIR",
+              help="Validation images: class folders (wnids), or a flat folder with --labels. "
+                   "Without it, show the published figure only.")
+@click.option("--weights", default="DEFAULT", show_default=True, metavar="DEFAULT|TAG|PATH|random",
+              help="DEFAULT: the weights in the local torchvision/timm cache (a python factory's own); "
+                   "a weights tag; a checkpoint file; random (to time the pipeline).")
+@click.option("--limit", type=int, default=None, callback=_positive("--limit"), metavar="N",
+              help="Evaluate a class-stratified subset of N images.")
+@click.option("--batch-size", "-b", type=int, default=64, show_default=True, callback=_positive("--batch-size"))
+@click.option("--workers", type=int, default=None, metavar="W",
+              help="Decoding processes [default: one per CPU, at most 8; 0 decodes in this process].")
+@click.option("--labels", default=None, metavar="FILE",
+              help="Ground truth for a flat folder: one label per line (sorted file names) or 'FILENAME LABEL'.")
+@click.option("--download-weights", is_flag=True, help="Allow downloading the weights if they are not cached.")
+@click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --limit subset.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+def accuracy(model, data, weights, limit, batch_size, workers, labels, download_weights, device, seed, fmt):
+    """Top-1/top-5 of MODEL measured on your validation set (--data), beside the published figure.
+
+    Each model is fed through its own preprocessing (torchvision weights transforms, timm data config,
+    a factory's preprocess; else resize + centre crop + ImageNet mean/std). Intervals are 95 % Wilson.
+    """
+    from dnnbench import api
+
+    if data is None:
+        rep = api.reported_accuracy(model)
+        if fmt == "json":
+            _dump({"model": model, "reported": None if rep is None else rep.__dict__, "measured": None})
+            return
+        out.print(f"{model}: published {_reported_line(rep)}")
+        out.print("pass --data DIR to measure it on your own validation images")
+        return
+    with _images_progress() as on_progress:
+        acc = api.accuracy(model, data, weights=weights, labels=labels, limit=limit, batch_size=batch_size,
+                           workers=workers, download_weights=download_weights, device=device, seed=seed,
+                           on_progress=on_progress)
+    if fmt == "json":
+        _dump(acc.to_dict())
+        return
+    _render_accuracy(acc)
+
+
+def _reported_line(rep) -> str:
+    if rep is None:
+        return "accuracy: none (no published figure for this source)"
+    if rep.top1 is None:
+        return f"accuracy: none — {rep.note or 'not published'} ({rep.source}, {rep.weights})"
+    return f"top-1 {_pct(rep.top1)}, top-5 {_pct(rep.top5)} ({rep.source}, {rep.weights})"
+
+
+class _images_progress:
+    """A rich progress bar on stderr with images/s; silent when stderr is not a terminal."""
+
+    def __enter__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=err, transient=True,
+                            disable=not err.is_terminal)
+        self.bar.__enter__()
+        self.task = self.bar.add_task("", total=None, rate="")
+
+        def update(done, total, scored, elapsed):
+            rate = f"{scored / elapsed:.1f} images/s" if elapsed > 0 and scored else ""
+            self.bar.update(self.task, completed=done, total=total, rate=rate)
+
+        return update
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
+
+
+def _render_accuracy(a) -> None:
+    t = Table(title=f"{a.model} — measured on {a.images:,} images of {a.data_dir}", show_header=False,
+              title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("top-1", f"{_pct(a.top1)}  (95 % CI {_pct(a.top1_ci_low)} – {_pct(a.top1_ci_high)}; "
+                       f"{a.top1_correct:,} / {a.images:,})")
+    k = "top-5" if a.top5_k == 5 else f"top-5 (top-{a.top5_k})"
+    t.add_row(k, f"{_pct(a.top5)}  (95 % CI {_pct(a.top5_ci_low)} – {_pct(a.top5_ci_high)}; "
+                 f"{a.top5_correct:,} / {a.images:,})")
+    t.add_row("published", _reported_line(a.reported))
+    t.add_row("weights", a.weights)
+    t.add_row("images", f"{a.images:,} scored, {a.corrupt_images:,} corrupt (skipped), {a.classes} classes"
+                        + (f", --limit {a.limit}" if a.limit else ""))
+    t.add_row("data", f"{a.layout}; classes: {a.class_map}")
+    t.add_row("preprocess", f"{a.preprocess}  [{a.preprocess_source}]")
+    t.add_row("throughput", f"{a.images_per_s:.1f} images/s  (batch {a.batch_size}, {a.workers} workers, "
+                            f"{a.threads} threads, {a.device}; waited for data {a.data_wait_s:.1f} s of {a.wall_s:.1f} s)")
+    out.print(t)
+    for note in a.notes:
+        out.print(f"note: {note}")
+
+
 @cli.command()
 @click.argument("spec", required=False, metavar="[SENSORS]")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
@@ -281,6 +389,10 @@ def bench(model, batch_sizes, device, threads, target_ci, max_time_per_cell, min
     Each (model, batch size) cell runs in a fresh worker process: cold start apart, warm-up until steady,
     then samples until the 95 % CI of the median is within --target-ci or --max-time-per-cell is spent.
     """
+    from dnnbench.core.measurements import check_bench_options, check_device_name
+
+    check_bench_options(threads, target_ci, max_time_per_cell, min_samples)  # before torch is imported
+    check_device_name(device)
     from dnnbench import api
 
     with _bench_progress(max_time_per_cell) as on_event:
@@ -398,6 +510,9 @@ def machine(device, threads, cached, fmt):
     The result is cached per machine fingerprint (in $DNNBENCH_CACHE_DIR, default ~/.cache/dnnbench);
     `dnnbench bench` reads it to report achieved FLOP/s as a % of this peak.
     """
+    from dnnbench.core.measurements import check_device_name
+
+    check_device_name(device)
     from dnnbench import api
     from dnnbench.measure.machine import cache_path
 
@@ -454,7 +569,7 @@ def study(models, batch_sizes, metrics, device, store, budget, force, quick, tar
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
-    from dnnbench import study as study_mod
+    from dnnbench import runner as study_mod
 
     if threads is not None and threads < 1:
         raise InputError(f"--threads {threads} is not allowed", "at least one thread must run the model",
@@ -511,7 +626,7 @@ def study(models, batch_sizes, metrics, device, store, budget, force, quick, tar
 @click.option("--output", "-o", default=None, metavar="FILE", help="Write here instead of standard output.")
 def export(store, fmt, output):
     """Export the store as one tidy table: a row per cell, a column per metric (units in column names)."""
-    from dnnbench import study as study_mod
+    from dnnbench import runner as study_mod
 
     df = study_mod.load_results(store)
     if df.empty:
