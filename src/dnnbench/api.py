@@ -156,34 +156,20 @@ def _bench_loader(ref: str, device: str, input_size=None) -> LoadedModel:
 
 def check_device(device: str) -> str:
     """``device`` if bench can run on it here, else a one-line error saying why and what to use."""
-    if device == "cpu":
+    from dnnbench.core.measurements import check_device_name
+
+    if check_device_name(device) == "cpu":
         return device
-    if device == "cuda" or device.startswith("cuda:"):
+    if device.startswith("cuda"):
         if not torch.cuda.is_available():
             why = ("this torch is built without CUDA" if torch.version.cuda is None
                    else "torch.cuda.is_available() is False: no NVIDIA GPU or driver is visible")
             raise UnavailableError(f"--device {device} is not available on this machine", why, "use --device cpu")
         index = device.partition(":")[2]
-        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+        if index and int(index) >= torch.cuda.device_count():
             raise InputError(f"--device {device} does not exist", f"{torch.cuda.device_count()} CUDA device(s) here",
                              "use --device cuda or cuda:N with N below the device count")
-        return device
-    raise InputError(f"unknown device {device!r}", "bench runs on cpu or cuda", "use --device cpu or --device cuda")
-
-
-def _check_bench_args(threads, target_ci, max_time_per_cell, min_samples) -> None:
-    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
-        raise InputError(f"--threads {threads} is not allowed", "at least one thread must run the model",
-                         "use --threads 1 or more (default: the physical cores)")
-    if not 0 < target_ci < 1:
-        raise InputError(f"--target-ci {target_ci} is not allowed", "it is a fraction of the median, between 0 and 1",
-                         "use e.g. --target-ci 0.02 for +/-2 %")
-    if not max_time_per_cell > 0:
-        raise InputError(f"--max-time-per-cell {max_time_per_cell} is not allowed", "a cell needs some time",
-                         "use a positive number of seconds, e.g. --max-time-per-cell 10")
-    if not isinstance(min_samples, int) or min_samples < 1:
-        raise InputError(f"--min-samples {min_samples} is not allowed", "at least one sample is needed",
-                         "use --min-samples 10")
+    return device
 
 
 def _roofline(cell: "BenchCell", peak: "MachinePeak | None", peak_why: str) -> "Roofline | None":
@@ -242,12 +228,12 @@ def bench(model, batch_sizes=DEFAULT_BATCH_SIZES, device: str = "cpu", threads: 
     from functools import partial
 
     from dnnbench.core.measurements import (BenchCell, BenchRun, CellSpec, StaticEstimate, TimingSpec,
-                                            parse_batch_sizes)
+                                            check_bench_options, parse_batch_sizes)
     from dnnbench.measure import environment, machine
     from dnnbench.measure.worker import run_cell, run_isolated
 
     sizes = parse_batch_sizes(batch_sizes)
-    _check_bench_args(threads, target_ci, max_time_per_cell, min_samples)
+    check_bench_options(threads, target_ci, max_time_per_cell, min_samples)
     device = check_device(device)
     threads = threads or environment.default_threads()
     on_gpu = device.startswith("cuda")
@@ -337,10 +323,11 @@ def bench(model, batch_sizes=DEFAULT_BATCH_SIZES, device: str = "cpu", threads: 
 
 def machine(device: str = "cpu", threads: int | None = None, cached: bool = False) -> "list[MachinePeak]":
     """Measure (or with ``cached``, read) this machine's peak FLOP/s and bandwidth; measured peaks are cached."""
+    from dnnbench.core.measurements import check_bench_options
     from dnnbench.measure import environment
     from dnnbench.measure import machine as probe
 
-    _check_bench_args(threads, 0.5, 1.0, 1)
+    check_bench_options(threads)
     device = check_device(device)
     fingerprint = environment.capture(device).fingerprint
     if cached:

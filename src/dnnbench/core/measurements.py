@@ -26,6 +26,31 @@ def _init_kwargs(cls, d: dict[str, Any]) -> dict[str, Any]:
 
 # ---- specs ---------------------------------------------------------------------------------------
 
+def check_device_name(device: str) -> str:
+    """``device`` if it names a device bench knows (cpu, cuda, cuda:N); whether it exists is checked later."""
+    kind, sep, index = device.partition(":")
+    if device == "cpu" or (kind == "cuda" and (not sep or index.isdigit())):
+        return device
+    raise InputError(f"unknown device {device!r}", "bench runs on cpu, cuda or cuda:N", "use --device cpu or --device cuda")
+
+
+def check_bench_options(threads=None, target_ci: float = 0.02, max_time_per_cell: float = 10.0,
+                        min_samples: int = 10) -> None:
+    """One-line errors for options that cannot work, before anything is built."""
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise InputError(f"--threads {threads} is not allowed", "at least one thread must run the model",
+                         "use --threads 1 or more (default: the physical cores)")
+    if not 0 < target_ci < 1:
+        raise InputError(f"--target-ci {target_ci} is not allowed", "it is a fraction of the median, between 0 and 1",
+                         "use e.g. --target-ci 0.02 for +/-2 %")
+    if not max_time_per_cell > 0:
+        raise InputError(f"--max-time-per-cell {max_time_per_cell} is not allowed", "a cell needs some time",
+                         "use a positive number of seconds, e.g. --max-time-per-cell 10")
+    if not isinstance(min_samples, int) or isinstance(min_samples, bool) or min_samples < 1:
+        raise InputError(f"--min-samples {min_samples} is not allowed", "at least one sample is needed",
+                         "use --min-samples 10")
+
+
 def parse_batch_sizes(value) -> tuple[int, ...]:
     """Batch sizes from "1,2,4" or a sequence of ints: positive, de-duplicated, ascending."""
     if isinstance(value, str):

@@ -1,0 +1,135 @@
+"""Cells: statuses after injected failures, worker isolation in a real subprocess, memory, the CUDA path."""
+
+import functools
+import os
+
+import pytest
+import torch
+
+import dnnbench
+from dnnbench.core.measurements import BenchCell, CellSpec, TimingSpec
+from dnnbench.measure.memory import RssPeak
+from dnnbench.measure.worker import classify, run_isolated
+from tests.bench_models import FAKE_CPU_OOM, ballast_loader
+
+MODELS = os.path.join(os.path.dirname(__file__), "bench_models.py")
+FAST = dict(max_time_per_cell=0.3, min_samples=5, threads=1)
+
+
+def ref(name: str) -> str:
+    return f"python:{MODELS}:{name}"
+
+
+def statuses(run) -> dict[int, str]:
+    return {c.batch_size: c.status for c in run.cells}
+
+
+def test_oom_in_one_cell_skips_larger_batches_and_keeps_what_was_measured():
+    run = dnnbench.bench(ref("oom_from_4"), [16, 1, 8, 2, 4], in_process=True, **FAST)
+    assert [c.batch_size for c in run.cells] == [1, 2, 4, 8, 16]  # ascending, so "larger" is well defined
+    assert statuses(run) == {1: "ok", 2: "ok", 4: "oom", 8: "skipped", 16: "skipped"}
+    oom = run.cell(4)
+    assert "can't allocate memory" in oom.message and oom.latency_s is None
+    assert "batch size 4" in run.cell(8).message
+    for b in (1, 2):
+        c = run.cell(b)
+        assert c.latency_s.n >= 3 and c.throughput_items_per_s == pytest.approx(b / c.latency_s.median_s)
+
+
+def test_an_error_fails_only_its_cell():
+    run = dnnbench.bench(ref("error_at_2"), [1, 2, 4], in_process=True, **FAST)
+    assert statuses(run) == {1: "ok", 2: "error", 4: "ok"}
+    assert run.cell(2).message == "ValueError: injected failure at batch 2"
+
+
+def test_oom_classification():
+    assert classify(MemoryError()) == "oom"
+    assert classify(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")) == "oom"
+    assert classify(RuntimeError(FAKE_CPU_OOM)) == "oom"
+    assert classify(ValueError("shape mismatch")) == "error"
+
+
+def test_cells_run_in_fresh_worker_processes(tmp_path):
+    """Real subprocesses: OOM raised in a worker and a worker killed by SIGKILL are both "oom" cells."""
+    run = dnnbench.bench(ref("sigkill_from_4"), [1, 4, 8], **FAST)
+    assert statuses(run) == {1: "ok", 4: "oom", 8: "skipped"}
+    assert "SIGKILL" in run.cell(4).message
+    ok = run.cell(1)
+    assert ok.spec.isolation == "subprocess"
+    assert ok.environment is not None and ok.environment.threads == 1  # set in the worker, and recorded
+    mem = ok.memory
+    assert mem.peak_rss_bytes >= mem.baseline_rss_bytes > 0
+    assert mem.rss_above_baseline_bytes == mem.peak_rss_bytes - mem.baseline_rss_bytes
+    assert "cuda_peak_allocated_bytes" in mem.unavailable and mem.cuda_peak_allocated_bytes is None
+
+    spec = CellSpec(ref("oom_from_4"), 4, "cpu", 1, TimingSpec(max_time_s=0.3))
+    loader = functools.partial(dnnbench.api._bench_loader, ref("oom_from_4"), "cpu")
+    cell = run_isolated(spec, loader)
+    assert cell.status == "oom" and "injected by a test" in cell.message
+
+
+def test_worker_builds_the_model_in_its_own_process_and_measures_its_memory(tmp_path):
+    pid_file = tmp_path / "pid"
+    ballast = 96 << 20
+    spec = CellSpec("ballast", 2, "cpu", 1, TimingSpec(max_time_s=0.3, min_samples=5))
+    seen = []
+    cell = run_isolated(spec, functools.partial(ballast_loader, str(pid_file), ballast),
+                        progress=lambda *a: seen.append(a[0]))
+    assert cell.status == "ok", cell.message
+    child = int(pid_file.read_text())
+    assert child != os.getpid()
+    assert seen[0] == "building" and seen[-1] == "done"  # progress crossed the pipe as it happened
+    assert cell.rss_above_baseline_bytes >= ballast  # the model's buffer lives in the worker only
+    assert cell.latency_s.n == len(cell.samples_s) >= 3
+    again = BenchCell.from_dict(cell.to_dict())  # what the worker sent is what is stored
+    assert again.to_dict() == cell.to_dict()
+
+
+def test_rss_peak_sees_a_transient_allocation():
+    rss = RssPeak(isolated=True)
+    rss.start()
+    blob = b"\x01" * (64 << 20)  # written, so resident
+    del blob
+    mem = rss.finish()
+    assert mem.rss_above_baseline_bytes >= 60 << 20
+    shared = RssPeak(isolated=False)
+    shared.start()
+    m2 = shared.finish()
+    assert m2.rss_above_baseline_bytes is None and "in-process" in m2.unavailable["rss_above_baseline_bytes"]
+
+
+def test_static_estimate_and_roofline_sit_beside_the_measurement(tmp_path, monkeypatch):
+    monkeypatch.setenv("DNNBENCH_CACHE_DIR", str(tmp_path))
+    run = dnnbench.bench(ref("tiny"), [1, 4], in_process=True, **FAST)
+    c = run.cell(4)
+    prof = dnnbench.profile(ref("tiny"), batch_size=4)
+    assert c.static.flops == prof.flops and c.static.activation_peak_bytes == prof.activation_peak_bytes
+    assert c.achieved_flops_per_s == pytest.approx(prof.flops / c.latency_s.median_s)
+    assert c.fraction_of_peak is None and "dnnbench machine" in c.roofline.unavailable["fraction_of_peak"]
+    d = c.to_dict()
+    for key in ("latency_s", "throughput_items_per_s", "peak_rss_bytes", "rss_above_baseline_bytes",
+                "cuda_peak_allocated_bytes", "cuda_peak_reserved_bytes", "cold_start_s", "samples_s", "status",
+                "message", "warnings", "environment"):
+        assert key in d
+    for key in ("median_s", "mean_s", "min_s", "p90_s", "p99_s", "ci_low_s", "ci_high_s", "cv"):
+        assert key in d["latency_s"]
+    assert d["environment"]["fingerprint"] == run.environment.fingerprint
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_cells_report_allocator_peaks_and_oom():
+    run = dnnbench.bench(ref("tiny"), [1, 8], device="cuda", in_process=True, **FAST)
+    c = run.cell(8)
+    assert c.status == "ok" and c.timing.timer == "cuda_events"
+    assert c.cuda_peak_reserved_bytes >= c.cuda_peak_allocated_bytes > 0
+    assert c.environment.gpu_name
+    run = dnnbench.bench(ref("cuda_oom_from_4"), [2, 4, 8], device="cuda", in_process=True, **FAST)
+    assert statuses(run) == {2: "ok", 4: "oom", 8: "skipped"}
+
+
+def test_cuda_without_a_gpu_is_a_one_line_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(dnnbench.DnnbenchError, match="--device cuda is not available"):
+        dnnbench.bench(ref("tiny"), [1], device="cuda")

@@ -1,0 +1,146 @@
+"""Warm-up and stopping rules of the timer, driven by a fake clock: no real time passes."""
+
+import itertools
+import random
+
+import pytest
+import torch
+
+from dnnbench.core.measurements import TimingSpec
+from dnnbench.measure import noise
+from dnnbench.measure.timing import CpuTimer, is_steady, measure
+
+
+class FakeClock:
+    """A clock that moves only when a fake call says how long it took."""
+
+    def __init__(self, durations):
+        self.t = 1000.0
+        self.durations = iter(durations)
+        self.calls = 0
+
+    def now(self) -> float:
+        return self.t
+
+    def call(self) -> None:
+        self.t += next(self.durations)
+        self.calls += 1
+
+
+def run(durations, **spec):
+    clock = FakeClock(durations)
+    spec = TimingSpec(**{"warmup_min_s": 0.0, **spec})
+    timing = measure(clock.call, spec, CpuTimer(clock.now), wall=clock.now)
+    return timing, clock, spec
+
+
+def test_cold_start_is_kept_apart_and_constant_calls_stop_at_the_minimum():
+    timing, clock, spec = run(itertools.chain([0.5], itertools.repeat(0.001)), min_samples=12)
+    assert timing.cold_start_s == 0.5
+    assert timing.warmup_steady and len(timing.warmup_s) == 2 * spec.warmup_window
+    assert len(timing.samples_s) == 12 and timing.stop_reason == "ci"
+    assert timing.stats.median_s == pytest.approx(0.001)
+    assert clock.calls == 1 + len(timing.warmup_s) + len(timing.samples_s)  # every call is accounted for
+
+
+def test_warmup_runs_until_steady_not_a_fixed_count():
+    slow = [0.010 * 0.8 ** i + 0.001 for i in range(40)]  # a slowly settling cache/JIT/clock ramp
+    timing, _, spec = run(itertools.chain([0.5], slow, itertools.repeat(0.001)))
+    assert timing.warmup_steady
+    assert len(timing.warmup_s) > 2 * spec.warmup_window  # the ramp made it wait longer than the minimum
+    w = spec.warmup_window
+    assert is_steady(timing.warmup_s[-2 * w:-w], timing.warmup_s[-w:], spec.warmup_tolerance)
+    assert not is_steady(timing.warmup_s[:w], timing.warmup_s[w:2 * w], spec.warmup_tolerance)
+    assert max(timing.samples_s) < 1.05 * min(timing.samples_s)  # sampling started on the plateau
+
+
+def test_warmup_gives_up_at_its_share_of_the_cap():
+    drift = (0.001 * 1.01 ** i for i in itertools.count())  # keeps slowing down: never two agreeing windows
+    timing, _, spec = run(itertools.chain([0.0], drift), max_time_s=1.0)
+    warm_time = sum(timing.warmup_s)
+    assert not timing.warmup_steady
+    assert spec.max_time_s * spec.warmup_max_fraction <= warm_time < spec.max_time_s * spec.warmup_max_fraction + 0.005
+    assert any(w.code == "warmup" for w in noise.check(timing, spec, None, None, None, 1))
+
+
+def test_noisy_calls_sample_until_the_ci_of_the_median_is_within_target():
+    rng = random.Random(11)
+    noisy = (0.01 * rng.lognormvariate(0, 0.3) for _ in itertools.count())
+    timing, _, spec = run(itertools.chain([0.02] * 11, noisy), target_ci=0.02, max_time_s=1000.0)
+    assert timing.stop_reason == "ci"
+    assert timing.stats.ci_rel_halfwidth <= 0.02
+    assert len(timing.samples_s) > spec.min_samples  # 30 % spread needs far more than the minimum
+    assert not any(w.code == "ci" for w in noise.check(timing, spec, None, None, None, 1))
+
+
+def test_time_cap_stops_sampling_when_the_target_cannot_be_reached():
+    bimodal = itertools.cycle([0.001, 0.003])  # median CI spans both modes: never within 2 %
+    timing, clock, spec = run(itertools.chain([0.01], bimodal), max_time_s=2.0)
+    assert timing.stop_reason == "time_cap"
+    assert spec.max_time_s <= timing.wall_s < spec.max_time_s + 0.003  # stops right after the cap
+    warnings = noise.check(timing, spec, None, None, None, 1)
+    codes = {w.code for w in warnings}
+    assert {"ci", "cv", "iqr"} <= codes
+    assert all(w.remedy for w in warnings)
+
+
+def test_floor_of_samples_even_when_one_call_exceeds_the_cap():
+    timing, _, spec = run(itertools.repeat(2.0), max_time_s=1.0)
+    assert timing.stop_reason == "time_cap"
+    assert len(timing.samples_s) == spec.floor_samples
+    st = timing.stats
+    assert st.ci_low_s is None and "too few samples" in st.unavailable["ci_low_s"]
+    codes = {w.code for w in noise.check(timing, spec, None, None, None, 1)}
+    assert {"samples", "ci"} <= codes
+
+
+def test_never_stops_on_the_ci_before_min_samples():
+    timing, _, _ = run(itertools.repeat(0.001), min_samples=40)
+    assert len(timing.samples_s) == 40
+
+
+def test_max_samples_bounds_a_run():
+    bimodal = itertools.cycle([0.001, 0.003])
+    timing, _, _ = run(itertools.chain([0.001] * 11, bimodal), max_time_s=1e9, max_samples=500)
+    assert timing.stop_reason == "max_samples" and len(timing.samples_s) == 500
+
+
+def test_load_and_thread_warnings_carry_their_remedy():
+    from dataclasses import replace
+
+    from dnnbench.measure.environment import capture
+
+    timing, _, spec = run(itertools.repeat(0.001))
+    env = replace(capture("cpu"), load_avg=[99.0, 1.0, 1.0], logical_cores=2, physical_cores=2,
+                  cpu_governor="powersave")
+    ws = {w.code: w for w in noise.check(timing, spec, env, {"cpu0.core": 3}, {"cpu0.core": 5}, threads=4)}
+    assert set(ws) == {"load", "governor", "threads", "throttle"}
+    assert "99.00" in ws["load"].message and "2 CPU thermal throttling events" in ws["throttle"].message
+    assert "--threads 2" in ws["threads"].remedy
+
+
+def test_real_clock_on_a_real_module():
+    """The default timer on an actual forward: sane, positive, and the raw samples are kept."""
+    m = torch.nn.Linear(8, 8)
+    x = torch.randn(2, 8)
+    with torch.inference_mode():
+        timing = measure(lambda: m(x), TimingSpec(max_time_s=0.3, min_samples=20))
+    assert timing.cold_start_s > 0 and len(timing.samples_s) >= 20
+    assert all(s > 0 for s in timing.samples_s)
+    assert timing.stats.min_s <= timing.stats.median_s <= timing.stats.max_s
+    assert timing.wall_s < 0.3 + 0.5
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_timer_synchronises_and_times_the_gpu():
+    from dnnbench.measure.timing import CudaTimer
+
+    dev = torch.device("cuda")
+    a = torch.randn(2048, 2048, device=dev)
+    timer = CudaTimer(dev)
+    t = timer(lambda: a @ a)
+    assert t > 0
+    with torch.inference_mode():
+        timing = measure(lambda: a @ a, TimingSpec(max_time_s=0.5), timer)
+    assert timing.timer == "cuda_events" and timing.stats.median_s > 0
