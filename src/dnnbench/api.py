@@ -340,3 +340,66 @@ def machine(device: str = "cpu", threads: int | None = None, cached: bool = Fals
     peak = probe.probe(device, threads or environment.default_threads())
     probe.save_peak(peak)
     return [peak]
+
+
+# ---- accuracy: reported (offline) and measured top-1/top-5 -------------------------------------------
+
+__all__ += ["accuracy", "reported_accuracy"]
+
+
+def reported_accuracy(model) -> "ReportedAccuracy | None":
+    """The accuracy published with a model's weights, offline (torchvision metadata; timm: none offline)."""
+    lm = model if isinstance(model, LoadedModel) else load(model, device="meta")
+    return lm.reported
+
+
+def _accuracy_weights(ref: ModelRef, weights: str | None) -> tuple[str | None, str, list[str]]:
+    """(weights for sources.load, the label stored in the record, notes) for a --weights value."""
+    if weights is None or weights.lower() == "random":
+        return None, "random", ["random weights: accuracy is at chance level (use it to time the pipeline only)"]
+    if weights == "DEFAULT" and ref.source == "python":
+        return None, "factory", []  # a factory's module comes with whatever weights the factory gave it
+    return weights, weights, []
+
+
+def accuracy(model, data: str, weights: str | None = "DEFAULT", labels: str | None = None,
+             limit: int | None = None, batch_size: int = 64, workers: int | None = None,
+             download_weights: bool = False, device: str = "cpu", seed: int = 0,
+             on_progress=None) -> "Accuracy":
+    """Measured top-1/top-5 of ``model`` on the images under ``data``, with 95 % Wilson intervals.
+
+    ``model``: a reference (or a LoadedModel). ``weights``: "DEFAULT" (the local torchvision/timm cache; a
+    python factory's own weights), a weights tag, a checkpoint path, or "random"/None. Nothing is downloaded
+    unless ``download_weights``. ``data``: class folders (ImageNet wnids) or, with ``labels``, a flat folder.
+    ``limit``: evaluate a class-stratified subset of that many images. ``workers``: decoding processes
+    (default: one per CPU, at most 8). ``on_progress(files_done, files_total, images_scored, elapsed_s)``.
+    """
+    from dnnbench.core.refs import parse_ref
+    from dnnbench.measure.accuracy import measure_accuracy
+    from dnnbench.measure.imagedata import default_transform
+
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise InputError(f"batch size {batch_size!r} is not allowed", "a batch holds at least one item",
+                         "use a batch size of 1 or more")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {device} is not available here", "torch sees no CUDA device", "use --device cpu")
+    if isinstance(model, LoadedModel):
+        lm, label, notes = model, model.weights or "as given", []
+    else:
+        ref = parse_ref(model) if isinstance(model, str) else model
+        w, label, notes = _accuracy_weights(ref, weights)
+        lm = load(ref, device="cpu", weights=w, download=download_weights)
+    if not lm.inputs.is_single_image:
+        raise InputError(f"{lm.ref} does not take one image", "accuracy evaluates image classifiers",
+                         "give a model whose input is one CxHxW image")
+    transform, source = lm.preprocess, lm.preprocess_source
+    if transform is None:
+        notes += list(lm.notes)  # e.g. "no example inputs: assuming 3x224x224" sets the crop size
+        _, h, w = lm.inputs.tensors[0].shape
+        transform = default_transform(h, w)
+        source = (f"default: resize shorter side to {round(min(h, w) / 0.875)}, centre-crop {h}x{w}, "
+                  "ImageNet mean/std (the model defines no preprocessing)")
+    return measure_accuracy(
+        lm.module, data, model=lm.ref, weights=label, transform=transform, preprocess_source=source or "",
+        class_names=lm.class_names, labels=labels, limit=limit, batch_size=batch_size, workers=workers,
+        device=device, seed=seed, reported=lm.reported, notes=notes, on_progress=on_progress)

@@ -44,3 +44,7 @@ class MissingExtraError(DnnbenchError):
 
 class UnavailableError(DnnbenchError):
     """Something cannot be measured or built on this machine."""
+
+
+class DatasetError(DnnbenchError):
+    """A dataset directory or labels file that cannot be evaluated as given."""

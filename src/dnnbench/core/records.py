@@ -42,6 +42,7 @@ class ReportedAccuracy:
     top5: float | None
     source: str  # e.g. "torchvision weights meta"
     weights: str | None  # weights tag the figure belongs to
+    note: str | None = None  # e.g. why there is no figure ("not published offline by timm")
 
 
 @dataclass(frozen=True)

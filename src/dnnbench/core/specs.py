@@ -114,3 +114,8 @@ class LoadedModel:
     weights: str | None = None  # weights tag or checkpoint path; None = random weights
     reported: ReportedAccuracy | None = None
     notes: list[str] = field(default_factory=list)
+    # For accuracy: the model's own image transform (PIL image -> CHW float tensor) and where it came from,
+    # and its class list in output-index order (wnids or folder names); None = not known to the source.
+    preprocess: Any = None
+    preprocess_source: str | None = None
+    class_names: list[str] | None = None

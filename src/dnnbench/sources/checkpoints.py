@@ -16,7 +16,12 @@ def is_path(weights: str) -> bool:
     return os.sep in weights or weights.endswith(CHECKPOINT_SUFFIXES) or os.path.exists(weights)
 
 
-def load_checkpoint(module: torch.nn.Module, path: str, ref: str) -> None:
+def load_checkpoint(module: torch.nn.Module, path: str, ref: str) -> list[str] | None:
+    """Load a state_dict (bare or under state_dict/model/model_state_dict) into ``module``, strictly.
+
+    Returns the checkpoint's ``class_names`` (its classes in output-index order, e.g. wnids) when it is a
+    dict that holds them beside the weights, else None.
+    """
     if not os.path.isfile(path):
         raise UnavailableError(f"weights file {path} does not exist", "no such file", "check the path")
     try:
@@ -24,8 +29,15 @@ def load_checkpoint(module: torch.nn.Module, path: str, ref: str) -> None:
     except Exception as exc:
         raise ModelBuildError(f"cannot read weights file {path}", f"{type(exc).__name__}: {str(exc)[:160]}",
                               "give a state_dict saved with torch.save") from exc
+    class_names = None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
+            names = state.get("class_names")
+            if names is not None:
+                if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+                    raise ModelBuildError(f"class_names in {path} is not a list of strings",
+                                          f"it is a {type(names).__name__}", "save class_names as a list of str")
+                class_names = list(names)
             state = state[key]
             break
     if not isinstance(state, dict):
@@ -45,3 +57,4 @@ def load_checkpoint(module: torch.nn.Module, path: str, ref: str) -> None:
             "use a checkpoint saved from the same architecture",
         )
     module.load_state_dict(state, strict=True)
+    return class_names

@@ -2,6 +2,9 @@
 
 The factory is called with no arguments and returns a module, or ``(module, example_inputs)`` where
 example_inputs is a tensor, a tuple of tensors or a dict of tensors whose dim 0 is the batch.
+For ``accuracy`` a factory may carry two attributes: ``factory.preprocess`` (PIL image -> CxHxW tensor)
+and ``factory.class_names`` (its classes in output-index order, e.g. wnids); a checkpoint saved as
+``{"state_dict": ..., "class_names": [...]}`` provides class_names too, and wins.
 """
 
 from __future__ import annotations
@@ -72,6 +75,24 @@ def load(ref: ModelRef, device: str = "cpu", weights: str | None = None, downloa
         notes.append("the factory gave no example inputs: assuming one 3x224x224 image; pass --input-size to change it")
     else:
         inputs = InputSpec.from_examples(example)
+    class_names = _names(getattr(factory, "class_names", None), ref)
     if weights is not None:
-        load_checkpoint(made, weights, str(ref))
-    return LoadedModel(str(ref), made, inputs, weights, None, notes)
+        class_names = load_checkpoint(made, weights, str(ref)) or class_names
+    preprocess = getattr(factory, "preprocess", None)
+    if preprocess is not None and not callable(preprocess):
+        raise ModelBuildError(f"{ref}.preprocess is a {type(preprocess).__name__}",
+                              "it must be a callable taking a PIL image and returning a CxHxW tensor",
+                              "set factory.preprocess to a transform, e.g. a torchvision Compose")
+    return LoadedModel(str(ref), made, inputs, weights, None, notes, preprocess=preprocess,
+                       preprocess_source=f"{ref}.preprocess" if preprocess is not None else None,
+                       class_names=class_names)
+
+
+def _names(names, ref: ModelRef) -> list[str] | None:
+    """A factory's ``class_names`` attribute: its classes in output-index order (wnids or folder names)."""
+    if names is None:
+        return None
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise ModelBuildError(f"{ref}.class_names is not a list of strings", f"it is a {type(names).__name__}",
+                              "set factory.class_names = ['n01440764', ...] in output-index order")
+    return list(names)

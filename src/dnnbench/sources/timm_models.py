@@ -7,6 +7,7 @@ import difflib
 import torch
 
 from dnnbench.core.errors import MissingExtraError, ModelBuildError, UnavailableError, UnknownModelError
+from dnnbench.core.records import ReportedAccuracy
 from dnnbench.core.refs import ModelRef
 from dnnbench.core.specs import InputSpec, LoadedModel
 from dnnbench.sources.checkpoints import is_path, load_checkpoint
@@ -56,8 +57,42 @@ def load(ref: ModelRef, device: str = "cpu", weights: str | None = None, downloa
                                    "pass --download-weights, or check the local Hugging Face cache") from exc
         raise ModelBuildError(f"building timm:{full} failed", f"{type(exc).__name__}: {str(exc)[:160]}",
                               "check the model name and tag") from exc
+    class_names = None
     if weights is not None and is_path(weights):
-        load_checkpoint(module, weights, f"timm:{full}")
+        class_names = load_checkpoint(module, weights, f"timm:{full}")
     cfg = getattr(module, "pretrained_cfg", {}) or {}
     c, h, w = cfg.get("input_size", (3, 224, 224))
-    return LoadedModel(f"timm:{full}", module, InputSpec.image(c, h, w), weights, None, [])
+    preprocess, source = _transform(timm, module, full)
+    return LoadedModel(f"timm:{full}", module, InputSpec.image(c, h, w), weights, reported_accuracy(full), [],
+                       preprocess=preprocess, preprocess_source=source,
+                       class_names=class_names or _class_names(timm, module))
+
+
+def reported_accuracy(full: str) -> ReportedAccuracy:
+    """timm publishes its ImageNet results as CSVs in its repository, not in the package: say so, invent nothing."""
+    return ReportedAccuracy(None, None, "timm", full,
+                            note="not published offline by timm (its package ships no results table)")
+
+
+def _transform(timm, module, full: str):
+    """timm's eval transform from the model's data config (resize by crop_pct, centre crop, mean/std)."""
+    try:
+        from timm.data import create_transform, resolve_model_data_config
+
+        cfg = resolve_model_data_config(module)
+        return create_transform(**cfg, is_training=False), f"timm data config of {full}: {cfg}"
+    except Exception:  # an old timm without these helpers: accuracy falls back to its default transform
+        return None, None
+
+
+def _class_names(timm, module) -> list[str] | None:
+    """The wnids of the label space timm infers from the model's config (ImageNet-1k, -12k, -22k...)."""
+    try:
+        from timm.data import ImageNetInfo, infer_imagenet_subset
+
+        subset = infer_imagenet_subset(module)
+        names = list(ImageNetInfo(subset).label_names()) if subset else None
+    except Exception:
+        return None
+    n = getattr(module, "num_classes", None)
+    return names if names and n == len(names) else None

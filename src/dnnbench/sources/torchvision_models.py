@@ -127,6 +127,7 @@ def load(ref: ModelRef, device: str = "cpu", weights: str | None = None, downloa
         raise ModelBuildError(f"building torchvision:{ref.name} failed", f"{type(exc).__name__}: {exc}",
                               "report this with your torch/torchvision versions") from exc
     loaded_weights = None
+    class_names = None
     if weights is not None:
         if weights == "DEFAULT" or weights == tag:
             path = cached_weights_path(entry)
@@ -141,11 +142,14 @@ def load(ref: ModelRef, device: str = "cpu", weights: str | None = None, downloa
             load_checkpoint(module, path, f"torchvision:{ref.name}")
             loaded_weights = str(entry)
         else:
-            load_checkpoint(module, weights, f"torchvision:{ref.name}")
+            class_names = load_checkpoint(module, weights, f"torchvision:{ref.name}")
             loaded_weights = weights
     h, w = native_input_size(entry)
     canonical = f"torchvision:{ref.name}" + (f".{ref.tag}" if ref.tag else "")
-    return LoadedModel(canonical, module, InputSpec.image(3, h, w), loaded_weights, reported_accuracy(entry), notes)
+    # The weights entry's own eval transform (resize, centre crop, mean/std), also for random weights.
+    return LoadedModel(canonical, module, InputSpec.image(3, h, w), loaded_weights, reported_accuracy(entry), notes,
+                       preprocess=entry.transforms(), preprocess_source=f"torchvision {entry}.transforms()",
+                       class_names=class_names)
 
 
 def describe(name: str) -> dict:

@@ -1,0 +1,112 @@
+"""Accuracy records: top-1/top-5 measured on the user's own copy of a validation set.
+
+Fractions in [0, 1], never percent; counts kept beside them so a figure can be re-derived. The published
+figure (``ReportedAccuracy``) travels with the measured one so report and ``pick`` can show both.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from dnnbench.core.records import ReportedAccuracy
+
+Z95 = 1.959963984540054  # two-sided 95 % normal quantile
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion ``successes / n``.
+
+    Unlike the normal (Wald) interval it stays inside [0, 1] and keeps its coverage near 0 and 1,
+    where accuracies of good models (top-5) and small ``--limit`` runs live.
+    """
+    if n <= 0:
+        raise ValueError("a binomial interval needs at least one trial")
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes {successes} outside [0, {n}]")
+    z = Z95 if confidence == 0.95 else _normal_quantile(0.5 + confidence / 2)
+    p = successes / n
+    z2 = z * z
+    denom = 1 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    # Exact at the ends: 0 successes has lower bound 0, all successes upper bound 1 (no rounding residue).
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return low, high
+
+
+def _normal_quantile(q: float) -> float:
+    """Inverse standard normal CDF by bisection on erf (only for confidences other than 95 %)."""
+    lo, hi = -10.0, 10.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < q:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Top-1/top-5 of one model on one dataset directory, with 95 % Wilson intervals.
+
+    ``images``: images evaluated (decoded and scored); ``corrupt_images``: files with an image suffix that
+    could not be decoded — skipped, counted, listed in ``corrupt_files`` (first 20). ``top5_k``: the k of
+    "top-5" — min(5, number of model outputs); when it is below 5 the figure is top-``top5_k`` and
+    ``notes`` says so. ``images_per_s``: images evaluated / ``wall_s`` (decoding, preprocessing and
+    inference together); ``forward_s`` is the time inside the model and ``data_wait_s`` the time the loop
+    waited for decoded batches — a large ``data_wait_s`` means data loading was the bottleneck.
+    """
+
+    model: str
+    weights: str  # weights tag, checkpoint path, "factory" (the factory's own) or "random"
+    data_dir: str
+    layout: str  # "imagefolder" or "labels-file"
+    class_map: str  # how folder names / labels became class indices
+    preprocess: str  # the transform applied to every image, as text
+    preprocess_source: str  # where it came from
+    classes: int  # classes present in the evaluated images
+    num_outputs: int  # classes the model scores
+    images: int
+    corrupt_images: int
+    top1: float
+    top5: float
+    top5_k: int
+    top1_correct: int
+    top5_correct: int
+    top1_ci_low: float
+    top1_ci_high: float
+    top5_ci_low: float
+    top5_ci_high: float
+    batch_size: int
+    workers: int
+    device: str
+    threads: int
+    wall_s: float
+    images_per_s: float
+    forward_s: float
+    data_wait_s: float
+    limit: int | None = None  # --limit: images asked for (class-stratified subset), None = all
+    subset_seed: int | None = None
+    ci_confidence: float = 0.95
+    ci_method: str = "wilson"
+    corrupt_files: list[str] = field(default_factory=list)
+    reported: ReportedAccuracy | None = None
+    tool_version: str = ""
+    timestamp: str = ""  # UTC, ISO 8601
+    notes: list[str] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "Accuracy":
+        names = {f.name for f in fields(Accuracy)}
+        d = {k: v for k, v in d.items() if k in names}
+        if isinstance(d.get("reported"), dict):
+            d["reported"] = ReportedAccuracy(**d["reported"])
+        return Accuracy(**d)

@@ -1,0 +1,199 @@
+"""Measured top-1/top-5 on a validation set on disk, with a DataLoader whose workers decode the images.
+
+The api layer hands over the built module, its preprocessing transform and class names (this layer never
+imports ``dnnbench.sources``). Corrupt images are counted and skipped, never fatal.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+import torch
+
+from dnnbench.core.accuracy import Accuracy, wilson_interval
+from dnnbench.core.errors import DatasetError, InputError
+from dnnbench.core.records import ReportedAccuracy
+from dnnbench.core.version import __version__
+from dnnbench.measure import imagedata
+from dnnbench.measure.imagedata import MAX_LISTED, ImageFiles, collate, decode
+
+TOP_K = 5
+DATA_WAIT_WARN = 0.2  # waiting this share of the wall time for images means loading held inference back
+Progress = Callable[[int, int, int, float], None]  # (files done, files total, images scored, elapsed s)
+
+
+def default_workers() -> int:
+    """One decoding worker per CPU the process may use, at most 8."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(8, cpus))
+
+
+def logits_of(output) -> torch.Tensor:
+    """The (batch, classes) scores from what a classifier returns: a tensor, a tuple, a dict or an object."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, dict) and "logits" in output:
+        return output["logits"]
+    if hasattr(output, "logits"):
+        return output.logits
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise InputError(f"the model returned a {type(output).__name__}", "accuracy needs (batch, classes) scores",
+                     "make the model return a logits tensor")
+
+
+def _probe(module: torch.nn.Module, samples, transform, device: str) -> tuple[int, list[int]]:
+    """Run the first decodable image through transform and model: (number of outputs, its input shape)."""
+    for path, _ in samples[:64]:
+        img, _why = decode(path)
+        if img is None:
+            continue
+        try:
+            x = transform(img)
+        except Exception as exc:
+            raise InputError(f"the preprocessing transform failed on {path}", f"{type(exc).__name__}: {str(exc)[:160]}",
+                             "fix the model's preprocess transform") from exc
+        if not isinstance(x, torch.Tensor) or x.dim() != 3:
+            raise InputError("the preprocessing transform must return a CxHxW tensor",
+                             f"it returned {type(x).__name__}" + (f" of shape {list(x.shape)}" if isinstance(x, torch.Tensor) else ""),
+                             "return one image tensor per PIL image")
+        try:
+            with torch.inference_mode():
+                out = logits_of(module(x.unsqueeze(0).to(device)))
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError(f"the model rejected a preprocessed image of shape {list(x.shape)}",
+                             f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}",
+                             "give the model a preprocess transform that produces its input size") from exc
+        if out.dim() != 2:
+            raise InputError(f"the model returned scores of shape {list(out.shape)}",
+                             "accuracy needs (batch, classes) scores", "make the model return a logits tensor")
+        return int(out.shape[1]), list(x.shape)
+    raise DatasetError(f"none of the first {min(64, len(samples))} images could be decoded",
+                       "they are not readable image files", "check that --data holds JPEG/PNG images")
+
+
+def measure_accuracy(
+    module: torch.nn.Module,
+    data_dir: str,
+    *,
+    model: str,
+    weights: str,
+    transform,
+    preprocess_source: str,
+    class_names: list[str] | None = None,
+    labels: str | None = None,
+    limit: int | None = None,
+    batch_size: int = 64,
+    workers: int | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    reported: ReportedAccuracy | None = None,
+    notes: list[str] | None = None,
+    on_progress: Progress | None = None,
+) -> Accuracy:
+    """Evaluate ``module`` on the images under ``data_dir``; see ``imagedata`` for layouts and class maps."""
+    if batch_size < 1:
+        raise InputError(f"--batch-size {batch_size} is not allowed", "a batch holds at least one item", "use 1 or more")
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit {limit} is not allowed", "at least one image must be evaluated", "use --limit 1 or more")
+    workers = default_workers() if workers is None else workers
+    if workers < 0:
+        raise InputError(f"--workers {workers} is not allowed", "0 decodes in the main process, N > 0 in N workers",
+                         "use --workers 0 or more")
+    notes = list(notes or [])
+    module.eval()
+    module.to(device)
+    listing = imagedata.list_images(data_dir, labels)  # data errors first, before any compute
+    num_outputs, input_shape = _probe(module, listing.files, transform, device)
+    images = imagedata.assign(listing, num_outputs, class_names)
+    notes.extend(images.notes)
+    samples = images.samples
+    if limit is not None and limit < len(samples):
+        samples = imagedata.stratified_subset(samples, limit, seed)
+        per_class = len(samples) / max(1, images.classes)
+        notes.append(f"--limit {limit}: a class-stratified subset of {len(samples)} of {len(images.samples)} images "
+                     f"(~{per_class:.1f} per class, seed {seed})")
+        if limit < images.classes:
+            notes.append(f"--limit {limit} is below the {images.classes} classes: some classes have no image")
+    k = min(TOP_K, num_outputs)
+    if k < TOP_K:
+        notes.append(f"top5 is top-{k}: the model has only {num_outputs} outputs"
+                     + (" (every image counts as correct, by construction)" if k == num_outputs else ""))
+
+    loader = torch.utils.data.DataLoader(
+        ImageFiles(samples, transform), batch_size=batch_size, shuffle=False, num_workers=workers,
+        collate_fn=collate, pin_memory=device.startswith("cuda"),
+        prefetch_factor=4 if workers > 0 else None, persistent_workers=False)
+    top1 = top5 = scored = done = 0
+    corrupt: list[str] = []
+    classes_seen: set[int] = set()
+    forward_s = wait_s = 0.0
+    total = len(samples)
+    start = time.perf_counter()
+    if on_progress:
+        on_progress(0, total, 0, 0.0)
+    it = iter(loader)
+    while True:
+        t0 = time.perf_counter()
+        try:
+            batch = next(it)
+        except StopIteration:
+            break
+        except Exception as exc:  # a failing user transform arrives here from a worker
+            raise InputError("preprocessing the images failed", f"{type(exc).__name__}: {_first_line(exc)}",
+                             "fix the model's preprocess transform") from exc
+        t1 = time.perf_counter()
+        wait_s += t1 - t0
+        x, y, bad, n = batch
+        corrupt.extend(samples[i][0] for i, _ in bad)
+        done += n
+        if x is not None:
+            if list(x.shape[1:]) != input_shape:
+                raise InputError(f"the transform gave images of shape {list(x.shape[1:])} after {input_shape}",
+                                 "every image must come out at one size", "give a transform that crops to a fixed size")
+            with torch.inference_mode():
+                logits = logits_of(module(x.to(device, non_blocking=True)))
+                hits = logits.topk(k, dim=1).indices.eq(y.to(device).unsqueeze(1))
+                top1 += int(hits[:, 0].sum())
+                top5 += int(hits.any(dim=1).sum())
+            scored += len(y)
+            classes_seen.update(y.tolist())
+        forward_s += time.perf_counter() - t1
+        if on_progress:
+            on_progress(done, total, scored, time.perf_counter() - start)
+    wall_s = time.perf_counter() - start
+    if scored == 0:
+        raise DatasetError(f"none of the {total} images in {data_dir} could be decoded",
+                           f"first: {corrupt[0] if corrupt else '-'}", "check that --data holds JPEG/PNG images")
+    if corrupt:
+        notes.append(f"{len(corrupt)} file(s) could not be decoded and were skipped (first: {corrupt[0]})")
+    if wall_s > 0 and wait_s / wall_s > DATA_WAIT_WARN and total >= 4 * batch_size:  # not worker start-up alone
+        notes.append(f"data loading held inference back: {100 * wait_s / wall_s:.0f} % of the time was spent waiting "
+                     f"for decoded images; more --workers (now {workers}) or a faster disk would raise images/s")
+    t1_lo, t1_hi = wilson_interval(top1, scored)
+    t5_lo, t5_hi = wilson_interval(top5, scored)
+    return Accuracy(
+        model=model, weights=weights, data_dir=os.path.abspath(data_dir), layout=images.layout,
+        class_map=images.class_map, preprocess=imagedata.describe_transform(transform),
+        preprocess_source=preprocess_source, classes=len(classes_seen), num_outputs=num_outputs,
+        images=scored, corrupt_images=len(corrupt), top1=top1 / scored, top5=top5 / scored, top5_k=k,
+        top1_correct=top1, top5_correct=top5, top1_ci_low=t1_lo, top1_ci_high=t1_hi,
+        top5_ci_low=t5_lo, top5_ci_high=t5_hi, batch_size=batch_size, workers=workers, device=device,
+        threads=torch.get_num_threads(), wall_s=wall_s, images_per_s=scored / wall_s,
+        forward_s=forward_s, data_wait_s=wait_s, limit=limit, subset_seed=seed if limit is not None else None,
+        corrupt_files=corrupt[:MAX_LISTED], reported=reported, tool_version=__version__,
+        timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"), notes=notes)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+    # DataLoader re-raises worker errors with the worker's traceback in the message; the cause is last.
+    return (lines[-1] if lines else "")[:200]
