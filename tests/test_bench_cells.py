@@ -133,3 +133,22 @@ def test_cuda_without_a_gpu_is_a_one_line_error():
         pytest.skip("this machine has CUDA")
     with pytest.raises(dnnbench.DnnbenchError, match="--device cuda is not available"):
         dnnbench.bench(ref("tiny"), [1], device="cuda")
+
+
+def test_memory_fit_is_floor_plus_slope_beside_the_static_slope():
+    from dnnbench.api import _memory_fit
+    from dnnbench.core.measurements import MemoryPeak, StaticEstimate
+
+    cells = []
+    for b in (1, 2, 4, 8):
+        spec = CellSpec("m", b, "cpu", 1)
+        mem = MemoryPeak("test", 10_000 + 1_200 * b, 1_000, 9_000 + 1_200 * b)
+        cells.append(BenchCell(spec, "ok", memory=mem, static=StaticEstimate(0, 0, 500, 100 + 1_000 * b)))
+    cells.append(BenchCell(CellSpec("m", 16, "cpu", 1), "oom", "out of memory"))  # ignored: nothing measured
+    fit, why = _memory_fit(cells, on_gpu=False)
+    assert why is None and fit.n == 4 and fit.monotonic
+    assert fit.floor_bytes == pytest.approx(9_000) and fit.slope_bytes_per_item == pytest.approx(1_200)
+    assert fit.static_floor_bytes == pytest.approx(600) and fit.static_slope_bytes_per_item == pytest.approx(1_000)
+    assert fit.slope_ratio == pytest.approx(1.2)
+    fit, why = _memory_fit(cells[:1], on_gpu=False)
+    assert fit is None and "fewer than two" in why

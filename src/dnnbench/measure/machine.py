@@ -50,7 +50,8 @@ def cache_path(fingerprint: str) -> Path:
 
 
 def _key(device: str, threads: int) -> str:
-    return f"{device.split(':')[0]}/threads={threads}"
+    kind = device.split(":")[0]
+    return kind if kind == "cuda" else f"{kind}/threads={threads}"  # CPU threads do not set a GPU's peak
 
 
 def load_peak(fingerprint: str, device: str, threads: int) -> MachinePeak | None:
