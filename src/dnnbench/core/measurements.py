@@ -396,7 +396,11 @@ class BenchCell:
         return self.roofline.fraction_of_peak if self.roofline else None
 
     def to_dict(self, samples: bool = True) -> dict[str, Any]:
-        """Flat, SI-named JSON: the headline figures first, then the records they come from."""
+        """Flat, SI-named JSON: the headline figures first, then the records they come from.
+
+        ``samples=False`` leaves out the raw samples (``samples_s``, ``timing.warmup_s``); only a dict
+        with them reads back with ``from_dict``.
+        """
         st = self.latency_s
         d: dict[str, Any] = {
             "model": self.model, "batch_size": self.batch_size, "device": self.spec.device,
@@ -424,9 +428,10 @@ class BenchCell:
             "roofline": self.roofline.to_dict() if self.roofline else None,
             "environment": self.environment.to_dict() if self.environment else None,
         }
-        if not samples and d["timing"]:
-            d["timing"] = {k: v for k, v in d["timing"].items() if k not in ("samples_s", "warmup_s")}
-        else:
+        if d["timing"]:  # the raw samples appear once, at the top level
+            d["timing"] = {k: v for k, v in d["timing"].items()
+                           if k != "samples_s" and (samples or k != "warmup_s")}
+        if samples:
             d["samples_s"] = self.samples_s
         return d
 
@@ -436,7 +441,7 @@ class BenchCell:
             spec=CellSpec.from_dict(d["spec"]),
             status=d["status"],
             message=d.get("message", ""),
-            timing=Timing.from_dict(d["timing"]) if d.get("timing") else None,
+            timing=Timing.from_dict({"samples_s": d.get("samples_s", []), **d["timing"]}) if d.get("timing") else None,
             memory=MemoryPeak.from_dict(d["memory"]) if d.get("memory") else None,
             environment=Environment.from_dict(d["environment"]) if d.get("environment") else None,
             static=StaticEstimate(**d["static"]) if d.get("static") else None,
