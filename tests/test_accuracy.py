@@ -264,6 +264,12 @@ def test_checkpoint_class_names_must_be_strings(world, tmp_path):
         api.accuracy(FACTORY, world["val"], weights=str(p), workers=0)
 
 
+def test_package_exports_accuracy():
+    import dnnbench
+
+    assert dnnbench.accuracy is api.accuracy
+
+
 def test_preprocess_and_reported_accuracy_from_sources():
     lm = api.load_model("resnet18", device="meta")
     assert type(lm.preprocess).__name__ == "ImageClassification" and lm.preprocess.crop_size == [224]

@@ -1,0 +1,119 @@
+"""Is data loading the bottleneck of `dnnbench accuracy`? Evaluation images/s against pure inference images/s.
+
+Generates JPEGs at ImageNet's typical size (500x375, ~80-100 KB, textured so the entropy decoder works),
+evaluates a real torchvision model (random weights: throughput does not depend on them) with its real
+preprocessing (weights.transforms(): decode, resize 256, crop 224, normalise), and times the same model on
+ready-made tensors at the same batch size and thread count. Target (issue 5): evaluation >= 80 % of pure
+inference. Pure inference is timed before and after the evaluation and the faster figure is the reference,
+so load drift on a shared machine cannot flatter the ratio.
+
+    python benchmarks/accuracy_throughput.py [--model resnet18] [--images 384] [--batch-size 32] [--workers W]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+import dnnbench.api as api
+from dnnbench.measure.accuracy import default_workers
+from dnnbench.measure.imagedata import imagenet1k_wnids
+
+
+def make_jpegs(root: str, n: int, size=(500, 375), classes: int = 8, seed: int = 0) -> int:
+    rng = np.random.default_rng(seed)
+    wnids = imagenet1k_wnids()[:classes]
+    w, h = size
+    total = 0
+    for i in range(n):
+        d = os.path.join(root, wnids[i % classes])
+        os.makedirs(d, exist_ok=True)
+        coarse = Image.fromarray(rng.integers(0, 256, (h // 16, w // 16, 3), dtype=np.uint8)).resize((w, h), Image.BICUBIC)
+        pixels = np.asarray(coarse, dtype=np.int16) + rng.integers(-24, 25, (h, w, 3))
+        path = os.path.join(d, f"ILSVRC2012_val_{i:08d}.JPEG")
+        Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(path, quality=90)
+        total += os.path.getsize(path)
+    return total
+
+
+def pure_inference(module, batch_size: int, size: tuple[int, int], reps: int) -> float:
+    x = torch.randn(batch_size, 3, *size)
+    times = []
+    with torch.inference_mode():
+        module(x)  # warm-up
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            module(x)
+            times.append(time.perf_counter() - t0)
+    return batch_size / statistics.median(times)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="resnet18")
+    ap.add_argument("--images", type=int, default=384)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--reps", type=int, default=5, help="timed batches of pure inference, before and after")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    workers = default_workers() if args.workers is None else args.workers
+
+    lm = api.load_model(args.model)  # random weights, real architecture and real preprocessing
+    lm.module.eval().to(args.device)
+    _, h, w = lm.inputs.tensors[0].shape
+    with tempfile.TemporaryDirectory(prefix="dnnbench-acc-") as root:
+        t0 = time.perf_counter()
+        nbytes = make_jpegs(root, args.images)
+        gen_s = time.perf_counter() - t0
+
+        def pure() -> float:
+            if args.device == "cpu":
+                return pure_inference(lm.module, args.batch_size, (h, w), args.reps)
+            return _pure_cuda(lm.module, args.batch_size, (h, w), args.reps, args.device)
+
+        before = pure()
+        acc = api.accuracy(lm, root, batch_size=args.batch_size, workers=workers, device=args.device)
+        after = pure()
+    ref = max(before, after)
+    ratio = acc.images_per_s / ref
+    print(f"model:                    {lm.ref} (random weights), preprocess: {acc.preprocess_source}")
+    print(f"data:                     {args.images} JPEGs 500x375, mean {nbytes / args.images / 1024:.0f} KiB "
+          f"(generated in {gen_s:.1f} s)")
+    print(f"setup:                    batch {args.batch_size}, {acc.workers} decoding workers, {acc.threads} torch threads, "
+          f"{args.device}, {os.cpu_count()} CPUs")
+    print(f"pure inference:           {before:.1f} images/s before, {after:.1f} after (reference: {ref:.1f})")
+    print(f"evaluation (accuracy):    {acc.images_per_s:.1f} images/s  ({acc.images} images in {acc.wall_s:.1f} s; "
+          f"model {acc.forward_s:.1f} s, waiting for data {acc.data_wait_s:.1f} s)")
+    print(f"ratio:                    {100 * ratio:.1f} % of pure inference (target >= 80 %)")
+    for note in acc.notes:
+        print(f"note: {note}")
+    return 0 if ratio >= 0.8 else 1
+
+
+def _pure_cuda(module, batch_size, size, reps, device) -> float:
+    x = torch.randn(batch_size, 3, *size, device=device)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    times = []
+    with torch.inference_mode():
+        for _ in range(3):
+            module(x)
+        for _ in range(reps):
+            start.record()
+            module(x)
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+    return batch_size / statistics.median(times)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
