@@ -192,7 +192,20 @@ def _one_line_error(proc, *fragments):
         assert f in lines[0], lines[0]
 
 
-def test_bad_input_gives_one_line(world, tmp_path, cli):
+def _main(capsys, *args):
+    """Run ``dnnbench.cli.main`` in this process; return what a subprocess would (returncode, stdout, stderr)."""
+    from types import SimpleNamespace
+
+    from dnnbench.cli import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    captured = capsys.readouterr()
+    return SimpleNamespace(returncode=exit_info.value.code, stdout=captured.out, stderr=captured.err)
+
+
+def test_bad_input_gives_one_line(world, tmp_path, cli, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     short = tmp_path / "short.txt"
@@ -203,9 +216,9 @@ def test_bad_input_gives_one_line(world, tmp_path, cli):
         (("--data", world["flat"], "--labels", str(short), "--weights", world["ckpt"]),
          ("has 3 labels but", f"has {len(world['samples'])} images")),
     ]
-    for args, fragments in cases:
-        _one_line_error(cli("accuracy", FACTORY, *args, "--workers", "0"), *fragments)
-    # A checkpoint of another architecture.
+    for args, fragments in cases:  # in-process main(): the same code path as the console script, faster
+        _one_line_error(_main(capsys, "accuracy", FACTORY, *args, "--workers", "0"), *fragments)
+    # A checkpoint of another architecture, through a real subprocess.
     _one_line_error(cli("accuracy", "resnet18", "--data", world["val"], "--weights", world["ckpt"]),
                     "does not fit torchvision:resnet18", "same architecture")
 
@@ -328,3 +341,17 @@ def test_wilson_interval_known_values():
     assert hi90 - lo90 < 0.5962 - 0.4038
     with pytest.raises(ValueError):
         wilson_interval(1, 0)
+
+
+def test_unpicklable_transform_falls_back_to_main_process_decoding(monkeypatch):
+    """Spawned workers (macOS, Windows, Python 3.14's forkserver) need the dataset pickled; lambdas cannot be."""
+    from dnnbench.measure import accuracy as acc_mod
+
+    monkeypatch.setattr(torch.multiprocessing, "get_start_method", lambda allow_none=False: "spawn")
+    assert not acc_mod._workers_can_start(imagedata.ImageFiles([("x.jpg", 0)], lambda img: img))
+    assert acc_mod._workers_can_start(imagedata.ImageFiles([("x.jpg", 0)], tiny.PREPROCESS))
+
+
+def test_limit_above_the_file_count_evaluates_all(world):
+    a = api.accuracy(FACTORY, world["val"], weights=world["ckpt"], limit=10_000, workers=0)
+    assert a.images == len(world["samples"]) and any("all are evaluated" in n for n in a.notes)

@@ -268,15 +268,15 @@ class _images_progress:
     def __enter__(self):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.bar = Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(),
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=err, transient=True,
                             disable=not err.is_terminal)
         self.bar.__enter__()
-        self.task = self.bar.add_task("", total=None, rate="")
+        self.task = self.bar.add_task("loading model and listing images", total=None, rate="")
 
         def update(done, total, scored, elapsed):
             rate = f"{scored / elapsed:.1f} images/s" if elapsed > 0 and scored else ""
-            self.bar.update(self.task, completed=done, total=total, rate=rate)
+            self.bar.update(self.task, description="evaluating", completed=done, total=total, rate=rate)
 
         return update
 
@@ -659,6 +659,139 @@ def _write_text(text: str, output: str | None) -> None:
             fh.write(text)
     else:
         click.echo(text, nl=False)
+
+
+# ---- pick and report: answers from the store -----------------------------------------------------
+
+@cli.command()
+@click.option("--store", default=None, metavar="URL|PATH", help="Results store [default: $DNNBENCH_STORE or the default file].")
+@click.option("--batch-size", "-b", type=int, default=1, show_default=True, help="Batch size the model will run at.")
+@click.option("--max-latency-ms", type=float, default=None, metavar="MS", help="Median time to run one batch.")
+@click.option("--min-throughput", type=float, default=None, metavar="IMAGES/S", help="Images per second (batch / latency).")
+@click.option("--max-memory-mb", type=float, default=None, metavar="MIB",
+              help="Peak memory of the run in MiB (CPU: process peak RSS; GPU: CUDA peak allocated).")
+@click.option("--max-energy-mj", type=float, default=None, metavar="MJ", help="Energy per image in millijoules (idle included).")
+@click.option("--max-power-w", type=float, default=None, metavar="W", help="Mean power while running.")
+@click.option("--min-top1", type=float, default=None, metavar="FRACTION|%", help="Top-1: 0.7 or 70 (values above 1 are percent).")
+@click.option("--where", multiple=True, metavar="METRIC<=VALUE",
+              help="Any stored metric, SI units, repeatable: --where 'latency_p90_s<=0.05'.")
+@click.option("--objective", default="top1", show_default=True, metavar="METRIC",
+              help="What 'best' maximises or minimises: top1, throughput_items_per_s, latency_median_s, "
+                   "memory_total_bytes, energy_per_item_j, ...")
+@click.option("--device", default=None, metavar="cpu|cuda", help="Setup to use [default: the one with most cells].")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+def pick(store, batch_size, max_latency_ms, min_throughput, max_memory_mb, max_energy_mj, max_power_w, min_top1,
+         where, objective, device, fmt):
+    """The most accurate stored model meeting every budget, the Pareto set, and why each other model loses.
+
+    Measured values where the cell was measured; otherwise predictions from the setup's cost model
+    (time from MACs, memory from the static estimate), marked "pred" with their held-out error.
+    Exit code 0: a model fits; 3: no model fits (the answer says which constraint binds); 2: bad input.
+    """
+    from dnnbench import api
+
+    res = api.pick(store, batch_size=batch_size, max_latency_ms=max_latency_ms, min_throughput=min_throughput,
+                   max_memory_mb=max_memory_mb, max_energy_mj=max_energy_mj, max_power_w=max_power_w,
+                   min_top1=min_top1, where=where, objective=objective, device=device)
+    if fmt == "json":
+        _dump(res.to_dict())
+    else:
+        _render_pick(res)
+    if res.exit_code:
+        sys.exit(res.exit_code)
+
+
+def _pick_value(c, metric: str) -> str:
+    from dnnbench.analysis import units
+
+    v = c.values.get(metric)
+    if v is None or v.value is None:
+        return "-"
+    text = units.metric(metric, v.value)
+    if v.source == "predicted":
+        text += " pred " + (f"±{100 * v.error:.0f} %" if v.error is not None else "±?")
+    return text
+
+
+def _render_pick(res) -> None:
+    from dnnbench.analysis import units
+
+    where = res.setup.label if res.setup else "no device measured (published figures only)"
+    cons = ", ".join(c.given for c in res.constraints) or "none"
+    out.print(f"pick at batch {res.batch_size} on {where}; objective: {res.objective}; constraints: {cons}")
+    cols = [("top-1", "top1"), ("latency", "latency_median_s"), ("images/s", "throughput_items_per_s"),
+            ("memory", "memory_total_bytes"), ("power", "power_w"), ("energy/image", "energy_per_item_j")]
+    extra = [c.metric for c in res.constraints if c.metric not in {m for _, m in cols}]
+    if res.objective not in {m for _, m in cols}:
+        extra.append(res.objective)
+    cols += [(m, m) for m in dict.fromkeys(extra)]
+    t = Table(title_justify="left")
+    t.add_column("model")
+    for head, _ in cols:
+        t.add_column(head, justify="right")
+    t.add_column("verdict")
+    for c in res.candidates:
+        if res.best is not None and c is res.best:
+            verdict = "[bold green]best[/]" + (" · Pareto" if c.model_ref in res.pareto else "")
+        elif c.feasible:
+            verdict = "fits" + (" · Pareto" if c.model_ref in res.pareto else "")
+        else:
+            parts = []
+            for v in c.violations:
+                if v.excess is None:
+                    parts.append(f"{v.constraint.given}: {v.value.note or 'unknown'}")
+                else:
+                    rel = f" ({100 * v.excess_rel:+.0f} %)" if v.excess_rel is not None else ""
+                    parts.append(f"breaks {v.constraint.given} by {units.metric(v.constraint.metric, v.excess)}{rel}")
+            verdict = "; ".join(parts)
+        top1 = _pick_value(c, "top1")
+        src = c.values.get("top1")
+        if src is not None and src.source not in ("measured", "predicted"):
+            top1 += f" ({src.source})"
+        t.add_row(c.model, top1, *[_pick_value(c, m) for _, m in cols[1:]], verdict,
+                  style=None if c.feasible else "dim")
+    out.print(t)
+    if res.best is not None:
+        b = res.best
+        out.print(f"best: {b.model} — top-1 {_pick_value(b, 'top1')}, latency {_pick_value(b, 'latency_median_s')}, "
+                  f"{_pick_value(b, 'throughput_items_per_s')}, memory {_pick_value(b, 'memory_total_bytes')}")
+    else:
+        out.print("no model meets every constraint.")
+        for bnd in res.binding[:3]:
+            alone = bnd["only_obstacle_for"]
+            out.print(f"  {bnd['constraint']} rejects {bnd['rejects']} model(s)"
+                      + (f"; relaxing it alone would admit {', '.join(a.removeprefix('torchvision:') for a in alone)}" if alone else ""))
+        if res.closest:
+            out.print("  closest: " + ", ".join(c.model for c in res.closest))
+    if res.pareto:
+        out.print(f"Pareto set ({', '.join(res.pareto_axes)}): " + ", ".join(p.removeprefix("torchvision:") for p in res.pareto))
+    if any(c.predicted for c in res.candidates) and res.cost_model is not None:
+        out.print("pred: predicted by the cost model fitted on the measured models of this setup at this batch size; "
+                  "± is the median leave-one-out error (? = fewer than 3 models measured, error unknown).")
+    for note in res.notes:
+        out.print(f"note: {note}")
+
+
+@cli.command()
+@click.option("--store", default=None, metavar="URL|PATH", help="Results store [default: $DNNBENCH_STORE or the default file].")
+@click.option("--out", "out_dir", default="dnnbench-report", show_default=True, metavar="DIR",
+              help="Folder for report.html, figures/ (PNG and SVG) and findings.json.")
+@click.option("--device", default=None, metavar="cpu|cuda", help="Setup to draw [default: the one with most cells].")
+def report(store, out_dir, device):
+    """Write the HTML report: findings with numbers, the paper's figures, results, environment, warnings.
+
+    One self-contained file (figures inline, no network); prints its path on the last line.
+    """
+    from dnnbench import api
+
+    res = api.report(store, out_dir, device=device)
+    for f in res.findings:
+        if f.available:
+            err.print(f"[bold]{f.title}[/]: {f.text}")
+    missing = [f.title for f in res.figures if f.no_data]
+    if missing:
+        err.print(f"{len(missing)} of {len(res.figures)} figures have no data (each says why): {'; '.join(missing)}")
+    click.echo(str(res.path.resolve()))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -116,7 +116,9 @@ def measure_accuracy(
     images = imagedata.assign(listing, num_outputs, class_names)
     notes.extend(images.notes)
     samples = images.samples
-    if limit is not None and limit < len(samples):
+    if limit is not None and limit >= len(samples):
+        notes.append(f"--limit {limit} is not below the {len(samples)} files: all are evaluated")
+    elif limit is not None:
         samples = imagedata.stratified_subset(samples, limit, seed)
         per_class = len(samples) / max(1, images.classes)
         notes.append(f"--limit {limit}: a class-stratified subset of {len(samples)} of {len(images.samples)} images "
@@ -128,8 +130,13 @@ def measure_accuracy(
         notes.append(f"top5 is top-{k}: the model has only {num_outputs} outputs"
                      + (" (every image counts as correct, by construction)" if k == num_outputs else ""))
 
+    dataset = ImageFiles(samples, transform)
+    if workers > 0 and not _workers_can_start(dataset):
+        notes.append(f"the preprocess transform cannot be pickled for {torch.multiprocessing.get_start_method()!r} "
+                     "worker processes: images were decoded in the main process (--workers 0)")
+        workers = 0
     loader = torch.utils.data.DataLoader(
-        ImageFiles(samples, transform), batch_size=batch_size, shuffle=False, num_workers=workers,
+        dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
         collate_fn=collate, pin_memory=device.startswith("cuda"),
         prefetch_factor=4 if workers > 0 else None, persistent_workers=False)
     top1 = top5 = scored = done = 0
@@ -191,6 +198,19 @@ def measure_accuracy(
         forward_s=forward_s, data_wait_s=wait_s, limit=limit, subset_seed=seed if limit is not None else None,
         corrupt_files=corrupt[:MAX_LISTED], reported=reported, tool_version=__version__,
         timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"), notes=notes)
+
+
+def _workers_can_start(dataset) -> bool:
+    """Forked workers inherit the dataset; spawned ones (macOS, Windows) need it pickled, lambdas and all."""
+    if torch.multiprocessing.get_start_method(allow_none=False) == "fork":
+        return True
+    import pickle
+
+    try:
+        pickle.dumps(dataset)
+    except Exception:
+        return False
+    return True
 
 
 def _first_line(exc: BaseException) -> str:
