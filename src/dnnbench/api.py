@@ -403,3 +403,55 @@ def accuracy(model, data: str, weights: str | None = "DEFAULT", labels: str | No
         lm.module, data, model=lm.ref, weights=label, transform=transform, preprocess_source=source or "",
         class_names=lm.class_names, labels=labels, limit=limit, batch_size=batch_size, workers=workers,
         device=device, seed=seed, reported=lm.reported, notes=notes, on_progress=on_progress)
+
+
+# ---- analysis of stored results (pick, report) ---------------------------------------------------
+
+__all__ += ["pick", "report"]
+
+DEFAULT_REPORT_DIR = "dnnbench-report"
+
+
+def _stored(store: str | None):
+    """(frame, environments, where) of an existing store; NoResultsError if a store file does not exist."""
+    from sqlalchemy.engine import make_url
+
+    from dnnbench.analysis.errors import NoResultsError
+    from dnnbench.store import default_store_url, open_store
+    from dnnbench.store.store import normalize_url
+
+    url = normalize_url(store) if store else default_store_url()
+    try:
+        parsed = make_url(url)
+        path = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    except Exception:  # malformed: open_store says why
+        path = None
+    if path and path != ":memory:" and not __import__("os").path.exists(path):
+        raise NoResultsError(f"there is no store at {path}", "nothing has been measured into it yet",
+                             f"run e.g. `dnnbench study resnet18 mobilenet_v2 alexnet --quick --store {path}` first")
+    with open_store(url) as st:
+        return st.frame(), st.environments(), st.where
+
+
+def pick(store: str | None = None, batch_size: int = 1, max_latency_ms: float | None = None,
+         min_throughput: float | None = None, max_memory_mb: float | None = None, max_energy_mj: float | None = None,
+         max_power_w: float | None = None, min_top1: float | None = None, where=(), objective: str = "top1",
+         device: str | None = None) -> "PickResult":
+    """The best stored model under a budget (see ``dnnbench.analysis.pick``); ``result.exit_code`` is 3 when
+    none fits. Budgets in the CLI's units: ms, images/s, MiB, mJ per image, W, top-1 fraction (or percent)."""
+    from dnnbench.analysis.pick import build_constraints, pick as pick_frame
+
+    budgets = dict(max_latency_ms=max_latency_ms, min_throughput=min_throughput, max_memory_mb=max_memory_mb,
+                   max_energy_mj=max_energy_mj, max_power_w=max_power_w, min_top1=min_top1)
+    build_constraints(batch_size, tuple(where), **budgets)  # contradictions are refused before the store is read
+    df, _, where_text = _stored(store)
+    return pick_frame(df, batch_size=batch_size, where=tuple(where), objective=objective, device=device,
+                      store_where=where_text, **budgets)
+
+
+def report(store: str | None = None, out: str | None = None, device: str | None = None) -> "ReportResult":
+    """Write the HTML report (one self-contained file), its figures (PNG, SVG) and findings.json into ``out``."""
+    from dnnbench.report import build
+
+    df, envs, where_text = _stored(store)
+    return build(df, envs, out or DEFAULT_REPORT_DIR, store_where=where_text, device=device)

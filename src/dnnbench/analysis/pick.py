@@ -1,0 +1,461 @@
+"""Pick the best model under a budget: constraints, the winner, the Pareto set, and why the rest lose.
+
+Values come from the store: measured where the (model, batch size) cell was measured on the chosen setup,
+else predicted by the setup's cost model (``costmodel``) and labelled ``predicted`` with its held-out error.
+Top-1 is the measured accuracy where one was stored, else the figure published with the weights, else the
+paper's 2016 figure — each labelled with its source.
+
+Constraint semantics (SI units inside; the CLI converts):
+- latency = ``latency_median_s``: the median time to run one batch of ``batch_size`` (what a caller waits);
+- throughput = ``throughput_items_per_s`` = batch_size / latency;
+- memory = ``memory_total_bytes`` (process peak RSS on CPU, CUDA allocator peak on GPU);
+- energy = ``energy_per_item_j`` (per image, over the sensor's domains, idle included); power = ``power_w``.
+
+Constraints *contradict* when no model could meet them whatever was measured; those raise
+``ConstraintError`` before the store is read: a budget of zero or less (latency, memory, energy, power,
+throughput), top-1 above 100 %, and — with ``--where`` lower bounds — a minimum above a maximum of the same
+quantity, the time family compared in one unit (time per image = latency / batch = 1 / throughput), so
+``--max-latency-ms 1 --where 'throughput_items_per_s<=100'`` at batch 1 contradicts. The six budget
+options alone never contradict each other: each caps a cost or floors a benefit, and a fast, small,
+frugal, accurate model would meet them all (``--max-latency-ms 1`` already implies >= 1000 images/s at
+batch 1, so ``--min-throughput 2000`` only tightens it). A budget nothing in the store meets (e.g.
+``--min-top1`` above every model) is not a contradiction: it is answered with the binding constraint and
+the closest models, exit code 3.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from dnnbench.analysis.costmodel import CostModel, fit_cost_model
+from dnnbench.analysis.errors import ConstraintError, UnknownMetricError
+from dnnbench.analysis.pareto import pareto_front
+from dnnbench.analysis.tables import (Setup, bench_table, choose_setup, col, models_table, profile_at,
+                                      require_results, short_name)
+
+# metric -> (better direction, unit, how to show it): the metrics pick knows how to rank and explain.
+METRICS: dict[str, tuple[str, str, str]] = {
+    "top1": ("max", "fraction", "top-1"),
+    "latency_median_s": ("min", "s", "latency (one batch)"),
+    "latency_per_item_s": ("min", "s", "time per image"),
+    "throughput_items_per_s": ("max", "items/s", "throughput"),
+    "memory_total_bytes": ("min", "bytes", "memory"),
+    "power_w": ("min", "W", "power"),
+    "energy_per_item_j": ("min", "J", "energy per image"),
+    "energy_per_item_above_idle_j": ("min", "J", "energy per image above idle"),
+    "params": ("min", "", "parameters"),
+    "macs_per_item": ("min", "MAC", "MACs per image"),
+    "weight_bytes": ("min", "bytes", "weight size"),
+}
+# the CLI budgets: option -> (metric, bound, scale to SI)
+BUDGETS = {
+    "max_latency_ms": ("latency_median_s", "<=", 1e-3),
+    "min_throughput": ("throughput_items_per_s", ">=", 1.0),
+    "max_memory_mb": ("memory_total_bytes", "<=", float(2**20)),  # MiB, like every memory figure dnnbench shows
+    "max_energy_mj": ("energy_per_item_j", "<=", 1e-3),
+    "max_power_w": ("power_w", "<=", 1.0),
+    "min_top1": ("top1", ">=", 1.0),
+}
+PARETO_AXES = (("top1", "max"), ("latency_per_item_s", "min"), ("memory_total_bytes", "min"), ("energy_per_item_j", "min"))
+PARETO_PAIRS = ("latency_per_item_s", "memory_total_bytes", "energy_per_item_j")
+
+
+@dataclass(frozen=True)
+class Constraint:
+    metric: str
+    op: str  # "<=" or ">="
+    value: float  # SI
+    given: str  # as the user wrote it, e.g. "--max-latency-ms 10"
+
+    def ok(self, v: float) -> bool:
+        return v <= self.value if self.op == "<=" else v >= self.value
+
+    def to_dict(self) -> dict:
+        return {"metric": self.metric, "op": self.op, "value": self.value, "given": self.given}
+
+
+@dataclass(frozen=True)
+class Value:
+    value: float | None
+    source: str  # measured | predicted | published | paper 2016 | static | unknown
+    error: float | None = None  # predicted: held-out median |relative error|; None if unknown
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        d = {"value": self.value, "source": self.source}
+        if self.source == "predicted":
+            d["held_out_error"] = self.error
+        if self.note:
+            d["note"] = self.note
+        return d
+
+
+@dataclass(frozen=True)
+class Violation:
+    constraint: Constraint
+    value: Value
+    excess: float | None  # how far past the limit, in the metric's unit (None: value unknown)
+
+    @property
+    def excess_rel(self) -> float | None:
+        if self.excess is None or self.constraint.value == 0:
+            return None
+        return self.excess / abs(self.constraint.value)
+
+    def to_dict(self) -> dict:
+        return {"constraint": self.constraint.given, "metric": self.constraint.metric, "limit": self.constraint.value,
+                "op": self.constraint.op, "value": self.value.to_dict(), "excess": self.excess,
+                "excess_relative": self.excess_rel}
+
+
+@dataclass
+class Candidate:
+    model_ref: str
+    model: str
+    values: dict[str, Value] = field(default_factory=dict)
+    violations: list[Violation] = field(default_factory=list)
+    status: str = "ok"  # measured cell status at this batch: ok, oom, error, skipped, or "not measured"
+    message: str = ""
+
+    @property
+    def feasible(self) -> bool:
+        return not self.violations
+
+    def get(self, metric: str) -> float | None:
+        v = self.values.get(metric)
+        return v.value if v else None
+
+    @property
+    def predicted(self) -> list[str]:
+        return [k for k, v in self.values.items() if v.source == "predicted"]
+
+    def to_dict(self) -> dict:
+        return {"model_ref": self.model_ref, "model": self.model, "status": self.status, "message": self.message,
+                "feasible": self.feasible, "values": {k: v.to_dict() for k, v in self.values.items()},
+                "violations": [v.to_dict() for v in self.violations]}
+
+
+@dataclass
+class PickResult:
+    batch_size: int
+    objective: str
+    constraints: list[Constraint]
+    setup: Setup | None
+    candidates: list[Candidate]
+    best: Candidate | None
+    pareto: list[str]  # model_refs on the front of the feasible set (all models when none is feasible)
+    pareto_axes: list[str]
+    binding: list[dict]  # when nothing fits: per constraint, how many models it rejects, how many alone
+    closest: list[Candidate]
+    cost_model: CostModel | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def feasible(self) -> list[Candidate]:
+        return [c for c in self.candidates if c.feasible]
+
+    @property
+    def rejected(self) -> list[Candidate]:
+        return [c for c in self.candidates if not c.feasible]
+
+    @property
+    def exit_code(self) -> int:
+        """0: a model fits; 3: no model meets every constraint (a clean answer, not an error)."""
+        return 0 if self.best is not None else 3
+
+    def to_dict(self) -> dict:
+        return {"batch_size": self.batch_size, "objective": self.objective,
+                "constraints": [c.to_dict() for c in self.constraints],
+                "setup": self.setup.to_dict() if self.setup else None,
+                "best": self.best.to_dict() if self.best else None,
+                "pareto": self.pareto, "pareto_axes": self.pareto_axes,
+                "feasible": [c.model_ref for c in self.feasible],
+                "rejected": [c.to_dict() for c in self.rejected],
+                "candidates": [c.to_dict() for c in self.candidates],
+                "binding": self.binding, "closest": [c.model_ref for c in self.closest],
+                "cost_model": self.cost_model.to_dict() if self.cost_model else None,
+                "notes": self.notes, "exit_code": self.exit_code}
+
+
+# ---- constraints ---------------------------------------------------------------------------------
+
+_WHERE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
+
+
+def check_metric(name: str, known: set[str] | None = None, what: str = "metric") -> str:
+    names = set(METRICS) | (known or set())
+    if name not in names:
+        shown = ", ".join(sorted(METRICS))
+        also = " (or any numeric column of `dnnbench export` that holds values)" if known else ""
+        raise UnknownMetricError(f"unknown {what} {name!r}", f"known metrics are {shown}{also}",
+                                 "check the spelling; units are SI (seconds, bytes, joules)")
+    return name
+
+
+def parse_where(text: str) -> Constraint:
+    """'latency_p90_s<=0.02' -> Constraint (SI units; < and > are read as <= and >=)."""
+    m = _WHERE.match(text)
+    if not m:
+        raise ConstraintError(f"constraint {text!r} is malformed", "constraints look like METRIC<=VALUE or METRIC>=VALUE",
+                              "write e.g. --where 'latency_p90_s<=0.02'")
+    name, op, value = m.groups()
+    try:
+        v = float(value)
+    except ValueError:
+        raise ConstraintError(f"constraint {text!r} has no number", f"{value!r} is not a number",
+                              "write e.g. --where 'latency_p90_s<=0.02'") from None
+    return Constraint(name, "<=" if op.startswith("<") else ">=", v, f"--where {text.strip()}")
+
+
+def _opt(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_constraints(batch_size: int = 1, where: tuple[str, ...] | list[str] = (), **budgets) -> list[Constraint]:
+    """The CLI budgets and --where clauses as constraints; ConstraintError when invalid or contradictory."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ConstraintError(f"--batch-size {batch_size} is not allowed", "a batch holds at least one item",
+                              "use --batch-size 1 or more")
+    out: list[Constraint] = []
+    for name, value in budgets.items():
+        if value is None:
+            continue
+        if name not in BUDGETS:
+            raise TypeError(f"unknown budget {name}")
+        metric, op, scale = BUDGETS[name]
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConstraintError(f"{_opt(name)} {value} is not a number", "a budget is a finite number",
+                                  f"give {_opt(name)} a finite value")
+        if name == "min_top1":
+            if value < 0 or value > 100:
+                raise ConstraintError(f"--min-top1 {value:g} can never be met", "top-1 lies between 0 and 1 (0 and 100 %)",
+                                      "give a fraction like 0.7 or a percentage like 70")
+            si = value / 100 if value > 1 else value
+            out.append(Constraint(metric, op, si, f"--min-top1 {value:g}"))
+            continue
+        if value <= 0:
+            raise ConstraintError(f"{_opt(name)} {value:g} can never be met",
+                                  "every model takes some time, memory and energy" if op == "<=" else
+                                  "a minimum throughput must be a positive rate",
+                                  f"give {_opt(name)} a positive value")
+        out.append(Constraint(metric, op, value * scale, f"{_opt(name)} {value:g}"))
+    out.extend(parse_where(w) for w in where)
+    _check_contradictions(out, batch_size)
+    return out
+
+
+def _check_contradictions(cons: list[Constraint], batch_size: int) -> None:
+    # Bounds on the time family in one unit (seconds per image): latency/batch, 1/throughput, per-item time.
+    lo: dict[str, tuple[float, Constraint]] = {}
+    hi: dict[str, tuple[float, Constraint]] = {}
+
+    def bound(key, v, c, upper):
+        table = hi if upper else lo
+        if key not in table or (v < table[key][0] if upper else v > table[key][0]):
+            table[key] = (v, c)
+
+    for c in cons:
+        upper = c.op == "<="
+        if c.metric == "latency_median_s":
+            bound("time_per_item", c.value / batch_size, c, upper)
+        elif c.metric == "latency_per_item_s":
+            bound("time_per_item", c.value, c, upper)
+        elif c.metric == "throughput_items_per_s":
+            if c.value > 0:
+                bound("time_per_item", 1 / c.value, c, not upper)
+            elif upper:  # throughput <= 0: no model runs at zero speed
+                raise ConstraintError(f"{c.given} can never be met", "every model has a positive throughput",
+                                      "drop it or give a positive bound")
+        elif c.metric == "top1" and upper is False and c.value > 1:
+            raise ConstraintError(f"{c.given} can never be met", "top-1 is a fraction of at most 1",
+                                  "give top-1 as a fraction, e.g. top1>=0.7")
+        else:
+            bound(c.metric, c.value, c, upper)
+    for key in set(lo) & set(hi):
+        (vlo, clo), (vhi, chi) = lo[key], hi[key]
+        if vlo > vhi * (1 + 1e-12):
+            if key == "time_per_item":
+                why = (f"at batch {batch_size} (throughput = batch / latency) one needs time per image >= {vlo:.4g} s "
+                       f"and the other <= {vhi:.4g} s")
+            else:
+                why = f"{key} would have to be >= {vlo:g} and <= {vhi:g}"
+            raise ConstraintError(f"{clo.given} and {chi.given} contradict each other", why, "relax one of them")
+
+
+# ---- candidates ----------------------------------------------------------------------------------
+
+def _measured(row: pd.Series, names) -> dict[str, Value]:
+    out = {}
+    for name in names:
+        if name in row.index:
+            try:
+                v = float(row[name])
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(v):
+                out[name] = Value(v, "measured")
+    return out
+
+
+def _candidate(ref: str, mrow: pd.Series | None, cell: pd.Series | None, df: pd.DataFrame, cm: CostModel,
+               batch_size: int, numeric: list[str]) -> Candidate:
+    c = Candidate(ref, short_name(ref))
+    if mrow is not None:
+        if pd.notna(mrow.get("top1")):
+            c.values["top1"] = Value(float(mrow["top1"]), mrow["top1_source"])
+        for name in ("params", "macs_per_item", "weight_bytes"):
+            if pd.notna(mrow.get(name)):
+                c.values[name] = Value(float(mrow[name]), "static")
+    if cell is not None:
+        c.status = str(cell["status"])
+        c.message = str(cell.get("message") or "")
+        if c.status == "ok":
+            for k, v in _measured(cell, numeric).items():
+                c.values.setdefault(k, v)
+            return c
+    else:
+        c.status = "not measured"
+    # predicted from the cost model: time from MACs, memory from the static estimate, energy from MACs
+    macs = c.get("macs_per_item")
+    t = cm.predict_time_per_item(macs)
+    if t is not None:
+        c.values["latency_per_item_s"] = Value(t.value, "predicted", t.error, t.basis)
+        c.values["latency_median_s"] = Value(t.value * batch_size, "predicted", t.error, t.basis)
+        c.values["throughput_items_per_s"] = Value(1 / t.value, "predicted", t.error, t.basis)
+    prof = profile_at(df, ref, batch_size)
+    est, note = None, ""
+    if prof is not None and pd.notna(prof.get("weight_bytes")) and pd.notna(prof.get("activation_peak_bytes")):
+        est = float(prof["weight_bytes"]) + float(prof["activation_peak_bytes"])
+    elif mrow is not None and pd.notna(mrow.get("weight_bytes")) and pd.notna(mrow.get("activation_peak_bytes_b1")):
+        est = float(mrow["weight_bytes"]) + float(mrow["activation_peak_bytes_b1"]) * batch_size
+        note = f"; activation peak scaled from batch 1 (no profile at batch {batch_size})"
+    m = cm.predict_memory(est)
+    if m is not None:
+        c.values["memory_total_bytes"] = Value(m.value, "predicted", m.error, m.basis + note)
+    e = cm.predict_energy(macs)
+    if e is not None:
+        c.values["energy_per_item_j"] = Value(e.value, "predicted", e.error, e.basis)
+    p = cm.predict_power()
+    if p is not None:
+        c.values["power_w"] = Value(p.value, "predicted", p.error, p.basis)
+    return c
+
+
+def _why_unknown(metric: str, cand: Candidate, cm: CostModel, setup: Setup | None, batch_size: int) -> str:
+    if metric == "top1":
+        return "no accuracy known (none measured or published for these weights)"
+    if setup is None:
+        return "nothing was measured on any device: run `dnnbench study MODELS --quick` first"
+    if cand.status not in ("ok", "not measured"):
+        return f"its cell at batch {batch_size} ended with {cand.status}"
+    family = {"latency_median_s": "time", "latency_per_item_s": "time", "throughput_items_per_s": "time",
+              "memory_total_bytes": "memory", "energy_per_item_j": "energy", "power_w": "power"}.get(metric)
+    reason = cm.why.get(family or "", "") if family else "not measured"
+    return f"not measured at batch {batch_size}, and no prediction: {reason or 'no static profile for this model'}"
+
+
+def _evaluate(c: Candidate, constraints: list[Constraint], cm: CostModel, setup: Setup | None, batch_size: int) -> None:
+    if c.status not in ("ok", "not measured"):
+        # the cell was run and failed (e.g. out of memory): that is a measurement, and it rules the model out
+        fake = Constraint("status", "==", 0, f"runs at batch {batch_size}")
+        c.violations.append(Violation(fake, Value(None, "measured", note=f"{c.status}: {c.message}".rstrip(": ")), None))
+        return
+    for con in constraints:
+        v = c.values.get(con.metric)
+        if v is None or v.value is None:
+            c.violations.append(Violation(con, Value(None, "unknown", note=_why_unknown(con.metric, c, cm, setup, batch_size)),
+                                          None))
+        elif not con.ok(v.value):
+            c.violations.append(Violation(con, v, v.value - con.value if con.op == "<=" else con.value - v.value))
+
+
+def _sort_key(objective: str):
+    direction = METRICS.get(objective, ("max",))[0]
+
+    def key(c: Candidate):
+        v = c.get(objective)
+        tput = c.get("throughput_items_per_s") or 0.0
+        if v is None:
+            return (1, 0.0, -tput)
+        return (0, -v if direction == "max" else v, -tput)
+
+    return key
+
+
+def pick(df: pd.DataFrame, batch_size: int = 1, where: tuple[str, ...] | list[str] = (), objective: str = "top1",
+         device: str | None = None, store_where: str = "the store", **budgets) -> PickResult:
+    """The most ``objective``-best model meeting every constraint, from the store's frame.
+
+    ``budgets``: max_latency_ms, min_throughput, max_memory_mb, max_energy_mj, max_power_w, min_top1.
+    """
+    constraints = build_constraints(batch_size, where, **budgets)
+    require_results(df, store_where)
+    setup = choose_setup(df, device)
+    models = models_table(df)
+    bench_all = bench_table(df, setup, statuses=("ok", "oom", "error", "skipped"))
+    bench_ok = bench_all[bench_all["status"] == "ok"] if not bench_all.empty else bench_all
+    numeric = [c for c in bench_all.columns if c not in ("threads", "batch_size")
+               and pd.api.types.is_numeric_dtype(bench_all[c])]
+    known = set(numeric) | {c for c in models.columns if c not in ("model", "top1_source")}
+    check_metric(objective, None, "objective")
+    for con in constraints:
+        check_metric(con.metric, known, "constraint metric")
+    # the values each candidate carries: the ones pick ranks and explains, and any the constraints name
+    shown = [m for m in dict.fromkeys([*METRICS, *(c.metric for c in constraints)]) if m in numeric]
+    notes = []
+    if device and setup is None:
+        notes.append(f"nothing was measured on device {device!r}; values are predictions or unknown")
+    cm = fit_cost_model(bench_ok, batch_size)
+    refs = list(dict.fromkeys(list(models.index) + (list(bench_all["model_ref"]) if not bench_all.empty else [])))
+    cells = {}
+    if not bench_all.empty:
+        for _, r in bench_all[bench_all["batch_size"] == batch_size].iterrows():
+            cells[r["model_ref"]] = r
+    cands = []
+    for ref in refs:
+        mrow = models.loc[ref] if ref in models.index else None
+        c = _candidate(ref, mrow, cells.get(ref), df, cm, batch_size, shown)
+        _evaluate(c, constraints, cm, setup, batch_size)
+        cands.append(c)
+    cands.sort(key=_sort_key(objective))
+    feasible = [c for c in cands if c.feasible]
+    ranked = [c for c in feasible if c.get(objective) is not None]
+    best = ranked[0] if ranked else None
+    if feasible and best is None:
+        notes.append(f"{len(feasible)} model(s) meet the constraints but none has a known {objective}")
+    pool = feasible if feasible else [c for c in cands if c.status in ("ok", "not measured")]
+    axes = [m for m, _ in PARETO_AXES if pool and all(c.get(m) is not None for c in pool)]
+    front = pareto_front({c.model_ref: {m: c.get(m) for m in axes} for c in pool},
+                         maximize=[m for m, d in PARETO_AXES if d == "max" and m in axes],
+                         minimize=[m for m, d in PARETO_AXES if d == "min" and m in axes]) if len(axes) >= 2 else []
+    binding, closest = [], []
+    if best is None and constraints:
+        binding = _binding(cands, constraints)
+        closest = _closest(cands)
+    return PickResult(batch_size, objective, constraints, setup, cands, best, front, axes, binding, closest, cm, notes)
+
+
+def _binding(cands: list[Candidate], constraints: list[Constraint]) -> list[dict]:
+    out = []
+    for con in constraints:
+        breaks = [c for c in cands if any(v.constraint is con for v in c.violations)]
+        alone = [c for c in breaks if all(v.constraint is con for v in c.violations)]
+        out.append({"constraint": con.given, "metric": con.metric, "rejects": len(breaks),
+                    "only_obstacle_for": [c.model_ref for c in alone]})
+    return sorted(out, key=lambda d: (-len(d["only_obstacle_for"]), -d["rejects"]))
+
+
+def _closest(cands: list[Candidate], n: int = 3) -> list[Candidate]:
+    """The models nearest to fitting: fewest unknowns, then the smallest sum of relative excesses."""
+    def distance(c: Candidate):
+        if c.status not in ("ok", "not measured"):
+            return (2, math.inf)
+        unknown = sum(1 for v in c.violations if v.excess_rel is None)
+        return (1 if unknown else 0, unknown, sum(v.excess_rel or 0 for v in c.violations))
+
+    return sorted([c for c in cands if c.violations], key=distance)[:n]

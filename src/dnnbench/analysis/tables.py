@@ -1,0 +1,246 @@
+"""Shape the store's tidy frame (``Store.frame()``: a row per cell) into the tables analysis works on.
+
+Three views, all pandas DataFrames with SI units in column names:
+
+- ``models_table``: one row per model — params, weight bytes, MACs per item, activation peak at batch 1,
+  top-1 with its source (measured > published with the weights > the paper's 2016 figure).
+- ``bench_table``: one row per ok bench cell of one *setup* (machine fingerprint, device, runtime,
+  precision, threads) with derived columns: ``macs_per_item``, ``memory_total_bytes``,
+  ``memory_model_bytes``, ``memory_estimate_bytes`` and the model's columns joined in.
+- ``setups``: the setups in the store, the one with most bench cells first.
+
+Memory semantics (what the names mean, on every device):
+``memory_total_bytes`` — what the run needed from the machine: peak resident set of the whole process on
+CPU (interpreter and runtime included), peak bytes allocated by the CUDA caching allocator on GPU (the
+CUDA context itself is not included). ``memory_model_bytes`` — what this model at this batch size added:
+resident set above the baseline taken before the model was built on CPU, the CUDA peak on GPU.
+``memory_estimate_bytes`` — the static estimate: weight bytes + activation peak of one forward.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from dnnbench.analysis import paper
+from dnnbench.analysis.errors import NoResultsError
+
+SETUP_KEYS = ("fingerprint", "device", "runtime", "precision", "threads")
+NON_BENCH_GROUPS = ("profile", "accuracy")
+
+
+def short_name(ref: str) -> str:
+    """Display name of a model reference: torchvision's prefix dropped, the rest kept."""
+    return ref.removeprefix("torchvision:")
+
+
+def _num(value) -> float | None:
+    """A finite float, or None (NaN, None and missing all read as None)."""
+    if value is None:
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def col(df: pd.DataFrame, name: str) -> pd.Series:
+    """Column ``name`` as floats, all-NaN when the store has no such metric (it was never measured)."""
+    if name in df.columns:
+        return pd.to_numeric(df[name], errors="coerce").astype(float)
+    return pd.Series(float("nan"), index=df.index, dtype=float)
+
+
+def has(df: pd.DataFrame, name: str) -> bool:
+    return name in df.columns and col(df, name).notna().any()
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Where bench cells were measured: one machine, device, runtime, precision and thread count."""
+
+    fingerprint: str
+    device: str
+    runtime: str
+    precision: str
+    threads: int | None
+    cpu_model: str | None = None
+    gpu_name: str | None = None
+    date: str = ""  # day of the newest cell, ISO 8601
+    cells: int = 0  # ok bench cells
+
+    @property
+    def hardware(self) -> str:
+        if self.device.startswith("cuda") and self.gpu_name:
+            return self.gpu_name
+        return self.cpu_model or "unknown CPU"
+
+    @property
+    def label(self) -> str:
+        threads = f", {self.threads} threads" if self.threads else ""
+        return f"{self.device} ({self.hardware}{threads}), {self.runtime}, {self.precision}"
+
+    def key(self) -> tuple:
+        return (self.fingerprint, self.device, self.runtime, self.precision, self.threads)
+
+    def to_dict(self) -> dict:
+        return {"fingerprint": self.fingerprint, "device": self.device, "runtime": self.runtime,
+                "precision": self.precision, "threads": self.threads, "hardware": self.hardware,
+                "date": self.date, "cells": self.cells, "label": self.label}
+
+
+def _bench_rows(df: pd.DataFrame) -> pd.DataFrame:
+    if df.empty or "metric_group" not in df.columns:
+        return df.iloc[0:0]
+    return df[~df["metric_group"].isin(NON_BENCH_GROUPS)]
+
+
+def _threads(value) -> int | None:
+    v = _num(value)
+    return None if v is None else int(v)
+
+
+def setups(df: pd.DataFrame) -> list[Setup]:
+    """Every setup with bench cells; most ok cells first, then the newest."""
+    bench = _bench_rows(df)
+    if bench.empty:
+        return []
+    out = []
+    keyed = bench.assign(_threads=bench["threads"].map(_threads) if "threads" in bench.columns else None)
+    for key, g in keyed.groupby(["fingerprint", "device", "runtime", "precision"], dropna=False):
+        for threads, gt in g.groupby(g["_threads"].map(lambda t: -1 if t is None else t)):
+            started = pd.to_datetime(gt["started_at"], errors="coerce", utc=True) if "started_at" in gt else None
+            date = started.max().date().isoformat() if started is not None and started.notna().any() else ""
+            first = gt.iloc[0]
+            out.append(Setup(str(key[0]), str(key[1]), str(key[2]), str(key[3]), None if threads == -1 else int(threads),
+                             first.get("cpu_model") or None, first.get("gpu_name") or None, date,
+                             int((gt["status"] == "ok").sum())))
+    return sorted(out, key=lambda s: (s.cells, s.date), reverse=True)
+
+
+def choose_setup(df: pd.DataFrame, device: str | None = None) -> Setup | None:
+    """The setup analysis and ``pick`` use: the one with most ok bench cells (on ``device`` if given)."""
+    found = setups(df)
+    if device:
+        found = [s for s in found if s.device == device or s.device.split(":")[0] == device]
+    return found[0] if found else None
+
+
+def _setup_mask(df: pd.DataFrame, setup: Setup) -> pd.Series:
+    threads = df["threads"].map(_threads) if "threads" in df.columns else pd.Series(None, index=df.index)
+    return ((df["fingerprint"] == setup.fingerprint) & (df["device"] == setup.device)
+            & (df["runtime"] == setup.runtime) & (df["precision"] == setup.precision)
+            & (threads.map(lambda t: t == setup.threads)))
+
+
+def models_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per model: static figures (per item) and top-1 with its source. Index: model_ref."""
+    cols = ["model", "params", "weight_bytes", "macs_per_item", "flops_per_item", "activation_peak_bytes_b1",
+            "top1", "top1_source", "reported_top1", "reported_top5", "paper_top1", "measured_top1"]
+    if df.empty:
+        return pd.DataFrame(columns=cols).rename_axis("model_ref")
+    ok = df[df["status"] == "ok"]
+    rows = {}
+    for ref in dict.fromkeys(df["model_ref"]):
+        mine = ok[ok["model_ref"] == ref]
+        prof = mine[mine["metric_group"] == "profile"].sort_values("batch_size")
+        bench = _bench_rows(mine).sort_values("batch_size")
+        acc = mine[mine["metric_group"] == "accuracy"]
+        r = {"model": short_name(ref)}
+        if not prof.empty:
+            p = prof.iloc[0]
+            b = float(p["batch_size"])
+            r["params"] = _num(p.get("params"))
+            r["weight_bytes"] = _num(p.get("weight_bytes"))
+            macs = _num(p.get("macs"))
+            r["macs_per_item"] = macs / b if macs is not None else None
+            act1 = prof[prof["batch_size"] == 1]
+            r["activation_peak_bytes_b1"] = _num(act1.iloc[0].get("activation_peak_bytes")) if not act1.empty else None
+        elif not bench.empty:
+            b0 = bench.iloc[0]
+            flops = _num(b0.get("flops"))
+            r["macs_per_item"] = flops / 2 / float(b0["batch_size"]) if flops is not None else None
+            r["weight_bytes"] = _num(b0.get("static_weight_bytes"))
+            act1 = bench[bench["batch_size"] == 1]
+            r["activation_peak_bytes_b1"] = (_num(act1.iloc[0].get("static_activation_peak_bytes"))
+                                             if not act1.empty else None)
+        if r.get("macs_per_item") is not None:
+            r["flops_per_item"] = 2 * r["macs_per_item"]
+        for name in ("reported_top1", "reported_top5", "paper_top1"):
+            vals = col(mine, name).dropna()
+            r[name] = float(vals.iloc[0]) if not vals.empty else None
+        if r.get("paper_top1") is None:
+            r["paper_top1"] = paper.paper_top1(ref)
+        measured = col(acc, "top1").dropna()
+        r["measured_top1"] = float(measured.iloc[-1]) if not measured.empty else None
+        for source, name in (("measured", "measured_top1"), ("published", "reported_top1"), ("paper 2016", "paper_top1")):
+            if r.get(name) is not None:
+                r["top1"], r["top1_source"] = r[name], source
+                break
+        rows[ref] = r
+    out = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=cols)
+    for c in cols:
+        if c not in ("model", "top1_source"):
+            out[c] = pd.to_numeric(out[c], errors="coerce").astype(float)
+    return out.rename_axis("model_ref")
+
+
+def bench_table(df: pd.DataFrame, setup: Setup | None, statuses: tuple[str, ...] = ("ok",)) -> pd.DataFrame:
+    """Bench cells of ``setup`` (ok ones by default) with derived per-item and memory columns."""
+    if setup is None or df.empty:
+        return pd.DataFrame(columns=["model_ref", "model", "batch_size"])
+    bench = _bench_rows(df)
+    bench = bench[_setup_mask(bench, setup) & bench["status"].isin(statuses)].copy()
+    if bench.empty:
+        return bench.assign(model=pd.Series(dtype=object))
+    # the newest cell wins when a (model, batch) was measured twice under different settings
+    bench = bench.sort_values("started_at").drop_duplicates(["model_ref", "batch_size"], keep="last")
+    bench = bench.sort_values(["model_ref", "batch_size"]).reset_index(drop=True)
+    gpu = setup.device.startswith("cuda")
+    bench["macs_per_item"] = col(bench, "flops") / 2 / bench["batch_size"].astype(float)
+    bench["memory_total_bytes"] = col(bench, "cuda_peak_allocated_bytes" if gpu else "peak_rss_bytes")
+    bench["memory_model_bytes"] = col(bench, "cuda_peak_allocated_bytes" if gpu else "rss_above_baseline_bytes")
+    bench["memory_estimate_bytes"] = col(bench, "static_weight_bytes") + col(bench, "static_activation_peak_bytes")
+    models = models_table(df)
+    for c in ("model", "params", "weight_bytes", "top1", "top1_source", "paper_top1", "reported_top1"):
+        bench[c] = bench["model_ref"].map(models[c]) if c in models.columns else None
+    bench["model"] = bench["model"].fillna(bench["model_ref"].map(short_name))
+    missing = bench["macs_per_item"].isna()
+    if missing.any():
+        bench.loc[missing, "macs_per_item"] = bench.loc[missing, "model_ref"].map(models["macs_per_item"])
+    bench["gmacs_per_item"] = bench["macs_per_item"] / 1e9
+    return bench
+
+
+def profile_at(df: pd.DataFrame, model_ref: str, batch_size: int) -> dict | None:
+    """The ok profile cell of ``model_ref`` at ``batch_size`` as a dict, or None."""
+    if df.empty:
+        return None
+    p = df[(df["model_ref"] == model_ref) & (df["metric_group"] == "profile") & (df["status"] == "ok")
+           & (df["batch_size"] == batch_size)]
+    return None if p.empty else p.iloc[-1].to_dict()
+
+
+def warnings_table(df: pd.DataFrame) -> list[dict]:
+    """Every stored warning: model, batch, group, message and remedy (split at '. Remedy: ')."""
+    out = []
+    if df.empty or "warnings" not in df.columns:
+        return out
+    for _, r in df.iterrows():
+        for w in r["warnings"] or []:
+            text = str(w)
+            msg, sep, remedy = text.partition(". Remedy: ")
+            out.append({"model": short_name(r["model_ref"]), "batch_size": int(r["batch_size"]),
+                        "group": r["metric_group"], "device": r["device"], "message": msg if sep else text,
+                        "remedy": remedy if sep else ""})
+    return out
+
+
+def require_results(df: pd.DataFrame, where: str) -> None:
+    """Raise NoResultsError (with how to fill the store) when the frame is empty."""
+    if df is None or df.empty:
+        raise NoResultsError(f"the store at {where} holds no results", "nothing has been measured into it yet",
+                             f"fill it first, e.g. `dnnbench study resnet18 mobilenet_v2 alexnet --quick --store {where}`")

@@ -1,0 +1,54 @@
+"""Figures and the HTML report, drawn from stored results. Reads results; never measures."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from dnnbench.analysis.findings import Finding, findings
+from dnnbench.analysis.tables import bench_table, choose_setup, models_table, require_results, warnings_table
+from dnnbench.core.version import __version__
+from dnnbench.report.figures import FigureOut, ReportData, render
+
+
+@dataclass
+class ReportResult:
+    path: Path  # the HTML file
+    figures: list[FigureOut]
+    findings: list[Finding]
+    setup: object = None
+    files: list[str] = field(default_factory=list)  # every file written
+
+    def to_dict(self) -> dict:
+        return {"path": str(self.path), "files": self.files,
+                "setup": self.setup.to_dict() if self.setup is not None else None,
+                "figures": [{"key": f.key, "title": f.title, "no_data": f.no_data, "files": f.files} for f in self.figures],
+                "findings": [f.to_dict() for f in self.findings]}
+
+
+def build(df: pd.DataFrame, environments: dict[str, dict], out_dir: str | Path, store_where: str = "the store",
+          device: str | None = None) -> ReportResult:
+    """Write ``report.html`` (self-contained), ``figures/*.png|svg`` and ``findings.json`` into ``out_dir``."""
+    from dnnbench.report.html import page
+
+    require_results(df, store_where)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    setup = choose_setup(df, device)
+    data = ReportData(df, setup, bench_table(df, setup), models_table(df),
+                      datetime.now(timezone.utc).date().isoformat())
+    figs = render(data, out / "figures")
+    found = findings(df, setup)
+    html = page(data, figs, found, environments, warnings_table(df), store_where, __version__)
+    path = out / "report.html"
+    path.write_text(html, encoding="utf-8")
+    (out / "findings.json").write_text(json.dumps([f.to_dict() for f in found], indent=2, default=str), encoding="utf-8")
+    files = [str(path), str(out / "findings.json")] + [p for f in figs for p in f.files]
+    return ReportResult(path, figs, found, setup, files)
+
+
+__all__ = ["ReportResult", "build"]

@@ -1,0 +1,396 @@
+"""The paper's figures, drawn from stored results with matplotlib (Agg backend: no display needed).
+
+Each figure is a function of ``ReportData`` that either draws into a matplotlib Figure or returns
+``NoData(reason)`` — then a figure that says "no data: <why and how to get it>" is drawn in its place, so
+a figure is never silently blank. Every figure is titled with device, runtime, precision and date.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from dnnbench.analysis import paper
+from dnnbench.analysis.fit import linear_fit
+from dnnbench.analysis.pareto import pareto_front
+from dnnbench.analysis.tables import Setup, col
+
+STUDY = "dnnbench study MODELS --quick"
+SIZE_IN = (7.6, 4.9)
+DPI = 100
+
+
+@dataclass
+class ReportData:
+    """What the figures and the HTML read: the store's frame and the views analysis derived from it."""
+
+    df: pd.DataFrame
+    setup: Setup | None
+    bench: pd.DataFrame  # ok bench cells of ``setup`` (tables.bench_table)
+    models: pd.DataFrame  # tables.models_table
+    generated: str  # ISO date the report was made
+
+    @property
+    def subtitle(self) -> str:
+        if self.setup is None:
+            return f"static profile only (no device measured), {self.generated}"
+        s = self.setup
+        return f"{s.device} ({s.hardware}), {s.runtime}, {s.precision}, {s.date or self.generated}"
+
+    def colors(self) -> dict[str, tuple]:
+        import matplotlib
+
+        names = sorted(set(self.models["model"].dropna()) | set(self.bench.get("model", pd.Series(dtype=object)).dropna()))
+        cmap = matplotlib.colormaps["tab20" if len(names) > 10 else "tab10"]
+        return {n: cmap(i % cmap.N) for i, n in enumerate(names)}
+
+
+@dataclass(frozen=True)
+class NoData:
+    reason: str
+
+
+@dataclass
+class FigureOut:
+    key: str
+    title: str
+    caption: str
+    png: bytes
+    no_data: str | None = None  # the reason, when the figure is a "no data" placeholder
+    files: list[str] = field(default_factory=list)  # PNG and SVG paths written
+
+    @property
+    def width_px(self) -> int:
+        return int(SIZE_IN[0] * DPI)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _ax(title: str, data: ReportData):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=SIZE_IN, dpi=DPI)
+    ax.set_title(f"{title}\n{data.subtitle}", fontsize=10)
+    ax.grid(True, alpha=0.3, which="both")
+    return fig, ax
+
+
+def _no_data_figure(title: str, reason: str, data: ReportData):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=SIZE_IN, dpi=DPI)
+    ax.set_title(f"{title}\n{data.subtitle}", fontsize=10)
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, "no data: " + "\n".join(textwrap.wrap(reason, 70)), ha="center", va="center", fontsize=11,
+            color="#444", transform=ax.transAxes, bbox={"boxstyle": "round", "fc": "#f4f4f4", "ec": "#bbb"})
+    return fig
+
+
+def _label_points(ax, xs, ys, names, fontsize=7):
+    for x, y, n in zip(xs, ys, names):
+        if x is not None and y is not None and math.isfinite(x) and math.isfinite(y):
+            ax.annotate(n, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=fontsize)
+
+
+def _need_bench(data: ReportData, metric: str, how: str) -> NoData | None:
+    if data.setup is None or data.bench.empty:
+        return NoData(f"nothing was measured on a device yet: run `{STUDY}` into this store")
+    if not col(data.bench, metric).notna().any():
+        return NoData(how)
+    return None
+
+
+# ---- the figures ---------------------------------------------------------------------------------
+
+def top1_per_model(data: ReportData, fig_ax):
+    m = data.models[data.models["top1"].notna() | data.models["paper_top1"].notna()].copy()
+    if m.empty:
+        return NoData("no top-1 known: profile cells carry the published top-1; run `dnnbench study MODELS --metrics profile`")
+    m = m.sort_values("top1", na_position="first")
+    fig, ax = fig_ax()
+    y = range(len(m))
+    h = 0.38
+    ax.barh([i + h / 2 for i in y], m["top1"] * 100, height=h, label="today (measured or published)", color="#3b75af")
+    if m["paper_top1"].notna().any():
+        ax.barh([i - h / 2 for i in y], m["paper_top1"] * 100, height=h, label="paper 2016", color="#e39c4b")
+    ax.set_yticks(list(y), m["model"], fontsize=8)
+    ax.set_xlabel("top-1 accuracy (%)")
+    lo = float(min(m["top1"].min(skipna=True) if m["top1"].notna().any() else 100,
+                   m["paper_top1"].min(skipna=True) if m["paper_top1"].notna().any() else 100))
+    ax.set_xlim(max(0, lo * 100 - 10), 100)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def ball_chart(data: ReportData, fig_ax):
+    m = data.models[data.models["top1"].notna() & data.models["macs_per_item"].notna()]
+    if m.empty:
+        return NoData("needs MACs and top-1: run `dnnbench study MODELS --metrics profile`")
+    fig, ax = fig_ax()
+    colors = data.colors()
+    sizes = (m["params"].fillna(0) / 1e6).clip(lower=0.5) * 8
+    gm = m["macs_per_item"] / 1e9
+    ax.scatter(gm, m["top1"] * 100, s=sizes, c=[colors.get(n) for n in m["model"]], alpha=0.6, edgecolors="k")
+    _label_points(ax, gm, m["top1"] * 100, m["model"])
+    ax.set_xlabel("GMACs per image (paper's G-Ops = 2 x GMACs)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.text(0.99, 0.02, "marker area ∝ parameters", transform=ax.transAxes, ha="right", fontsize=8, color="#555")
+    return fig
+
+
+def time_vs_batch(data: ReportData, fig_ax):
+    nd = _need_bench(data, "latency_per_item_s", f"no time measured: run `{STUDY} --metrics time`")
+    if nd:
+        return nd
+    fig, ax = fig_ax()
+    colors = data.colors()
+    for m, g in data.bench.groupby("model"):
+        g = g.sort_values("batch_size")
+        ax.plot(g["batch_size"], g["latency_per_item_s"] * 1e3, "o-", label=m, color=colors.get(m))
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("time per image (ms, median)")
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def power_vs_batch(data: ReportData, fig_ax):
+    nd = _need_bench(data, "power_w", "no power measured: run the study with --metrics time,memory,power on a machine "
+                     "with a working sensor (`dnnbench sensors` says which work)")
+    if nd:
+        return nd
+    fig, ax = fig_ax()
+    colors = data.colors()
+    b = data.bench[col(data.bench, "power_w").notna()]
+    for m, g in b.groupby("model"):
+        g = g.sort_values("batch_size")
+        ax.plot(g["batch_size"], g["power_w"], "o-", label=m, color=colors.get(m))
+    idle = col(b, "idle_power_w").dropna()
+    if not idle.empty:
+        ax.axhline(idle.median(), ls=":", color="k", label=f"idle (median {idle.median():.3g} W)")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("power while running (W)")
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def memory_vs_batch(data: ReportData, fig_ax):
+    nd = _need_bench(data, "memory_model_bytes", f"no memory measured: run `{STUDY} --metrics time,memory`")
+    if nd:
+        return nd
+    fig, ax = fig_ax()
+    colors = data.colors()
+    for m, g in data.bench.groupby("model"):
+        g = g.sort_values("batch_size")
+        ax.plot(g["batch_size"], g["memory_model_bytes"] / 2**20, "o-", color=colors.get(m), label=f"{m} measured")
+        if col(g, "memory_estimate_bytes").notna().any():
+            ax.plot(g["batch_size"], g["memory_estimate_bytes"] / 2**20, "x--", color=colors.get(m), alpha=0.7,
+                    label=f"{m} estimate")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch size")
+    gpu = data.setup is not None and data.setup.device.startswith("cuda")
+    ax.set_ylabel("MiB (" + ("CUDA peak allocated" if gpu else "peak RSS above baseline") + ")")
+    ax.legend(fontsize=6, ncol=2)
+    ax.text(0.01, 0.98, "solid: measured; dashed: static estimate (weights + activation peak)", transform=ax.transAxes,
+            va="top", fontsize=7, color="#555")
+    return fig
+
+
+def memory_vs_weights(data: ReportData, fig_ax):
+    nd = _need_bench(data, "memory_total_bytes", f"no memory measured: run `{STUDY} --metrics time,memory`")
+    if nd:
+        return nd
+    b = data.bench[(data.bench["batch_size"] == 1) & col(data.bench, "memory_total_bytes").notna()
+                   & col(data.bench, "weight_bytes").notna()]
+    if b.empty:
+        return NoData("no memory measured at batch 1: add 1 to --batch-sizes")
+    fig, ax = fig_ax()
+    x, y = b["weight_bytes"] / 2**20, b["memory_total_bytes"] / 2**20
+    ax.scatter(x, y, c=[data.colors().get(n) for n in b["model"]], edgecolors="k")
+    _label_points(ax, x, y, b["model"])
+    if len(b) >= 2 and x.nunique() >= 2:
+        f = linear_fit(x, y)
+        xs = [0, float(x.max()) * 1.05]
+        ax.plot(xs, [f.predict(v) for v in xs], "k--",
+                label=f"floor {f.intercept:.0f} MiB + {f.slope:.2f} x weights (R² {f.r2:.2f})")
+    ax.axhline(paper.MEMORY_FLOOR_BYTES / 2**20, ls=":", color="#e39c4b", label="paper's floor on the TX1 (~200 MB)")
+    ax.set_xlabel("weight size (MiB)")
+    gpu = data.setup is not None and data.setup.device.startswith("cuda")
+    ax.set_ylabel("memory at batch 1 (MiB, " + ("CUDA peak allocated" if gpu else "process peak RSS") + ")")
+    ax.set_xlim(left=0)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def _two_batches(b: pd.DataFrame, metric: str) -> list[int]:
+    counts = b[col(b, metric).notna()].groupby("batch_size")["model"].nunique()
+    counts = counts[counts >= 1]
+    if counts.empty:
+        return []
+    want = [bs for bs in (1, 16) if bs in counts.index]
+    if len(want) < 2:
+        want = sorted({int(counts.index.min()), int(counts.index.max())})
+    return want
+
+
+def ops_vs_time(data: ReportData, fig_ax):
+    nd = _need_bench(data, "latency_per_item_s", f"no time measured: run `{STUDY} --metrics time`")
+    if nd:
+        return nd
+    fig, ax = fig_ax()
+    for bs, marker, color in zip(_two_batches(data.bench, "latency_per_item_s"), "os", ("#3b75af", "#c44e52")):
+        g = data.bench[(data.bench["batch_size"] == bs) & col(data.bench, "latency_per_item_s").notna()]
+        x, y = g["gmacs_per_item"], g["latency_per_item_s"] * 1e3
+        label = f"batch {bs}"
+        if len(g) >= 2 and x.nunique() >= 2:
+            f = linear_fit(x, y)
+            xs = [0, float(x.max()) * 1.05]
+            ax.plot(xs, [f.predict(v) for v in xs], "--", color=color, alpha=0.8)
+            label += f": {f.intercept:.3g} ms + {f.slope:.3g} ms/GMAC, R² {f.r2:.2f}" if f.r2 is not None else ""
+        ax.scatter(x, y, marker=marker, color=color, label=label, edgecolors="k")
+        _label_points(ax, x, y, g["model"], 6)
+    ax.set_xlabel("GMACs per image")
+    ax.set_ylabel("time per image (ms, median)")
+    ax.set_xlim(left=0)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def ops_vs_power(data: ReportData, fig_ax):
+    nd = _need_bench(data, "power_w", "no power measured: run the study with --metrics time,memory,power on a machine "
+                     "with a working sensor (`dnnbench sensors`)")
+    if nd:
+        return nd
+    fig, ax = fig_ax()
+    for bs, marker, color in zip(_two_batches(data.bench, "power_w"), "os", ("#3b75af", "#c44e52")):
+        g = data.bench[(data.bench["batch_size"] == bs) & col(data.bench, "power_w").notna()]
+        ax.scatter(g["gmacs_per_item"], g["power_w"], marker=marker, color=color, label=f"batch {bs}", edgecolors="k")
+        _label_points(ax, g["gmacs_per_item"], g["power_w"], g["model"], 6)
+    ax.set_xlabel("GMACs per image")
+    ax.set_ylabel("power while running (W)")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def _nice_levels(lo: float, hi: float) -> list[float]:
+    out = []
+    for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 2):
+        for m in (1, 2, 5):
+            v = m * 10.0 ** e
+            if lo / 1.5 <= v <= hi * 1.5:
+                out.append(v)
+    return out[:: max(1, len(out) // 5)]
+
+
+def accuracy_vs_throughput(data: ReportData, fig_ax):
+    nd = _need_bench(data, "throughput_items_per_s", f"no throughput measured: run `{STUDY} --metrics time`")
+    if nd:
+        return nd
+    b = data.bench[col(data.bench, "throughput_items_per_s").notna() & col(data.bench, "top1").notna()]
+    if b.empty:
+        return NoData("no model has both a throughput and a top-1: add --metrics profile to the study")
+    counts = b.groupby("batch_size")["model"].nunique()
+    bs = int(counts[counts == counts.max()].index.max())
+    g = b[b["batch_size"] == bs]
+    fig, ax = fig_ax()
+    x, y = g["throughput_items_per_s"], g["top1"] * 100
+    sizes = (g["gmacs_per_item"].fillna(0.1)).clip(lower=0.05) * 60
+    ax.scatter(x, y, s=sizes, c=[data.colors().get(n) for n in g["model"]], alpha=0.6, edgecolors="k")
+    _label_points(ax, x, y, g["model"])
+    front = pareto_front({m: {"t": t, "a": a} for m, t, a in zip(g["model"], x, y)}, maximize=["t", "a"])
+    fr = g[g["model"].isin(front)].sort_values("throughput_items_per_s")
+    ax.plot(fr["throughput_items_per_s"], fr["top1"] * 100, "k-", lw=0.8, alpha=0.6, label="Pareto front")
+    ax.set_xscale("log")
+    power = col(g, "power_w").dropna()
+    if not power.empty:
+        p = float(power.median())
+        e = p / x
+        for level in _nice_levels(float(e.min()), float(e.max())):
+            ax.axvline(p / level, ls=":", color="#888")
+            ax.text(p / level, ax.get_ylim()[0], f" {level * 1e3:.3g} mJ", rotation=90, fontsize=7, color="#555",
+                    va="bottom")
+        note = f"dotted: energy per image at the\nmedian measured power {p:.3g} W"
+    else:
+        note = "no power measured: iso-energy lines\nneed --metrics power and a sensor"
+    ax.plot([], [], " ", label=note)
+    ax.set_xlabel(f"images per second (batch {bs})")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.legend(fontsize=7, loc="best")
+    return fig
+
+
+def accuracy_density(data: ReportData, fig_ax):
+    m = data.models[data.models["top1"].notna() & (data.models["params"] > 0)]
+    if m.empty:
+        return NoData("needs params and top-1: run `dnnbench study MODELS --metrics profile`")
+    d = (m["top1"] * 100 / (m["params"] / 1e6)).sort_values()
+    fig, ax = fig_ax()
+    ax.barh(range(len(d)), d.values, color=[data.colors().get(m.loc[r, "model"]) for r in d.index])
+    ax.set_yticks(range(len(d)), [m.loc[r, "model"] for r in d.index], fontsize=8)
+    ax.set_xlabel("top-1 points per million parameters")
+    return fig
+
+
+FIGURES: list[tuple[str, str, Callable, str]] = [
+    ("top1", "Top-1 accuracy per model", top1_per_model,
+     "Today's top-1 (measured where stored, else published with the weights) beside the paper's 2016 figure."),
+    ("ball", "Top-1 vs GMACs (marker area ∝ parameters)", ball_chart,
+     "The paper's ball chart: accuracy against operations per image; bigger balls have more parameters."),
+    ("time_batch", "Time per image vs batch size", time_vs_batch,
+     "Median forward time of one batch divided by the batch size; log-log."),
+    ("power_batch", "Power vs batch size", power_vs_batch,
+     "Mean power over the measured window, over the sensor's domains (idle included; dotted: idle baseline)."),
+    ("memory_batch", "Memory vs batch size: measured and estimated", memory_vs_batch,
+     "Measured: what the model added (CPU: peak RSS above the pre-build baseline; GPU: CUDA peak allocated). "
+     "Estimate: weights + activation peak from the static profile."),
+    ("memory_weights", "Memory at batch 1 vs weight size", memory_vs_weights,
+     "Whole-run memory at batch 1 against weight bytes, with the fitted floor and slope."),
+    ("ops_time", "GMACs vs time per image", ops_vs_time,
+     "Time per image against operations at two batch sizes, with the least-squares line (slope, intercept, R²)."),
+    ("ops_power", "GMACs vs power", ops_vs_power, "Power while running against operations per image."),
+    ("accuracy_throughput", "Top-1 vs images per second, with iso-energy lines", accuracy_vs_throughput,
+     "Marker area ∝ GMACs. At a fixed power P, energy per image E = P / throughput: each dotted line is one energy "
+     "budget; models left of a line spend more than that per image."),
+    ("density", "Accuracy density (top-1 per million parameters)", accuracy_density,
+     "How much accuracy each parameter buys."),
+]
+
+
+def render(data: ReportData, out_dir: Path | None = None) -> list[FigureOut]:
+    """Draw every figure; write PNG and SVG under ``out_dir`` when given. No figure is ever empty."""
+    plt = _plt()
+    outs = []
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    for key, title, fn, caption in FIGURES:
+        res = fn(data, lambda t=title: _ax(t, data))
+        no_data = res.reason if isinstance(res, NoData) else None
+        fig = _no_data_figure(title, no_data, data) if no_data else res
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        files = []
+        if out_dir is not None:
+            for ext in ("png", "svg"):
+                path = out_dir / f"{key}.{ext}"
+                if ext == "png":
+                    path.write_bytes(buf.getvalue())
+                else:
+                    fig.savefig(path, format="svg")
+                files.append(str(path))
+        plt.close(fig)
+        outs.append(FigureOut(key, title, caption, buf.getvalue(), no_data, files))
+    return outs

@@ -1,0 +1,286 @@
+"""One self-contained HTML file: figures inline (base64 PNG), styles and the table-sorting script inline.
+
+Nothing is fetched: no fonts, scripts or images from the network, so the file opens offline and can be
+mailed or archived as it is.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from html import escape
+
+import pandas as pd
+
+from dnnbench.analysis import paper
+from dnnbench.analysis import units as u
+from dnnbench.analysis.findings import Finding
+from dnnbench.analysis.tables import col, short_name
+from dnnbench.report.figures import FigureOut, ReportData
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d1d1f;background:#fafafa}
+main{max-width:1200px;margin:0 auto;padding:1.5em 2em 4em}
+h1{margin:.2em 0}h2{margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+nav a{margin-right:1em}.muted{color:#666}.card{background:#fff;border:1px solid #e3e3e3;border-radius:6px;padding:.8em 1.1em;margin:.8em 0}
+.card.na{border-style:dashed;color:#555}.card h3{margin:.1em 0 .4em;font-size:1.05em}.paper{color:#8a5a12}
+table{border-collapse:collapse;font-size:12.5px;background:#fff}th,td{border:1px solid #ddd;padding:3px 6px;text-align:right;white-space:nowrap}td.l{white-space:normal}
+th{background:#f0f0f0;position:sticky;top:0}td.l,th.l{text-align:left}
+table.sortable th{cursor:pointer;user-select:none}table.sortable th[aria-sort=ascending]::after{content:" ▲"}
+table.sortable th[aria-sort=descending]::after{content:" ▼"}
+.figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:1em}
+figure{margin:0;background:#fff;border:1px solid #e3e3e3;border-radius:6px;padding:.5em}
+figure img{width:100%;height:auto;display:block}figcaption{font-size:12.5px;color:#444;margin-top:.3em}
+figure.nodata{border-style:dashed}.scroll{overflow-x:auto;max-height:70vh}
+.status-ok{color:#1a7f37}.status-oom,.status-error{color:#b42318}.status-skipped{color:#777}
+code{background:#f0f0f0;padding:0 3px;border-radius:3px}
+"""
+
+# Sort a table by the clicked header: numbers by data-v (SI value), text otherwise; click again to reverse.
+JS = """
+document.querySelectorAll('table.sortable').forEach(function(t){
+  t.querySelectorAll('th').forEach(function(th,i){
+    th.addEventListener('click',function(){
+      var asc=th.getAttribute('aria-sort')!=='ascending';
+      t.querySelectorAll('th').forEach(function(h){h.removeAttribute('aria-sort')});
+      th.setAttribute('aria-sort',asc?'ascending':'descending');
+      var body=t.tBodies[0],rows=Array.prototype.slice.call(body.rows);
+      function key(r){var c=r.cells[i],v=c.getAttribute('data-v');
+        if(v!==null&&v!==''){return [0,parseFloat(v)]}return [1,c.textContent.trim().toLowerCase()]}
+      rows.sort(function(a,b){var x=key(a),y=key(b);
+        if(x[0]!==y[0]){return x[0]-y[0]}
+        var r=x[1]<y[1]?-1:(x[1]>y[1]?1:0);return asc?r:-r});
+      rows.forEach(function(r){body.appendChild(r)});
+    });
+  });
+});
+"""
+
+
+def _td(text, value=None, left=False, cls="") -> str:
+    attrs = ""
+    if value is not None and isinstance(value, (int, float)) and value == value:
+        attrs += f' data-v="{float(value):.9g}"'
+    classes = " ".join(c for c in ("l" if left else "", cls) if c)
+    if classes:
+        attrs += f' class="{classes}"'
+    return f"<td{attrs}>{escape(str(text))}</td>"
+
+
+def _num(v):
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if f == f else None
+
+
+RESULT_COLUMNS = [
+    # (header, column, formatter)
+    ("time / image", "latency_per_item_s", u.seconds),
+    ("latency (batch)", "latency_median_s", u.seconds),
+    ("CV", "latency_cv", lambda v: u.pct(v, 0)),
+    ("images/s", "throughput_items_per_s", u.rate),
+    ("memory total", "memory_total_bytes", u.mib),
+    ("memory model", "memory_model_bytes", u.mib),
+    ("estimate", "memory_estimate_bytes", u.mib),
+    ("GMACs / image", "gmacs_per_item", lambda v: "-" if v is None else f"{v:.3g}"),
+    ("% of peak", "fraction_of_peak", lambda v: u.pct(v, 0)),
+    ("power", "power_w", u.watts),
+    ("energy / image", "energy_per_item_j", u.joules),
+    ("top-1", "top1", u.pct),
+]
+
+
+def _results_table(data: ReportData) -> str:
+    from dnnbench.analysis.tables import bench_table, setups
+
+    frames = []
+    for s in setups(data.df):
+        b = bench_table(data.df, s, statuses=("ok", "oom", "error", "skipped"))
+        if not b.empty:
+            frames.append(b.assign(_setup=f"{s.device}, {s.threads or '-'} thr"))
+    head = ["model", "batch", "setup", "status"] + [h for h, _, _ in RESULT_COLUMNS] + ["warnings"]
+    rows = []
+    for b in frames:
+        for _, r in b.iterrows():
+            cells = [_td(r["model"], left=True), _td(int(r["batch_size"]), int(r["batch_size"])),
+                     _td(r["_setup"], left=True), _td(r["status"], left=True, cls=f"status-{r['status']}")]
+            for _, name, fmt in RESULT_COLUMNS:
+                v = _num(r.get(name))
+                cells.append(_td(fmt(v), v))
+            n = len(r["warnings"] or []) if isinstance(r.get("warnings"), list) else 0
+            cells.append(_td(n, n))
+            rows.append("<tr>" + "".join(cells) + "</tr>")
+    if not rows:
+        # a profile-only store still gets a table: the static figures per model
+        m = data.models
+        head = ["model", "params", "weights", "GMACs / image", "activation peak (batch 1)", "top-1", "top-1 source",
+                "paper top-1"]
+        for ref, r in m.iterrows():
+            rows.append("<tr>" + "".join([
+                _td(r["model"], left=True), _td(u.count(_num(r["params"])), _num(r["params"])),
+                _td(u.mib(_num(r["weight_bytes"]), 1), _num(r["weight_bytes"])),
+                _td("-" if _num(r["macs_per_item"]) is None else f"{r['macs_per_item'] / 1e9:.3g}", _num(r["macs_per_item"])),
+                _td(u.mib(_num(r["activation_peak_bytes_b1"]), 1), _num(r["activation_peak_bytes_b1"])),
+                _td(u.pct(_num(r["top1"])), _num(r["top1"])), _td(r["top1_source"] if isinstance(r["top1_source"], str) else "-", left=True),
+                _td(u.pct(_num(r["paper_top1"])), _num(r["paper_top1"]))]) + "</tr>")
+    ths = "".join(f'<th class="{"l" if i < 4 else ""}">{escape(h)}</th>' for i, h in enumerate(head))
+    return (f'<div class="scroll"><table class="sortable" id="results"><thead><tr>{ths}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>')
+
+
+def _finding(f: Finding) -> str:
+    details = "".join(f"<li>{escape(d)}</li>" for d in f.details)
+    paper_line = f'<p class="paper">{escape(f.paper)}</p>' if f.paper else ""
+    return (f'<div class="card{"" if f.available else " na"}" id="finding-{escape(f.key)}"><h3>{escape(f.title)}</h3>'
+            f"<p>{escape(f.text)}</p>{f'<ul>{details}</ul>' if details else ''}{paper_line}</div>")
+
+
+def _figure(fig: FigureOut) -> str:
+    b64 = base64.b64encode(fig.png).decode("ascii")
+    cap = escape(fig.caption)
+    if fig.no_data:
+        cap = f"<strong>no data:</strong> {escape(fig.no_data)}"
+    return (f'<figure class="fig{" nodata" if fig.no_data else ""}" id="fig-{fig.key}">'
+            f'<img alt="{escape(fig.title)}" src="data:image/png;base64,{b64}">'
+            f"<figcaption><strong>{escape(fig.title)}.</strong> {cap}</figcaption></figure>")
+
+
+ENV_FIELDS = ("cpu_model", "physical_cores", "logical_cores", "arch", "os", "gpu_name", "gpu_driver", "python_version",
+              "torch_version", "cuda_version", "cudnn_version", "cpu_governor", "cpu_freq_mhz", "threads", "load_avg",
+              "tool_version", "timestamp", "extra")
+
+
+def _environments(envs: dict[str, dict]) -> str:
+    if not envs:
+        return "<p>No environment recorded.</p>"
+    fps = list(envs)
+    head = "".join(f"<th>{escape(fp)}</th>" for fp in fps)
+    rows = []
+    for k in ENV_FIELDS:
+        vals = [envs[fp].get(k) for fp in fps]
+        if all(v is None for v in vals):
+            continue
+        cells = "".join(_td("-" if v is None else (json.dumps(v) if isinstance(v, (dict, list)) else v), left=True)
+                        for v in vals)
+        rows.append(f'<tr><td class="l"><code>{k}</code></td>{cells}</tr>')
+    why = {k: v for fp in fps for k, v in (envs[fp].get("unavailable") or {}).items()}
+    notes = "".join(f"<li><code>{escape(k)}</code>: {escape(str(v))}</li>" for k, v in why.items())
+    return (f'<table><thead><tr><th class="l">field</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+            + (f"<p>Not recorded:</p><ul>{notes}</ul>" if notes else ""))
+
+
+def _warnings(items: list[dict]) -> str:
+    if not items:
+        return "<p>No noise warnings were stored with these results.</p>"
+    rows = "".join("<tr>" + _td(w["model"], left=True) + _td(w["batch_size"], w["batch_size"]) + _td(w["group"], left=True)
+                   + _td(w["message"], left=True) + _td(w["remedy"] or "-", left=True) + "</tr>" for w in items)
+    return (f'<p>{len(items)} warnings. Each says what makes a figure less trustworthy and what to do about it.</p>'
+            '<div class="scroll"><table class="sortable" id="warnings"><thead><tr><th class="l">model</th><th>batch</th>'
+            '<th class="l">group</th><th class="l">warning</th><th class="l">remedy</th></tr></thead>'
+            f"<tbody>{rows}</tbody></table></div>")
+
+
+def _configs(df: pd.DataFrame) -> str:
+    if df.empty or "config" not in df.columns:
+        return ""
+    seen = []
+    for c in df["config"]:
+        if isinstance(c, dict) and c.get("device") != "meta" and c not in seen:
+            seen.append(c)
+    if not seen:
+        return ""
+    return "<p>Stored bench settings: " + "; ".join(f"<code>{escape(json.dumps(c, sort_keys=True))}</code>"
+                                                     for c in seen[:5]) + "</p>"
+
+
+METHODS = f"""
+<h3>Counting conventions</h3>
+<p>MACs are multiply-accumulates of convolutions, linear layers, matmul and attention, counted at the
+dispatcher on meta tensors (no compute). FLOPs = 2 x MACs exactly; the paper's "G-Ops" are these FLOPs
+(it counted a multiply-add as two operations). Elementwise ops, normalisation, pooling and softmax are
+<code>other_flops</code>, never mixed into MACs. Params count shared parameters once; weight bytes are at
+the model's dtype. The activation peak is the largest sum of live tensors during one forward (weights
+excluded): the static memory estimate is weights + activation peak.</p>
+<h3>Timing protocol</h3>
+<p>Each (model, batch size) cell runs in a fresh worker process with an explicit thread count. The first
+call (cold start) is kept apart; warm-up runs until the median of the last calls is steady; then samples
+are taken until the 95 % confidence interval of the median is within the target (or the time cap is
+spent). The figures use the median time of one batch; time per image = median / batch size; images/s =
+batch size / median. On GPUs every timing boundary is synchronised. CV and IQR above 10 %, a load average
+above the core count, an unsettled warm-up or too few samples are stored as warnings with their remedy
+(listed below).</p>
+<h3>Memory semantics</h3>
+<p><strong>memory total</strong>: on CPU the peak resident set (VmHWM) of the whole worker process —
+interpreter and runtime included, hence a floor of hundreds of MiB; on GPU the CUDA caching allocator's
+peak allocated bytes (the CUDA context is not included). <strong>memory model</strong>: on CPU the peak
+RSS above the baseline taken before the model was built (what this model at this batch cost); on GPU the
+allocator peak. <strong>estimate</strong>: weights + activation peak from the static profile, without
+the runtime's overhead or allocator fragmentation. The paper measured the whole system's memory on a
+Jetson TX1 (floor about 200 MB).</p>
+<h3>Energy scope</h3>
+<p>Energy figures come from one sensor and cover only its domains: RAPL — the CPU packages (and DRAM where
+exposed), not the whole machine; NVML — the GPU board; Jetson INA3221 — the module input rail; an external
+meter — whatever it is wired to. Power is the mean over a window at least max(2 s, 10 x the sensor's update
+period), after a 2 s settle and an idle baseline. Energy per image = power x time per image (idle
+included); "above idle" subtracts the same sensor's idle baseline, as the paper did ({paper.POWER_ABOVE_IDLE_W}
+W above idle on the TX1). Figures from different sensors are never added. A figure that could not be
+measured is shown as unavailable, never as 0.</p>
+<h3>Predictions</h3>
+<p><code>dnnbench pick</code> uses measured values where the cell was measured; otherwise it predicts with a
+cost model fitted per setup and batch size (time per image from MACs, memory from the static estimate,
+energy from MACs, power as the measured mean) and labels the value "predicted" with the fit's
+leave-one-out error (the median error made predicting each measured model from the others).</p>
+<p class="muted">Paper: {escape(paper.CITATION)}; measured on an {escape(paper.DEVICE)}.</p>
+"""
+
+
+def page(data: ReportData, figures: list[FigureOut], found: list[Finding], envs: dict[str, dict],
+         warnings: list[dict], store_where: str, version: str) -> str:
+    from dnnbench.analysis.tables import setups
+
+    s = data.setup
+    all_setups = setups(data.df)
+    counts = data.df["status"].value_counts().to_dict() if not data.df.empty else {}
+    n_models = data.df["model_ref"].nunique() if not data.df.empty else 0
+    summary = (f"{len(data.df)} cells ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}) of {n_models} models. "
+               + (f"Figures and findings are for <strong>{escape(s.label)}</strong>, measured {escape(s.date)}."
+                  if s else "Nothing was measured on a device yet: only the static profile is shown."))
+    if len(all_setups) > 1:
+        others = "; ".join(escape(o.label) for o in all_setups[1:])
+        summary += f" Other setups in the store (in the results table and the ops→time finding): {others}."
+    no_data = [f for f in figures if f.no_data]
+    title = f"dnnbench report — {escape(data.subtitle)}"
+    body = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<link rel="icon" href="data:,"><title>{title}</title><style>{CSS}</style></head>
+<body><main>
+<h1>dnnbench report</h1>
+<p class="muted">{escape(data.subtitle)} · store <code>{escape(store_where)}</code> · generated {escape(data.generated)}
+by dnnbench {escape(version)}</p>
+<nav><a href="#findings">Findings</a><a href="#figures">Figures</a><a href="#results">Results</a>
+<a href="#environment">Environment</a><a href="#warnings-section">Noise warnings</a><a href="#methods">How this was measured</a></nav>
+<p>{summary}</p>
+<h2 id="findings">Findings</h2>
+{"".join(_finding(f) for f in found)}
+<h2 id="figures">Figures</h2>
+<p class="muted">{len(figures)} figures{f", {len(no_data)} without data (each says why and how to get it)" if no_data else ""}.
+PNG and SVG copies are in the <code>figures/</code> folder next to this file.</p>
+<div class="figs">{"".join(_figure(f) for f in figures)}</div>
+<h2 id="results">Results</h2>
+<p class="muted">Click a column header to sort. Values in SI, shown in convenient units.</p>
+{_results_table(data)}
+<h2 id="environment">Environment</h2>
+{_environments(envs)}
+{_configs(data.df)}
+<h2 id="warnings-section">Noise warnings</h2>
+{_warnings(warnings)}
+<h2 id="methods">How this was measured</h2>
+{METHODS}
+</main><script>{JS}</script></body></html>
+"""
+    return body
+
+
+__all__ = ["page", "short_name", "col"]
