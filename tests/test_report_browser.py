@@ -1,0 +1,89 @@
+"""The HTML report opened in a real headless Chromium (Debian's package), driven by Playwright over CDP.
+
+No console errors, no network request, every figure decoded and laid out with a non-zero size, the results
+table sorts on a header click; a full-page screenshot goes to test-artifacts/report.png. Without Chromium
+(or the playwright package) the test skips with how to install it — and fails in CI (env CI set).
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dnnbench.report import build
+from dnnbench.store import open_store
+from tests import synthetic_results as S
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _missing(what: str, fix: str):
+    msg = f"{what} is not available: {fix}"
+    if os.environ.get("CI"):
+        pytest.fail(msg + " (.ci/run installs it; CI must run this test)")
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    path = os.environ.get("DNNBENCH_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        _missing("Chromium", "apt-get install -y chromium")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _missing("the playwright package", "pip install -e '.[test]' (never `playwright install`: Debian's Chromium is used)")
+    return path
+
+
+def test_report_renders_in_headless_chromium(chromium, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    url = S.write(f"sqlite:///{tmp_path / 's.db'}", S.rows(power=False))  # two figures are "no data" placeholders
+    with open_store(url) as st:
+        res = build(st.frame(), st.environments(), tmp_path / "out", store_where="synthetic.db")
+
+    console, requests = [], []
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=chromium, headless=True,
+                                                   args=FLAGS, viewport={"width": 1280, "height": 900})
+        try:
+            page = ctx.new_page()
+            page.on("console", lambda m: console.append((m.type, m.text)))
+            page.on("pageerror", lambda e: console.append(("pageerror", str(e))))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(res.path.as_uri(), wait_until="load")
+            figs = page.evaluate("""() => Array.from(document.querySelectorAll('figure.fig img')).map(i => {
+                const r = i.getBoundingClientRect();
+                return {alt: i.alt, complete: i.complete, nw: i.naturalWidth, nh: i.naturalHeight, w: r.width, h: r.height,
+                        nodata: i.closest('figure').classList.contains('nodata')};
+            })""")
+            # sort the results table by time per image, ascending then descending
+            header = page.locator("#results th", has_text="time / image")
+            col = page.evaluate("() => Array.from(document.querySelectorAll('#results th')).findIndex("
+                                "th => th.textContent.trim() === 'time / image')")
+            values = "(i) => Array.from(document.querySelectorAll('#results tbody tr')).map(r => parseFloat(r.cells[i].dataset.v))"
+            header.click()
+            asc = page.evaluate(values, col)
+            header.click()
+            desc = page.evaluate(values, col)
+            ARTIFACTS.mkdir(exist_ok=True)
+            shot = ARTIFACTS / "report.png"
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            ctx.close()
+
+    errors = [c for c in console if c[0] in ("error", "pageerror")]
+    assert errors == []
+    assert [u for u in requests if not u.startswith(("file:", "data:"))] == []  # self-contained: nothing fetched
+    assert len(figs) == 10
+    for f in figs:
+        assert f["complete"] and f["nw"] > 0 and f["nh"] > 0, f
+        assert f["w"] > 100 and f["h"] > 50, f  # laid out on the page with a real size
+    assert sum(f["nodata"] for f in figs) == 2
+    assert len(asc) == 15 and asc == sorted(asc) and desc == sorted(asc, reverse=True)
+    assert shot.stat().st_size > 50_000
