@@ -14,7 +14,7 @@ import torch
 
 from dnnbench import api
 from dnnbench.core.accuracy import Accuracy, wilson_interval
-from dnnbench.core.errors import DatasetError, InputError, ModelBuildError
+from dnnbench.core.errors import DatasetError, InputError, ModelBuildError, UnavailableError
 from dnnbench.measure import imagedata
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -355,3 +355,23 @@ def test_unpicklable_transform_falls_back_to_main_process_decoding(monkeypatch):
 def test_limit_above_the_file_count_evaluates_all(world):
     a = api.accuracy(FACTORY, world["val"], weights=world["ckpt"], limit=10_000, workers=0)
     assert a.images == len(world["samples"]) and any("all are evaluated" in n for n in a.notes)
+
+
+def test_timm_default_weights_never_reach_the_network(world, monkeypatch):
+    """Without --download-weights only the local Hugging Face cache is read, even though timm imported
+    huggingface_hub before dnnbench could set HF_HUB_OFFLINE; the offline flag is restored afterwards."""
+    pytest.importorskip("timm")
+    constants = pytest.importorskip("huggingface_hub.constants")
+    import socket
+
+    before = constants.HF_HUB_OFFLINE
+    lookups = []
+
+    def no_dns(*args, **kwargs):
+        lookups.append(args)
+        raise OSError("the test forbids the network")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    with pytest.raises(UnavailableError, match="not in the local Hugging Face cache.*--download-weights"):
+        api.accuracy("timm:resnet18.a1_in1k", world["val"], workers=0)
+    assert constants.HF_HUB_OFFLINE == before and not lookups  # no host name was even resolved

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import os
 
 import torch
 
@@ -39,19 +41,18 @@ def load(ref: ModelRef, device: str = "cpu", weights: str | None = None, downloa
         raise UnknownModelError(f"unknown timm model {ref.name!r}", "timm has no such architecture",
                                 f"did you mean {', '.join(close)}?" if close else "see timm.list_models()")
     pretrained = weights is not None and not is_path(weights)
-    if pretrained and not download:
-        # timm would reach the Hugging Face hub; only its local cache is allowed without --download-weights.
-        import os
-
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
     build_device = device if weights is None else "cpu"
     try:
         if build_device == "meta":
             module = build_on_meta(lambda: timm.create_model(full, pretrained=False))
         else:
-            with torch.device(build_device):
+            with torch.device(build_device), _hub_offline(pretrained and not download):
                 module = timm.create_model(full, pretrained=pretrained)
     except Exception as exc:
+        if pretrained and not download:
+            raise UnavailableError(f"timm weights for {full} are not in the local Hugging Face cache",
+                                   f"dnnbench never downloads unless asked ({type(exc).__name__})",
+                                   "pass --download-weights, or put the weights in the cache (HF_HOME)") from exc
         if pretrained:
             raise UnavailableError(f"timm weights for {full} could not be loaded", f"{type(exc).__name__}: {str(exc)[:160]}",
                                    "pass --download-weights, or check the local Hugging Face cache") from exc
@@ -66,6 +67,35 @@ def load(ref: ModelRef, device: str = "cpu", weights: str | None = None, downloa
     return LoadedModel(f"timm:{full}", module, InputSpec.image(c, h, w), weights, reported_accuracy(full), [],
                        preprocess=preprocess, preprocess_source=source,
                        class_names=class_names or _class_names(timm, module))
+
+
+@contextlib.contextmanager
+def _hub_offline(active: bool):
+    """Only the local Hugging Face cache while active: no request leaves the machine without --download-weights.
+
+    huggingface_hub reads HF_HUB_OFFLINE once, at import (and timm imports it), so setting the variable
+    now would be too late; its module constant is what each download checks, so that is what is set.
+    """
+    if not active:
+        yield
+        return
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # timm without the hub client can only use torch.hub URLs, which we do not fetch
+        constants = None
+    old_env, old_flag = os.environ.get("HF_HUB_OFFLINE"), getattr(constants, "HF_HUB_OFFLINE", None)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        if constants is not None:
+            constants.HF_HUB_OFFLINE = old_flag
+        if old_env is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = old_env
 
 
 def reported_accuracy(full: str) -> ReportedAccuracy:
