@@ -191,3 +191,9 @@ def test_cli_pick_missing_store_says_how_to_fill_it(capsys, tmp_path):
     code, _, err = _main(capsys, "pick", "--store", str(tmp_path / "none.db"))
     assert code == 2 and "dnnbench study" in err
     assert not (tmp_path / "none.db").exists()  # asking did not create an empty store
+
+
+def test_device_without_measurements_is_a_one_line_error(df):
+    with pytest.raises(NoResultsError, match="nothing was measured on device 'cuda'.*holds measurements on cpu"):
+        pick(df, device="cuda")
+    assert pick(df, device="cpu").best.model == "delta"

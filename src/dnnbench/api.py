@@ -414,6 +414,8 @@ DEFAULT_REPORT_DIR = "dnnbench-report"
 
 def _stored(store: str | None):
     """(frame, environments, where) of an existing store; NoResultsError if a store file does not exist."""
+    import os
+
     from sqlalchemy.engine import make_url
 
     from dnnbench.analysis.errors import NoResultsError
@@ -426,7 +428,7 @@ def _stored(store: str | None):
         path = parsed.database if parsed.get_backend_name() == "sqlite" else None
     except Exception:  # malformed: open_store says why
         path = None
-    if path and path != ":memory:" and not __import__("os").path.exists(path):
+    if path and path != ":memory:" and not os.path.exists(path):
         raise NoResultsError(f"there is no store at {path}", "nothing has been measured into it yet",
                              f"run e.g. `dnnbench study resnet18 mobilenet_v2 alexnet --quick --store {path}` first")
     with open_store(url) as st:

@@ -787,10 +787,10 @@ def report(store, out_dir, device):
     res = api.report(store, out_dir, device=device)
     for f in res.findings:
         if f.available:
-            err.print(f"[bold]{f.title}[/]: {f.text}")
+            err.print(f"[bold]{f.title}[/]: {f.text}", soft_wrap=True)
     missing = [f.title for f in res.figures if f.no_data]
     if missing:
-        err.print(f"{len(missing)} of {len(res.figures)} figures have no data (each says why): {'; '.join(missing)}")
+        err.print(f"{len(missing)} of {len(res.figures)} figures have no data (each says why): {'; '.join(missing)}", soft_wrap=True)
     click.echo(str(res.path.resolve()))
 
 

@@ -80,7 +80,8 @@ def ops_time(df: pd.DataFrame, all_setups: list[Setup]) -> Finding:
                 parts = []
                 for m, r in off.items():
                     hint = " — depthwise/grouped convolutions (likely)" if _DEPTHWISE.search(m) and r > 1 else ""
-                    parts.append(f"{m} {r:.2f}x {'slower' if r > 1 else 'faster'} than the line{hint}")
+                    parts.append(f"{m} {r:.1f}x slower than the line{hint}" if r > 1 else
+                                 f"{m} {1 / r:.1f}x faster than the line")
                 line += ". Off the line: " + "; ".join(parts)
             details.append(line + ".")
     if not fits:

@@ -408,8 +408,6 @@ def pick(df: pd.DataFrame, batch_size: int = 1, where: tuple[str, ...] | list[st
     # the values each candidate carries: the ones pick ranks and explains, and any the constraints name
     shown = [m for m in dict.fromkeys([*METRICS, *(c.metric for c in constraints)]) if m in numeric]
     notes = []
-    if device and setup is None:
-        notes.append(f"nothing was measured on device {device!r}; values are predictions or unknown")
     cm = fit_cost_model(bench_ok, batch_size)
     refs = list(dict.fromkeys(list(models.index) + (list(bench_all["model_ref"]) if not bench_all.empty else [])))
     cells = {}

@@ -98,6 +98,11 @@ def _bench_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df[~df["metric_group"].isin(NON_BENCH_GROUPS)]
 
 
+def _text(value) -> str | None:
+    """A non-empty string, or None (NaN and None from the frame read as None)."""
+    return value if isinstance(value, str) and value else None
+
+
 def _threads(value) -> int | None:
     v = _num(value)
     return None if v is None else int(v)
@@ -116,16 +121,25 @@ def setups(df: pd.DataFrame) -> list[Setup]:
             date = started.max().date().isoformat() if started is not None and started.notna().any() else ""
             first = gt.iloc[0]
             out.append(Setup(str(key[0]), str(key[1]), str(key[2]), str(key[3]), None if threads == -1 else int(threads),
-                             first.get("cpu_model") or None, first.get("gpu_name") or None, date,
+                             _text(first.get("cpu_model")), _text(first.get("gpu_name")), date,
                              int((gt["status"] == "ok").sum())))
     return sorted(out, key=lambda s: (s.cells, s.date), reverse=True)
 
 
 def choose_setup(df: pd.DataFrame, device: str | None = None) -> Setup | None:
-    """The setup analysis and ``pick`` use: the one with most ok bench cells (on ``device`` if given)."""
+    """The setup analysis and ``pick`` use: the one with most ok bench cells (on ``device`` if given).
+
+    None when nothing was measured on a device (a profile-only store); NoResultsError when ``device`` is
+    given and nothing was measured on it.
+    """
     found = setups(df)
     if device:
         found = [s for s in found if s.device == device or s.device.split(":")[0] == device]
+        if not found:
+            have = sorted({s.device for s in setups(df)})
+            raise NoResultsError(f"nothing was measured on device {device!r} in this store",
+                                 f"it holds measurements on {', '.join(have)}" if have else "it holds no measurements",
+                                 f"drop --device, or run e.g. `dnnbench study MODELS --quick --device {device}`")
     return found[0] if found else None
 
 

@@ -207,17 +207,17 @@ def memory_vs_batch(data: ReportData, fig_ax):
     colors = data.colors()
     for m, g in data.bench.groupby("model"):
         g = g.sort_values("batch_size")
-        ax.plot(g["batch_size"], g["memory_model_bytes"] / 2**20, "o-", color=colors.get(m), label=f"{m} measured")
+        ax.plot(g["batch_size"], g["memory_model_bytes"] / 2**20, "o-", color=colors.get(m), label=m)
         if col(g, "memory_estimate_bytes").notna().any():
-            ax.plot(g["batch_size"], g["memory_estimate_bytes"] / 2**20, "x--", color=colors.get(m), alpha=0.7,
-                    label=f"{m} estimate")
+            ax.plot(g["batch_size"], g["memory_estimate_bytes"] / 2**20, "x--", color=colors.get(m), alpha=0.7)
+    # one legend entry per model (its colour) and one per line style, instead of two per model
+    ax.plot([], [], "k-", marker="o", label="measured")
+    ax.plot([], [], "k--", marker="x", alpha=0.7, label="static estimate")
     _log(ax, "x", data.bench["batch_size"], base=2)
     ax.set_xlabel("batch size")
     gpu = data.setup is not None and data.setup.device.startswith("cuda")
     ax.set_ylabel("MiB (" + ("CUDA peak allocated" if gpu else "peak RSS above baseline") + ")")
-    ax.legend(fontsize=6, ncol=2)
-    ax.text(0.01, 0.98, "solid: measured; dashed: static estimate (weights + activation peak)", transform=ax.transAxes,
-            va="top", fontsize=7, color="#555")
+    ax.legend(fontsize=7, ncol=2, loc="best")
     return fig
 
 
