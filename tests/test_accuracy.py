@@ -375,3 +375,17 @@ def test_timm_default_weights_never_reach_the_network(world, monkeypatch):
     with pytest.raises(UnavailableError, match="not in the local Hugging Face cache.*--download-weights"):
         api.accuracy("timm:resnet18.a1_in1k", world["val"], workers=0)
     assert constants.HF_HUB_OFFLINE == before and not lookups  # no host name was even resolved
+
+
+def test_filename_label_lines_without_header(world, tmp_path):
+    names = sorted(os.listdir(world["flat"]))
+    f = tmp_path / "pairs.txt"
+    # every image but the last, reversed order, some without their suffix, integer labels
+    lines = [f"{n if i % 2 else os.path.splitext(n)[0]} {y}" for i, (n, (_, y)) in
+             enumerate(zip(names[:-1], world["samples"][:-1]))]
+    f.write_text("\n".join(reversed(lines)) + "\n")
+    listing = imagedata.list_images(world["flat"], str(f))
+    assert len(listing.files) == len(names) - 1 and not any("header" in n for n in listing.notes)
+    assert any("1 image(s)" in n and "no line in the labels file" in n for n in listing.notes)
+    s = imagedata.assign(listing, 4)
+    assert [y for _, y in s.samples] == [y for _, y in world["samples"][:-1]]

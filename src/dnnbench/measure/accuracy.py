@@ -121,7 +121,7 @@ def measure_accuracy(
     elif limit is not None:
         samples = imagedata.stratified_subset(samples, limit, seed)
         per_class = len(samples) / max(1, images.classes)
-        notes.append(f"--limit {limit}: a class-stratified subset of {len(samples)} of {len(images.samples)} images "
+        notes.append(f"--limit {limit}: a class-stratified subset of {len(samples)} of {len(images.samples)} files "
                      f"(~{per_class:.1f} per class, seed {seed})")
         if limit < images.classes:
             notes.append(f"--limit {limit} is below the {images.classes} classes: some classes have no image")
