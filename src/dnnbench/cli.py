@@ -716,9 +716,9 @@ def _pick_value(c, metric: str) -> str:
 def _render_pick(res) -> None:
     from dnnbench.analysis import units
 
-    where = res.setup.label if res.setup else "no device measured (published figures only)"
+    where = f"on {res.setup.label}" if res.setup else "(nothing measured on a device: published figures only)"
     cons = ", ".join(c.given for c in res.constraints) or "none"
-    out.print(f"pick at batch {res.batch_size} on {where}; objective: {res.objective}; constraints: {cons}")
+    out.print(f"pick at batch {res.batch_size} {where}; objective: {res.objective}; constraints: {cons}")
     cols = [("top-1", "top1"), ("latency", "latency_median_s"), ("images/s", "throughput_items_per_s"),
             ("memory", "memory_total_bytes"), ("power", "power_w"), ("energy/image", "energy_per_item_j")]
     extra = [c.metric for c in res.constraints if c.metric not in {m for _, m in cols}]
@@ -740,6 +740,8 @@ def _render_pick(res) -> None:
             for v in c.violations:
                 if v.excess is None:
                     parts.append(f"{v.constraint.given}: {v.value.note or 'unknown'}")
+                elif v.constraint.metric.endswith(("top1", "top5")):  # accuracy falls short in points, not percent
+                    parts.append(f"breaks {v.constraint.given} by {100 * v.excess:.1f} points")
                 else:
                     rel = f" ({100 * v.excess_rel:+.0f} %)" if v.excess_rel is not None else ""
                     parts.append(f"breaks {v.constraint.given} by {units.metric(v.constraint.metric, v.excess)}{rel}")
@@ -753,8 +755,11 @@ def _render_pick(res) -> None:
     out.print(t)
     if res.best is not None:
         b = res.best
-        out.print(f"best: {b.model} — top-1 {_pick_value(b, 'top1')}, latency {_pick_value(b, 'latency_median_s')}, "
-                  f"{_pick_value(b, 'throughput_items_per_s')}, memory {_pick_value(b, 'memory_total_bytes')}")
+        shown = [f"{label} {_pick_value(b, m)}" for label, m in (("top-1", "top1"), ("latency", "latency_median_s"),
+                                                                  ("throughput", "throughput_items_per_s"),
+                                                                  ("memory", "memory_total_bytes"))
+                 if b.get(m) is not None]
+        out.print(f"best: {b.model} — " + ", ".join(shown))
     else:
         out.print("no model meets every constraint.")
         for bnd in res.binding[:3]:

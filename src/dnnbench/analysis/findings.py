@@ -47,6 +47,10 @@ def _missing(key: str, title: str, why: str, paper_text: str = "") -> Finding:
 STUDY_HINT = "run `dnnbench study MODELS --quick` (e.g. resnet18 mobilenet_v2 alexnet) into this store"
 
 
+def _gain(speedup: float) -> str:
+    return f"{speedup:.1f}x faster per image" if speedup >= 1 else f"{1 / speedup:.1f}x slower per image"
+
+
 def _signed(fmt, v) -> str:
     return ("- " if v < 0 else "+ ") + fmt(abs(v))
 
@@ -268,7 +272,7 @@ def batching(bench: pd.DataFrame) -> Finding:
         slopes[m] = p
         details.append(f"{m}: {u.seconds(a['latency_per_item_s'])} at batch {a['batch_size']} → "
                        f"{u.seconds(b['latency_per_item_s'])} at batch {b['batch_size']} "
-                       f"({a['latency_per_item_s'] / b['latency_per_item_s']:.1f}x; time/image ∝ batch^{p:.2f}).")
+                       f"({_gain(a['latency_per_item_s'] / b['latency_per_item_s'])}; time/image ∝ batch^{p:.2f}).")
     if not slopes:
         return _missing("batching", title, "no model was timed at two batch sizes")
     med = sorted(slopes.values())[len(slopes) // 2]

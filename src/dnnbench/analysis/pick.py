@@ -34,7 +34,7 @@ import pandas as pd
 from dnnbench.analysis.costmodel import CostModel, fit_cost_model
 from dnnbench.analysis.errors import ConstraintError, UnknownMetricError
 from dnnbench.analysis.pareto import pareto_front
-from dnnbench.analysis.tables import (Setup, bench_table, choose_setup, col, models_table, profile_at,
+from dnnbench.analysis.tables import (Setup, bench_table, choose_setup, models_table, profile_at,
                                       require_results, short_name)
 
 # metric -> (better direction, unit, how to show it): the metrics pick knows how to rank and explain.

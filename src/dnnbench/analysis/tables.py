@@ -80,7 +80,7 @@ class Setup:
 
     @property
     def label(self) -> str:
-        threads = f", {self.threads} threads" if self.threads else ""
+        threads = f", {self.threads} thread{'s' if self.threads != 1 else ''}" if self.threads else ""
         return f"{self.device} ({self.hardware}{threads}), {self.runtime}, {self.precision}"
 
     def key(self) -> tuple:

@@ -99,12 +99,14 @@ def _no_data_figure(title: str, reason: str, data: ReportData):
 
 def _log(ax, which: str, ticks=None, base: float = 10) -> None:
     """Log scale with plain-number labels ("1, 4, 16", not 2^k mathtext: easier to read, much faster to draw)."""
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
 
     axis = ax.xaxis if which == "x" else ax.yaxis
     (ax.set_xscale if which == "x" else ax.set_yscale)("log", base=base)
     if ticks is not None:
         axis.set_major_locator(FixedLocator(sorted(set(ticks))))
+    else:  # 1-2-5 steps: a range narrower than a decade still gets labels
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(NullFormatter())
 

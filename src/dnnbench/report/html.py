@@ -15,7 +15,6 @@ import pandas as pd
 from dnnbench.analysis import paper
 from dnnbench.analysis import units as u
 from dnnbench.analysis.findings import Finding
-from dnnbench.analysis.tables import col, short_name
 from dnnbench.report.figures import FigureOut, ReportData
 
 CSS = """
@@ -283,4 +282,4 @@ PNG and SVG copies are in the <code>figures/</code> folder next to this file.</p
     return body
 
 
-__all__ = ["page", "short_name", "col"]
+__all__ = ["page"]
