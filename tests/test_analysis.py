@@ -216,3 +216,26 @@ def test_depthwise_family_is_hinted(tmp_path):
     ops = next(f for f in all_findings(df) if f.key == "ops_time")
     assert any("mobilenet_v2" in d and "depthwise" in d for d in ops.details)
     assert isinstance(CellRow, type) and not math.isnan(ops.data["fits"][0]["slope"])
+
+
+def test_two_setups_are_kept_apart_and_the_larger_one_is_primary(tmp_path):
+    cells = S.rows()
+    for c in S.rows(models=["alpha", "beta"], batches=(1,), profile_only=False):
+        if c.metric_group != "profile":
+            c.cell_id += "-t1"
+            c.threads = 1
+            c.metrics = {**c.metrics, "latency_per_item_s": c.metrics["latency_per_item_s"] * 3}
+            cells.append(c)
+    S.write(f"sqlite:///{tmp_path / 'two.db'}", cells)
+    from dnnbench.store import open_store
+
+    with open_store(f"sqlite:///{tmp_path / 'two.db'}") as st:
+        df = st.frame()
+    found = setups(df)
+    assert [(s.threads, s.cells) for s in found] == [(4, 15), (1, 2)]
+    assert choose_setup(df) == found[0]
+    slow = bench_table(df, found[1])
+    assert len(slow) == 2 and slow["latency_per_item_s"].iloc[0] == pytest.approx(3 * S.time_per_image("alpha", 1))
+    ops = next(f for f in all_findings(df) if f.key == "ops_time")
+    assert {f["setup"].split(", eager")[0] for f in ops.data["fits"]} == {
+        "cpu (Synthetic CPU 9000, 4 threads)", "cpu (Synthetic CPU 9000, 1 thread)"}

@@ -166,7 +166,7 @@ def test_cli_pick_table_marks_predictions_and_the_best(capsys, store):
     code, out, _ = _main(capsys, "pick", "--store", store, "--max-latency-ms", "15")
     assert code == 0
     assert "best: beta" in out
-    assert "pred ±0 %" in out  # epsilon's predicted values with their held-out error
+    assert "pred ±0.0 %" in out  # epsilon's predicted values with their held-out error (exact line: 0)
     assert "breaks --max-latency-ms 15 by" in out
 
 

@@ -709,7 +709,7 @@ def _pick_value(c, metric: str) -> str:
         return "-"
     text = units.metric(metric, v.value)
     if v.source == "predicted":
-        text += " pred " + (f"±{100 * v.error:.0f} %" if v.error is not None else "±?")
+        text += " pred " + ("±?" if v.error is None else f"±{100 * v.error:.{1 if v.error < 0.01 else 0}f} %")
     return text
 
 
