@@ -12,11 +12,12 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from dnnbench import api
 from dnnbench.core.errors import DnnbenchError, InputError
+from dnnbench.core.refs import parse_ref
 from dnnbench.store import CellRow, open_store
 
 METRIC_GROUPS = ("profile", "time", "memory", "power", "accuracy")
@@ -101,6 +102,8 @@ def plan_cells(models: list[str], batch_sizes, metrics, device: str, threads: in
         if e.ref is None:
             unavailable.append((e.label, e.unavailable or "unavailable"))
             continue
+        # one spelling per model in the store: "resnet18" and "torchvision:resnet18" are the same cells
+        e = replace(e, ref=str(parse_ref(e.ref)))
         groups = (["profile"] if "profile" in metrics else []) + ([bench_group] if bench_group else [])
         for group in groups:
             config = {"input_size": input_size, "runtime": "eager", "precision": "fp32",
