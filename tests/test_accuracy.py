@@ -389,3 +389,26 @@ def test_filename_label_lines_without_header(world, tmp_path):
     assert any("1 image(s)" in n and "no line in the labels file" in n for n in listing.notes)
     s = imagedata.assign(listing, 4)
     assert [y for _, y in s.samples] == [y for _, y in world["samples"][:-1]]
+
+
+def test_study_stores_accuracy_cells_and_retries_failed_ones(world, tmp_path):
+    from dnnbench.runner import load_results, study
+
+    db = str(tmp_path / "acc.db")
+    weights = tmp_path / "later.pt"  # not there yet: the cell fails and is stored with its status
+    kw = dict(metrics="accuracy", store=db, data=world["val"], weights=str(weights), threads=1,
+              accuracy_batch_size=16)
+    s = study([FACTORY], **kw)
+    assert s.statuses == {"error": 1}
+    df = load_results(db)
+    assert list(df.status) == ["error"] and "does not exist" in df.message.iloc[0]
+    shutil.copy(world["ckpt"], weights)  # the cause is fixed: the same cell is measured again
+    s = study([FACTORY], **kw)
+    assert s.statuses == {"ok": 1} and s.skipped_existing == 0
+    df = load_results(db)
+    assert list(df.status) == ["ok"] and list(df.metric_group) == ["accuracy"]
+    n = len(world["samples"])
+    assert df.top1.iloc[0] == pytest.approx(world["top1"] / n)
+    assert df.images.iloc[0] == n and df.corrupt_images.iloc[0] == 1
+    again = study([FACTORY], **kw)  # ok cells are final
+    assert (again.measured, again.skipped_existing) == (0, 1)

@@ -547,7 +547,7 @@ def machine(device, threads, cached, fmt):
 @click.option("--batch-sizes", default=None, metavar="1,2,4",
               help="Batch sizes [default: 1,2,4,8,16,32,64; with --quick 1,4,16].")
 @click.option("--metrics", default="profile,time,memory", show_default=True,
-              help="Metric groups: profile, time, memory, power.")
+              help="Metric groups: profile, time, memory, power, accuracy (needs --data).")
 @click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda")
 @click.option("--threads", type=int, default=None, help="Threads for inference [default: physical cores].")
 @click.option("--store", default=None, metavar="URL|PATH",
@@ -559,8 +559,13 @@ def machine(device, threads, cached, fmt):
 @click.option("--max-time-per-cell", type=float, default=None, metavar="S", help="Time cap per cell [default 10].")
 @click.option("--input-size", default=None, metavar="H[,W]", help="Image size in pixels (default: native).")
 @click.option("--name", default=None, help="A label stored with every cell of this study.")
+@click.option("--data", default=None, metavar="DIR", help="Validation images for the accuracy group.")
+@click.option("--labels", default=None, metavar="FILE", help="Labels file for a flat --data folder.")
+@click.option("--weights", default="DEFAULT", show_default=True,
+              help="Weights for accuracy cells: DEFAULT (local cache), a tag or a checkpoint path.")
+@click.option("--limit", type=int, default=None, help="Accuracy on a class-stratified subset of N images.")
 def study(models, batch_sizes, metrics, device, store, budget, force, quick, target_ci, max_time_per_cell,
-          threads, input_size, name):
+          threads, input_size, name, data, labels, weights, limit):
     """Run the whole sweep (MODELS or sets x batch sizes x metric groups) into the results store.
 
     Resumable: cells already stored for the same configuration and machine are skipped.
@@ -607,7 +612,8 @@ def study(models, batch_sizes, metrics, device, store, budget, force, quick, tar
         summary = study_mod.study(list(models), batch_sizes=sizes, metrics=metrics, device=device, store=store,
                                   budget=budget, force=force, quick=quick, threads=threads, target_ci=target_ci,
                                   max_time_per_cell=max_time_per_cell, input_size=input_size, name=name,
-                                  on_event=on_event)
+                                  on_event=on_event, data=data, labels=labels, weights=weights,
+                                  accuracy_limit=limit)
     finally:
         bar.stop()
     statuses = ", ".join(f"{v} {k}" for k, v in sorted(summary.statuses.items())) or "none"

@@ -90,7 +90,7 @@ def _digest(payload: dict) -> str:
 
 
 def plan_cells(models: list[str], batch_sizes, metrics, device: str, threads: int, fingerprint: str,
-               input_size=None, bench_config: dict | None = None) -> tuple[list[StudyPlan], list[tuple[str, str]]]:
+               input_size=None, bench_config: dict | None = None, accuracy_config: dict | None = None) -> tuple[list[StudyPlan], list[tuple[str, str]]]:
     """Expand models/sets into cells; unavailable set members are returned apart with their reason."""
     from dnnbench.core.measurements import parse_batch_sizes
 
@@ -105,6 +105,11 @@ def plan_cells(models: list[str], batch_sizes, metrics, device: str, threads: in
         # one spelling per model in the store: "resnet18" and "torchvision:resnet18" are the same cells
         e = replace(e, ref=str(parse_ref(e.ref)))
         groups = (["profile"] if "profile" in metrics else []) + ([bench_group] if bench_group else [])
+        if "accuracy" in metrics:
+            config = {"runtime": "eager", "precision": "fp32", "device": device, "threads": threads,
+                      **(accuracy_config or {})}
+            ident = {"fingerprint": fingerprint, "model": e.ref, "group": "accuracy", **config}
+            cells.append(StudyPlan(e.label, e.ref, "accuracy", config["batch_size"], _digest(ident), config))
         for group in groups:
             config = {"input_size": input_size, "runtime": "eager", "precision": "fp32",
                       "device": device if group != "profile" else "meta", "threads": threads if group != "profile" else None}
@@ -141,6 +146,27 @@ def _profile_row(plan: StudyPlan, env: dict, fingerprint: str, study_name: str |
     warnings = [f"uncounted ops: {', '.join(p.uncounted_ops)}"] if p.uncounted_ops else []
     return CellRow(status="ok", weights=p.reported.weights if p.reported else None, input_shape=p.input_shape,
                    metrics=metrics, notes=notes, warnings=warnings + list(p.notes),
+                   finished_at=datetime.now(timezone.utc), **base)
+
+
+def _accuracy_row(plan: StudyPlan, env: dict, fingerprint: str, study_name: str | None, device: str) -> CellRow:
+    cfg = plan.config
+    started = datetime.now(timezone.utc)
+    base = dict(cell_id=plan.cell_id, fingerprint=fingerprint, environment=env, model_ref=plan.ref,
+                runtime="eager", device=device, precision="fp32", batch_size=plan.batch_size,
+                metric_group="accuracy", config=cfg, threads=cfg.get("threads"), study=study_name,
+                started_at=started)
+    try:
+        acc = api.accuracy(plan.ref, data=cfg["data"], labels=cfg.get("labels"), weights=cfg.get("weights"),
+                           limit=cfg.get("limit"), batch_size=plan.batch_size, device=device)
+    except DnnbenchError as exc:
+        return CellRow(status="error", message=exc.one_line(), finished_at=datetime.now(timezone.utc), **base)
+    metrics = {k: getattr(acc, k) for k in ("top1", "top5", "top5_k", "top1_ci_low", "top1_ci_high", "top5_ci_low",
+                                            "top5_ci_high", "images", "corrupt_images", "images_per_s", "wall_s")}
+    if acc.reported and acc.reported.top1 is not None:
+        metrics["reported_top1"] = acc.reported.top1
+        metrics["reported_top5"] = acc.reported.top5
+    return CellRow(status="ok", weights=acc.weights, metrics=metrics, warnings=list(acc.notes),
                    finished_at=datetime.now(timezone.utc), **base)
 
 
@@ -198,11 +224,15 @@ def bench_row(plan: StudyPlan, cell, env: dict, fingerprint: str, study_name: st
 def study(models, batch_sizes=None, metrics=None, device: str = "cpu", store: str | None = None,
           budget=None, force: bool = False, quick: bool = False, threads: int | None = None,
           target_ci: float | None = None, max_time_per_cell: float | None = None, input_size=None,
-          name: str | None = None, on_event: StudyEvent | None = None, in_process: bool = False) -> StudySummary:
+          name: str | None = None, on_event: StudyEvent | None = None, in_process: bool = False,
+          data: str | None = None, labels: str | None = None, weights: str = "DEFAULT",
+          accuracy_limit: int | None = None, accuracy_batch_size: int = 64) -> StudySummary:
     """Run every missing cell of the study and store it; return what was done and what is left.
 
     ``quick``: batch sizes 1,4,16, target CI 5 %, 2 s per cell (explicit arguments win).
     ``budget``: seconds or '30m'; the study stops between cells once it is spent.
+    ``data``/``labels``/``weights``/``accuracy_limit``: for the accuracy group (one cell per model).
+    Cells stored with status "error" are measured again; ok, oom and skipped cells are final.
     """
     from dnnbench.measure import environment
 
@@ -211,10 +241,19 @@ def study(models, batch_sizes=None, metrics=None, device: str = "cpu", store: st
     if not models:
         raise InputError("no models given", "a study needs models or a set", "write e.g. dnnbench study paper")
     metrics = parse_metrics(metrics)
+    accuracy_config = None
     if "accuracy" in metrics:
-        raise InputError("--metrics accuracy is not part of study yet",
-                         "measured accuracy needs a validation set; reported accuracy is stored with profile cells",
-                         "use `dnnbench accuracy MODEL --data DIR`, and profile for the reported figures")
+        if not data:
+            raise InputError("--metrics accuracy needs --data DIR", "measured accuracy needs a validation set "
+                             "(reported accuracy is stored with profile cells anyway)",
+                             "add --data path/to/imagenet/val, or leave accuracy out of --metrics")
+        import os
+
+        accuracy_config = {"data": os.path.abspath(data), "labels": os.path.abspath(labels) if labels else None,
+                           "weights": weights, "limit": accuracy_limit, "batch_size": accuracy_batch_size}
+    elif data:
+        raise InputError("--data is given but accuracy is not in --metrics", "only accuracy cells read images",
+                         "add accuracy to --metrics, e.g. --metrics profile,accuracy")
     budget_s = parse_duration(budget)
     preset = QUICK if quick else {}
     batch_sizes = batch_sizes or preset.get("batch_sizes") or api.DEFAULT_BATCH_SIZES
@@ -230,7 +269,7 @@ def study(models, batch_sizes=None, metrics=None, device: str = "cpu", store: st
     env_dict = env.to_dict()
     bench_config = {"target_ci": target_ci, "max_time_per_cell": max_time_per_cell, "metrics": [m for m in metrics if m in BENCH_METRICS]}
     cells, unavailable = plan_cells(list(models), batch_sizes, metrics, device, threads, env.fingerprint,
-                                    input_size, bench_config)
+                                    input_size, bench_config, accuracy_config)
     from dnnbench.sources.sets import paper_reference
 
     paper_top1 = {r["modern_ref"]: float(r["paper_top1_percent"]) / 100 for r in paper_reference() if r["modern_ref"]}
@@ -240,6 +279,12 @@ def study(models, batch_sizes=None, metrics=None, device: str = "cpu", store: st
         if force:
             st.delete_cells(c.cell_id for c in cells)
         done = st.statuses(c.cell_id for c in cells)
+        # a cell that ended in "error" may have a fixable cause (weights not cached, a bug since fixed):
+        # it is measured again; ok, oom and skipped cells are final for this configuration and machine
+        retry = [cid for cid, status in done.items() if status == "error"]
+        if retry:
+            st.delete_cells(retry)
+            done = {cid: status for cid, status in done.items() if status != "error"}
         todo = [c for c in cells if c.cell_id not in done]
         summary.skipped_existing = len(cells) - len(todo)
         emit("plan", {"todo": len(todo), "skipped": summary.skipped_existing})
@@ -264,6 +309,11 @@ def _run(todo, st, summary, env_dict, fingerprint, name, paper_top1, budget_s, t
         if budget_s is not None and time.perf_counter() - t0 > budget_s:
             summary.stopped = "budget"
             return
+        if group == "accuracy":
+            for plan in plans:
+                emit("start", {"plan": plan})
+                _store(st, summary, _accuracy_row(plan, env_dict, fingerprint, name, device), emit, plan)
+            continue
         if group == "profile":
             for plan in plans:
                 if budget_s is not None and time.perf_counter() - t0 > budget_s:
