@@ -70,3 +70,21 @@ def ballast_loader(pid_file: str, nbytes: int):
     with open(pid_file, "w") as f:
         f.write(str(os.getpid()))
     return LoadedModel("ballast", _Ballast(nbytes), InputSpec.from_examples(torch.randn(1, 16)))
+
+
+_RESIDENT = []
+
+
+class PreparedLoader:
+    """A loader whose prepare() makes ``nbytes`` resident for good, as a library import does."""
+
+    def __init__(self, nbytes: int):
+        self.nbytes = nbytes
+
+    def prepare(self):
+        _RESIDENT.append(b"\x01" * self.nbytes)
+
+    def __call__(self):
+        from dnnbench.core.specs import InputSpec, LoadedModel
+
+        return LoadedModel("prepared", nn.Linear(16, 4), InputSpec.from_examples(torch.randn(1, 16)))

@@ -10,7 +10,7 @@ import dnnbench
 from dnnbench.core.measurements import BenchCell, CellSpec, TimingSpec
 from dnnbench.measure.memory import RssPeak
 from dnnbench.measure.worker import classify, run_isolated
-from tests.bench_models import FAKE_CPU_OOM, ballast_loader
+from tests.bench_models import FAKE_CPU_OOM, PreparedLoader, ballast_loader
 
 MODELS = os.path.join(os.path.dirname(__file__), "bench_models.py")
 FAST = dict(max_time_per_cell=0.3, min_samples=5, threads=1)
@@ -83,6 +83,15 @@ def test_worker_builds_the_model_in_its_own_process_and_measures_its_memory(tmp_
     assert cell.latency_s.n == len(cell.samples_s) >= 3
     again = BenchCell.from_dict(cell.to_dict())  # what the worker sent is what is stored
     assert again.to_dict() == cell.to_dict()
+
+
+def test_imports_done_in_prepare_belong_to_the_baseline():
+    resident = 128 << 20
+    spec = CellSpec("prepared", 1, "cpu", 1, TimingSpec(max_time_s=0.2, min_samples=5))
+    cell = run_isolated(spec, PreparedLoader(resident))
+    assert cell.status == "ok", cell.message
+    assert cell.memory.baseline_rss_bytes > resident  # taken after prepare()
+    assert cell.rss_above_baseline_bytes < resident // 2  # so the model is not charged for it
 
 
 def test_rss_peak_sees_a_transient_allocation():

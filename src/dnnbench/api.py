@@ -154,6 +154,34 @@ def _bench_loader(ref: str, device: str, input_size=None) -> LoadedModel:
     return lm
 
 
+@dataclass(frozen=True)
+class BenchLoader:
+    """What a worker process calls to build the model itself; picklable (a reference, not a module)."""
+
+    ref: str
+    device: str
+    input_size: object = None
+
+    def prepare(self) -> None:
+        """Import what building needs, so that the worker's memory baseline includes the libraries.
+
+        torchvision/timm models are built once on the meta device (imports everything, allocates nothing);
+        a dotted python: module is imported. A python: file is executed only by the real build.
+        """
+        import importlib
+
+        from dnnbench.core.refs import parse_ref
+
+        r = parse_ref(self.ref)
+        if r.source in ("torchvision", "timm"):
+            load(r, device="meta")
+        elif r.source == "python" and r.target and not r.target.endswith(".py"):
+            importlib.import_module(r.target)
+
+    def __call__(self) -> LoadedModel:
+        return _bench_loader(self.ref, self.device, self.input_size)
+
+
 def check_device(device: str) -> str:
     """``device`` if bench can run on it here, else a one-line error saying why and what to use."""
     from dnnbench.core.measurements import check_device_name
@@ -225,8 +253,6 @@ def bench(model, batch_sizes=DEFAULT_BATCH_SIZES, device: str = "cpu", threads: 
     cores. Sampling stops when the 95 % CI of the median is within ``target_ci`` or after
     ``max_time_per_cell`` seconds. Achieved FLOP/s is compared with the peak ``dnnbench machine`` cached.
     """
-    from functools import partial
-
     from dnnbench.core.measurements import (BenchCell, BenchRun, CellSpec, StaticEstimate, TimingSpec,
                                             check_bench_options, parse_batch_sizes)
     from dnnbench.measure import environment, machine
@@ -298,7 +324,7 @@ def bench(model, batch_sizes=DEFAULT_BATCH_SIZES, device: str = "cpu", threads: 
                 if in_process:
                     cell = run_cell(spec, lambda: lm, progress, isolated=False)
                 else:
-                    cell = run_isolated(spec, partial(_bench_loader, ref, device, input_size), progress)
+                    cell = run_isolated(spec, BenchLoader(ref, device, input_size), progress)
                 if cell.status == "oom":
                     oom_at = b
             static = statics[b]

@@ -29,7 +29,7 @@ from dnnbench.measure import environment, noise
 from dnnbench.measure.memory import CudaPeak, RssPeak
 from dnnbench.measure.timing import CpuTimer, CudaTimer, Progress, measure
 
-Loader = Callable[[], LoadedModel]
+Loader = Callable[[], LoadedModel]  # may have .prepare(): imports to do before the memory baseline
 _OOM_HINTS = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory",
               "failed to allocate")
 
@@ -67,12 +67,15 @@ def run_cell(spec: CellSpec, get_model: Loader, progress: Progress | None = None
         return BenchCell(spec, "error", "CUDA is not available in the worker process", environment=env)
     device = torch.device(spec.device)
     throttle_before = environment.throttle_counts()
-    rss = RssPeak(isolated)
-    rss.start()
     lm = module = args = kwargs = None
+    rss = RssPeak(isolated)
     try:
         if progress:
             progress("building", 0, 0.0, None)
+        prepare = getattr(get_model, "prepare", None)
+        if prepare is not None:
+            prepare()  # library imports belong to the baseline, not to the model
+        rss.start()
         lm = get_model()
         module = lm.module.eval()
         gen = torch.Generator(device="cpu").manual_seed(spec.seed)
