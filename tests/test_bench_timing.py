@@ -144,3 +144,11 @@ def test_cuda_timer_synchronises_and_times_the_gpu():
     with torch.inference_mode():
         timing = measure(lambda: a @ a, TimingSpec(max_time_s=0.5), timer)
     assert timing.timer == "cuda_events" and timing.stats.median_s > 0
+
+
+def test_slow_calls_get_shorter_warmup_windows():
+    # 0.3 s calls, 10 s cap: a quarter of it holds 8 calls, so windows of 4 instead of 5
+    timing, _, spec = run(itertools.chain([1.0], itertools.repeat(0.3)), max_time_s=10.0)
+    assert timing.warmup_steady and len(timing.warmup_s) == 8
+    timing, _, _ = run(itertools.chain([1.0], itertools.repeat(3.0)), max_time_s=10.0)
+    assert len(timing.warmup_s) == 1 and not timing.warmup_steady  # one call already used the share

@@ -73,6 +73,7 @@ class TimingSpec:
 
     Warm-up runs until the median of the last ``warmup_window`` calls is within ``warmup_tolerance`` of the
     window before (and at least ``warmup_min_s`` passed), or until ``warmup_max_fraction`` of the time cap.
+    Calls so slow that two windows would not fit in that share get shorter windows, down to 2 calls.
     Sampling stops when the ``confidence`` CI of the median lies within ``target_ci`` (relative) of the
     median — never before ``min_samples`` — or when ``max_time_s`` (cold start and warm-up included)
     is spent, but never before ``floor_samples``; or at ``max_samples``.

@@ -82,13 +82,17 @@ def measure(call: Callable[[], object], spec: TimingSpec, timer=None,
     cold = timer(call)
 
     warm: list[float] = []
-    w = spec.warmup_window
     steady = False
     warm_start = wall()  # the warm-up's share of the cap starts after the cold call, however slow that was
-    warm_deadline = warm_start + spec.max_time_s * spec.warmup_max_fraction
+    budget = spec.max_time_s * spec.warmup_max_fraction
+    warm_deadline = warm_start + budget
+    w = spec.warmup_window
     while True:
         warm.append(timer(call))
         now = wall()
+        if len(warm) == 1 and warm[0] > 0:
+            # slow calls get shorter windows (down to 2), so that two of them fit in the warm-up's share
+            w = max(2, min(spec.warmup_window, int(budget / (2 * warm[0]))))
         if (len(warm) >= 2 * w and now - warm_start >= spec.warmup_min_s
                 and is_steady(warm[-2 * w:-w], warm[-w:], spec.warmup_tolerance)):
             steady = True
