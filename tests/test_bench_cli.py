@@ -78,3 +78,19 @@ def test_bench_table_in_process():
     for word in ("median", "95 % CI", "items/s", "peak RSS", "RSS above base", "machine "):
         assert word in proc.stdout
     assert "too few samples" in proc.stdout or "p99" in proc.stdout
+
+
+def test_progress_bar_on_a_terminal_survives_skipped_cells(tmp_path):
+    """rich draws the bar only on a terminal: run under script(1) to get one."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("script") is None:
+        pytest.skip("script(1) is not installed")
+    ref = f"python:{MODELS}:oom_from_4"
+    cmd = f"{sys.executable} -m dnnbench bench {ref} --batch-sizes 2,4,8 --max-time-per-cell 0.3 --threads 1 --in-process"
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert "batch 8: skipped: batch size 4 already ran out of memory" in proc.stdout.replace("\r", "")

@@ -314,7 +314,7 @@ def bench(model, batch_sizes=DEFAULT_BATCH_SIZES, device: str = "cpu", threads: 
         for b in sizes:
             spec = CellSpec(meta.ref, b, device, threads, tspec, isolation)
             if oom_at is not None:
-                cell = BenchCell(spec, "skipped", f"skipped: batch size {oom_at} already ran out of memory")
+                cell = BenchCell(spec, "skipped", f"batch size {oom_at} already ran out of memory")
             else:
                 emit("start", spec, None)
 

@@ -438,8 +438,8 @@ class _bench_progress:
             self.bar.update(task, completed=min(elapsed, self.max_time), info=info)
         elif kind == "done":
             cell = payload
-            if task is None:
-                task = self.bar.add_task(label, total=self.max_time)
+            if task is None:  # a skipped cell never started
+                task = self.bar.add_task(label, total=self.max_time, info="")
             st = cell.latency_s
             info = cell.status + (f", median {_seconds(st.median_s)}, {st.n} samples" if st else "")
             self.bar.update(task, completed=self.max_time, info=info)
