@@ -242,16 +242,32 @@ def _memory_fit(cells: list["BenchCell"], on_gpu: bool) -> "tuple[MemoryFit | No
     return MemoryFit(quantity, fit.intercept, fit.slope, fit.r2, fit.n, monotonic, s_floor, s_slope, ratio), None
 
 
+def check_sensors(spec: str | None, estimate_power_w: float | None = None) -> str:
+    """A power sensor spec that parses and names only sensors that work here; one-line error otherwise."""
+    from dnnbench.measure.power import close_sensors, open_sensors
+
+    spec = (spec or "none").strip()
+    if estimate_power_w is not None and not estimate_power_w > 0:
+        raise InputError(f"--estimate-power {estimate_power_w} is not allowed", "it is the device's TDP in watts",
+                         "give a positive number, e.g. --estimate-power 65")
+    close_sensors(open_sensors(spec))  # raises for a malformed spec or an explicitly named sensor absent here
+    return spec
+
+
 def bench(model, batch_sizes=DEFAULT_BATCH_SIZES, device: str = "cpu", threads: int | None = None,
           target_ci: float = 0.02, max_time_per_cell: float = 10.0, in_process: bool = False,
-          input_size=None, min_samples: int = 10, on_event: BenchEvent | None = None) -> "BenchRun":
-    """Time, throughput and memory of ``model`` at each batch size on ``device``; one cell per batch size.
+          input_size=None, min_samples: int = 10, on_event: BenchEvent | None = None,
+          sensors: str = "auto", estimate_power_w: float | None = None) -> "BenchRun":
+    """Time, throughput, memory and power of ``model`` at each batch size on ``device``; one cell per batch size.
 
     Each cell runs in a fresh worker subprocess (``in_process=False``) so that its peak RSS is its own and a
     crash or OOM stays in that cell: an OOM marks the larger batch sizes "skipped", an error only its cell.
     ``model``: a reference (a module object needs ``in_process=True``). ``threads``: default the physical
     cores. Sampling stops when the 95 % CI of the median is within ``target_ci`` or after
     ``max_time_per_cell`` seconds. Achieved FLOP/s is compared with the peak ``dnnbench machine`` cached.
+    ``sensors``: power sensors measured after each cell's timing ("auto": every one that works here,
+    "none", "rapl,nvml:0", "meter:FILE"); without a working sensor power is unavailable with the reason.
+    ``estimate_power_w``: a TDP in watts for a labelled estimate when no sensor measures.
     """
     from dnnbench.core.measurements import (BenchCell, BenchRun, CellSpec, StaticEstimate, TimingSpec,
                                             check_bench_options, parse_batch_sizes)
@@ -264,6 +280,7 @@ def bench(model, batch_sizes=DEFAULT_BATCH_SIZES, device: str = "cpu", threads: 
     threads = threads or environment.default_threads()
     on_gpu = device.startswith("cuda")
     emit = on_event or (lambda kind, spec, payload: None)
+    sensors = check_sensors(sensors, estimate_power_w)
 
     given = model if isinstance(model, (torch.nn.Module, LoadedModel)) else None
     if given is not None and not in_process:
@@ -312,7 +329,8 @@ def bench(model, batch_sizes=DEFAULT_BATCH_SIZES, device: str = "cpu", threads: 
             else:
                 lm = _bench_loader(ref, device, input_size)
         for b in sizes:
-            spec = CellSpec(meta.ref, b, device, threads, tspec, isolation)
+            spec = CellSpec(meta.ref, b, device, threads, tspec, isolation, sensors=sensors,
+                            estimate_tdp_w=estimate_power_w)
             if oom_at is not None:
                 cell = BenchCell(spec, "skipped", f"batch size {oom_at} already ran out of memory")
             else:

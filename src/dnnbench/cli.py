@@ -9,13 +9,14 @@ import sys
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from dnnbench.core.version import __version__
 from dnnbench.core.errors import DnnbenchError, InputError, MissingExtraError
 
 # Piped output (files, CI logs) gets a wide table instead of rich's 80-column default.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, highlight=False, markup=False)
 
 
 def _fail(message: str, code: int) -> None:
@@ -33,6 +34,10 @@ def _si(value, unit: str, digits: int = 2) -> str:
     for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(value) >= scale:
             return f"{value / scale:.{digits}f} {prefix}{unit}"
+    if value and abs(value) < 1:
+        for scale, prefix in ((1e-3, "m"), (1e-6, "µ")):
+            if abs(value) >= scale:
+                return f"{value / scale:.{digits}f} {prefix}{unit}"
     return f"{value:.0f} {unit}" if float(value).is_integer() else f"{value:.{digits}f} {unit}"
 
 
@@ -382,8 +387,13 @@ def _seconds(s) -> str:
 @click.option("--in-process", is_flag=True,
               help="Run all cells in this process: faster, but memory is not isolated per cell.")
 @click.option("--input-size", default=None, metavar="H[,W]", help="Image size in pixels (default: native).")
+@click.option("--sensors", default="auto", show_default=True, metavar="auto|none|nvml,rapl,jetson|meter:FILE",
+              help="Power sensors, measured after each cell's timing (`dnnbench sensors` lists them).")
+@click.option("--estimate-power", type=float, default=None, metavar="TDP_W",
+              help="When no sensor measures, report a labelled estimate from this TDP in watts.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
-def bench(model, batch_sizes, device, threads, target_ci, max_time_per_cell, min_samples, in_process, input_size, fmt):
+def bench(model, batch_sizes, device, threads, target_ci, max_time_per_cell, min_samples, in_process, input_size,
+          sensors, estimate_power, fmt):
     """Inference time, throughput and memory of MODEL at each batch size, measured on this machine.
 
     Each (model, batch size) cell runs in a fresh worker process: cold start apart, warm-up until steady,
@@ -398,7 +408,8 @@ def bench(model, batch_sizes, device, threads, target_ci, max_time_per_cell, min
     with _bench_progress(max_time_per_cell) as on_event:
         run = api.bench(model, batch_sizes, device=device, threads=threads, target_ci=target_ci,
                         max_time_per_cell=max_time_per_cell, in_process=in_process, input_size=input_size,
-                        min_samples=min_samples, on_event=on_event)
+                        min_samples=min_samples, on_event=on_event, sensors=sensors,
+                        estimate_power_w=estimate_power)
     if fmt == "json":
         _dump(run.to_dict())
     else:
@@ -445,6 +456,26 @@ class _bench_progress:
             self.bar.update(task, completed=self.max_time, info=info)
 
 
+def _render_power(run) -> None:
+    """Power per cell, or one line saying why it is unavailable — never a 0."""
+    measured = [c for c in run.cells if c.power is not None and c.power.status != "unavailable"]
+    if not measured:
+        reasons = {c.power.reason for c in run.cells if c.power is not None and c.power.reason}
+        out.print("power: unavailable: " + ("; ".join(sorted(reasons)) or "no cell reached the power step"),
+                  soft_wrap=True)
+        return
+    t = Table(title="power and energy per item (after timing; idle measured before and subtracted)",
+              title_justify="left")
+    for col in ("batch", "sensor", "status", "power", "idle", "energy/item", "above idle/item", "window", "domains"):
+        t.add_column(col, justify="left" if col in ("sensor", "status", "domains") else "right")
+    for c in measured:
+        e = c.power
+        t.add_row(str(c.batch_size), e.sensor, e.status, _si(e.power_w, "W"), _si(e.idle_power_w, "W"),
+                  _si(e.energy_per_item_j, "J"), _si(e.energy_per_item_above_idle_j, "J"),
+                  _seconds(e.window_s) if e.window_s else "-", ", ".join(e.domains) or e.scope)
+    out.print(t)
+
+
 def _render_bench(run) -> None:
     on_gpu = run.device.startswith("cuda")
     env = run.environment
@@ -473,6 +504,7 @@ def _render_bench(run) -> None:
                   f"{roof.achieved_flops_per_s / 1e9:.1f}" if roof and roof.achieved_flops_per_s is not None else "-",
                   _pct(roof.fraction_of_peak) if roof and roof.fraction_of_peak is not None else "-")
     out.print(t)
+    _render_power(run)
     for c in run.cells:
         if c.status != "ok":
             out.print(f"batch {c.batch_size}: {c.status}: {c.message}")
@@ -564,8 +596,12 @@ def machine(device, threads, cached, fmt):
 @click.option("--weights", default="DEFAULT", show_default=True,
               help="Weights for accuracy cells: DEFAULT (local cache), a tag or a checkpoint path.")
 @click.option("--limit", type=int, default=None, help="Accuracy on a class-stratified subset of N images.")
+@click.option("--sensors", default="auto", show_default=True, metavar="auto|none|nvml,rapl,jetson|meter:FILE",
+              help="Power sensors for the power group.")
+@click.option("--estimate-power", type=float, default=None, metavar="TDP_W",
+              help="When no sensor measures, store a labelled estimate from this TDP in watts.")
 def study(models, batch_sizes, metrics, device, store, budget, force, quick, target_ci, max_time_per_cell,
-          threads, input_size, name, data, labels, weights, limit):
+          threads, input_size, name, data, labels, weights, limit, sensors, estimate_power):
     """Run the whole sweep (MODELS or sets x batch sizes x metric groups) into the results store.
 
     Resumable: cells already stored for the same configuration and machine are skipped.
@@ -613,7 +649,7 @@ def study(models, batch_sizes, metrics, device, store, budget, force, quick, tar
                                   budget=budget, force=force, quick=quick, threads=threads, target_ci=target_ci,
                                   max_time_per_cell=max_time_per_cell, input_size=input_size, name=name,
                                   on_event=on_event, data=data, labels=labels, weights=weights,
-                                  accuracy_limit=limit)
+                                  accuracy_limit=limit, sensors=sensors, estimate_power_w=estimate_power)
     finally:
         bar.stop()
     statuses = ", ".join(f"{v} {k}" for k, v in sorted(summary.statuses.items())) or "none"
@@ -738,7 +774,7 @@ def _render_pick(res) -> None:
     t.add_column("verdict")
     for c in res.candidates:
         if res.best is not None and c is res.best:
-            verdict = "[bold green]best[/]" + (" · Pareto" if c.model_ref in res.pareto else "")
+            verdict = Text("best", style="bold green") + (" · Pareto" if c.model_ref in res.pareto else "")
         elif c.feasible:
             verdict = "fits" + (" · Pareto" if c.model_ref in res.pareto else "")
         else:
@@ -798,7 +834,7 @@ def report(store, out_dir, device):
     res = api.report(store, out_dir, device=device)
     for f in res.findings:
         if f.available:
-            err.print(f"[bold]{f.title}[/]: {f.text}", soft_wrap=True)
+            err.print(Text.assemble((f.title, "bold"), f": {f.text}"), soft_wrap=True)
     missing = [f.title for f in res.figures if f.no_data]
     if missing:
         err.print(f"{len(missing)} of {len(res.figures)} figures have no data (each says why): {'; '.join(missing)}", soft_wrap=True)

@@ -202,11 +202,18 @@ def bench_row(plan: StudyPlan, cell, env: dict, fingerprint: str, study_name: st
             put("achieved_flops_per_s", cell.roofline.achieved_flops_per_s,
                 cell.roofline.unavailable.get("achieved_flops_per_s"))
             put("fraction_of_peak", cell.roofline.fraction_of_peak, cell.roofline.unavailable.get("fraction_of_peak"))
-    energy = getattr(cell, "energy", None)
-    if energy is not None and hasattr(energy, "metrics"):
-        m, n = energy.metrics()
-        metrics.update({k: v for k, v in m.items() if v is not None})
-        notes.update(n)
+    if "power" in plan.config.get("metrics", []):
+        e = cell.power
+        if e is None:
+            for name in ("power_w", "idle_power_w", "energy_per_item_j", "energy_per_item_above_idle_j"):
+                notes[name] = f"unavailable: the cell ended with status {cell.status} before the power step"
+        else:
+            for name in ("power_w", "idle_power_w", "energy_per_item_j", "energy_per_item_above_idle_j"):
+                value = getattr(e, name)
+                put(name, value, e.unavailable.get(name) or e.reason)
+            put("power_window_s", e.window_s, e.unavailable.get("window_s") or e.reason)
+            # which sensor and domains the figures cover (stored as the note of power_sensor)
+            notes["power_sensor"] = f"{e.sensor} ({e.status}): {', '.join(e.domains) or e.scope}"
     samples = {}
     if cell.timing:
         samples["latency_s"] = list(cell.timing.samples_s)
@@ -226,7 +233,8 @@ def study(models, batch_sizes=None, metrics=None, device: str = "cpu", store: st
           target_ci: float | None = None, max_time_per_cell: float | None = None, input_size=None,
           name: str | None = None, on_event: StudyEvent | None = None, in_process: bool = False,
           data: str | None = None, labels: str | None = None, weights: str = "DEFAULT",
-          accuracy_limit: int | None = None, accuracy_batch_size: int = 64) -> StudySummary:
+          accuracy_limit: int | None = None, accuracy_batch_size: int = 64, sensors: str = "auto",
+          estimate_power_w: float | None = None) -> StudySummary:
     """Run every missing cell of the study and store it; return what was done and what is left.
 
     ``quick``: batch sizes 1,4,16, target CI 5 %, 2 s per cell (explicit arguments win).
@@ -267,7 +275,11 @@ def study(models, batch_sizes=None, metrics=None, device: str = "cpu", store: st
 
     env = environment.capture(device)
     env_dict = env.to_dict()
-    bench_config = {"target_ci": target_ci, "max_time_per_cell": max_time_per_cell, "metrics": [m for m in metrics if m in BENCH_METRICS]}
+    bench_config = {"target_ci": target_ci, "max_time_per_cell": max_time_per_cell,
+                    "metrics": [m for m in metrics if m in BENCH_METRICS]}
+    if "power" in metrics:
+        bench_config["sensors"] = api.check_sensors(sensors, estimate_power_w)
+        bench_config["estimate_power_w"] = estimate_power_w
     cells, unavailable = plan_cells(list(models), batch_sizes, metrics, device, threads, env.fingerprint,
                                     input_size, bench_config, accuracy_config)
     from dnnbench.sources.sets import paper_reference
@@ -338,9 +350,11 @@ def _run(todo, st, summary, env_dict, fingerprint, name, paper_top1, budget_s, t
                 _store(st, summary, bench_row(plan, payload, env_dict, fingerprint, name, started["t"]), emit, plan)
 
         try:
+            cfg = plans[0].config
             api.bench(ref, batch_sizes=sorted(by_batch), device=device, threads=threads, target_ci=target_ci,
                       max_time_per_cell=max_time_per_cell, in_process=in_process, input_size=input_size,
-                      on_event=on_bench)
+                      on_event=on_bench, sensors=cfg.get("sensors", "none"),
+                      estimate_power_w=cfg.get("estimate_power_w"))
         except DnnbenchError as exc:
             # the model could not be prepared at all (e.g. unknown reference): every cell of it fails
             now = datetime.now(timezone.utc)

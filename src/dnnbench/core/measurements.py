@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from dnnbench.core.errors import InputError
+from dnnbench.core.energy import Energy
 from dnnbench.core.stats import min_samples_for_quantile, summarize
 
 STATUSES = ("ok", "oom", "error", "skipped")
@@ -102,6 +103,8 @@ class CellSpec:
     timing: TimingSpec = TimingSpec()
     isolation: str = "subprocess"  # or "in-process"
     seed: int = 0
+    sensors: str = "none"  # power sensor spec measured after timing: "auto", "none", "rapl,nvml", "meter:FILE"
+    estimate_tdp_w: float | None = None  # --estimate-power: label a TDP-based estimate when nothing measures
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -338,8 +341,18 @@ class BenchCell:
     roofline: Roofline | None = None
     warnings: list[NoiseWarning] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
+    energy: list[Energy] = field(default_factory=list)  # one record per power sensor (or one unavailable)
 
     # -- derived views, SI names --
+    @property
+    def power(self) -> Energy | None:
+        """The headline energy record: the first measured one, else an estimate, else the first (unavailable)."""
+        for status in ("measured", "estimate"):
+            for e in self.energy:
+                if e.status == status:
+                    return e
+        return self.energy[0] if self.energy else None
+
     @property
     def model(self) -> str:
         return self.spec.model
@@ -420,8 +433,12 @@ class BenchCell:
             "flops": self.static.flops if self.static else None,
             "achieved_flops_per_s": self.achieved_flops_per_s,
             "fraction_of_peak": self.fraction_of_peak,
+            "power_w": self.power.power_w if self.power else None,
+            "energy_per_item_j": self.power.energy_per_item_j if self.power else None,
+            "energy_per_item_above_idle_j": self.power.energy_per_item_above_idle_j if self.power else None,
             "warnings": [w.to_dict() for w in self.warnings],
             "unavailable": dict(self.unavailable),
+            "energy": [e.to_dict() for e in self.energy],
             "spec": self.spec.to_dict(),
             "timing": self.timing.to_dict() if self.timing else None,
             "memory": self.memory.to_dict() if self.memory else None,
@@ -449,6 +466,7 @@ class BenchCell:
             roofline=Roofline(**d["roofline"]) if d.get("roofline") else None,
             warnings=[NoiseWarning(**w) for w in d.get("warnings", [])],
             unavailable=dict(d.get("unavailable", {})),
+            energy=[Energy.from_dict(e) for e in d.get("energy", [])],
         )
 
 

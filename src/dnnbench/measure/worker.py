@@ -92,7 +92,8 @@ def run_cell(spec: CellSpec, get_model: Loader, progress: Progress | None = None
             timer = CudaTimer(device)
         with torch.inference_mode():
             timing = measure(lambda: module(*args, **kwargs), spec.timing, timer, progress=progress)
-        memory = rss.finish(cuda)
+            memory = rss.finish(cuda)
+            energy = _energy(spec, lambda: module(*args, **kwargs), device if on_gpu else None, progress)
     except Exception as exc:  # one cell's failure is a result, not the end of the run
         status = classify(exc)
         del lm, module, args, kwargs
@@ -101,7 +102,30 @@ def run_cell(spec: CellSpec, get_model: Loader, progress: Progress | None = None
         return BenchCell(spec, status, describe(exc), environment=env)
     warnings = noise.check(timing, spec.timing, env, throttle_before, environment.throttle_counts(),
                            spec.threads)
-    return BenchCell(spec, "ok", "", timing, memory, env, warnings=warnings)
+    return BenchCell(spec, "ok", "", timing, memory, env, warnings=warnings, energy=energy)
+
+
+def _energy(spec: CellSpec, call: Callable[[], object], gpu, progress: Progress | None) -> list:
+    """Power and energy per item with the cell's sensors, after timing (the model is warm)."""
+    from dnnbench.core.energy import Energy
+    from dnnbench.measure.power import close_sensors, measure_energy, open_sensors
+
+    if spec.sensors == "none" and spec.estimate_tdp_w is None:
+        return [Energy.not_measured("none", "not requested (--sensors none)")]
+
+    def work():
+        call()
+        if gpu is not None:
+            torch.cuda.synchronize(gpu)
+
+    if progress:
+        progress("power", 0, 0.0, None)
+    sensors = open_sensors(spec.sensors)
+    try:
+        return measure_energy(work, spec.batch_size, sensors, estimate=spec.estimate_tdp_w is not None,
+                              tdp_w=spec.estimate_tdp_w)
+    finally:
+        close_sensors(sensors)
 
 
 # ---- the subprocess ------------------------------------------------------------------------------
