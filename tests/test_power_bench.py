@@ -66,7 +66,9 @@ def test_study_stores_power_metrics(tmp_path):
     df = load_results(db)
     assert df.metric_group.iloc[0] == "time+power"
     assert df.power_w.iloc[0] == pytest.approx(WATTS)
-    assert df.energy_per_item_j.iloc[0] == pytest.approx(WATTS * df.latency_per_item_s.iloc[0], rel=0.5)
+    assert df.energy_per_item_j.iloc[0] == pytest.approx(WATTS * df.power_time_per_item_s.iloc[0], rel=1e-6)
+    assert df.energy_per_item_above_idle_j.iloc[0] == pytest.approx(0.0, abs=1e-9)
+    assert df.power_window_s.iloc[0] >= 2.0
 
 
 def test_study_without_sensors_stores_power_as_null_with_reason(tmp_path):

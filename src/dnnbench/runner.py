@@ -212,6 +212,8 @@ def bench_row(plan: StudyPlan, cell, env: dict, fingerprint: str, study_name: st
                 value = getattr(e, name)
                 put(name, value, e.unavailable.get(name) or e.reason)
             put("power_window_s", e.window_s, e.unavailable.get("window_s") or e.reason)
+            # time per item inside the power window (energy per item = power_w x this), apart from latency
+            put("power_time_per_item_s", e.time_per_item_s, e.unavailable.get("time_per_item_s") or e.reason)
             # which sensor and domains the figures cover (stored as the note of power_sensor)
             notes["power_sensor"] = f"{e.sensor} ({e.status}): {', '.join(e.domains) or e.scope}"
     samples = {}
