@@ -12,6 +12,7 @@ from dnnbench.core.refs import ModelRef, parse_ref
     ("timm:inception_v4", ModelRef("timm", "inception_v4")),
     ("python:pkg.mod:factory", ModelRef("python", "factory", None, "pkg.mod")),
     ("python:path/to/file.py:build", ModelRef("python", "build", None, "path/to/file.py")),
+    ("onnx:models/resnet50.onnx", ModelRef("onnx", "resnet50", None, "models/resnet50.onnx")),
 ])
 def test_grammar(text, expected):
     ref = parse_ref(text)
@@ -22,7 +23,8 @@ def test_grammar(text, expected):
 
 @pytest.mark.parametrize("text, fragment", [
     ("", "empty"),
-    ("onnx:model.onnx", "onnx"),
+    ("onnx:model.pt", "malformed onnx reference"),
+    ("onnx:", "malformed onnx reference"),
     ("tf:resnet50", "unknown model source 'tf'"),
     ("torchvision:resnet50.", "malformed"),
     ("timm:", "malformed"),

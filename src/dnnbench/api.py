@@ -173,7 +173,7 @@ class BenchLoader:
         from dnnbench.core.refs import parse_ref
 
         r = parse_ref(self.ref)
-        if r.source in ("torchvision", "timm"):
+        if r.source in ("torchvision", "timm", "onnx"):
             load(r, device="meta")
         elif r.source == "python" and r.target and not r.target.endswith(".py"):
             importlib.import_module(r.target)
@@ -254,10 +254,66 @@ def check_sensors(spec: str | None, estimate_power_w: float | None = None) -> st
     return spec
 
 
+def _is_onnx(model) -> bool:
+    """An ONNX file as the model (an ``onnx:`` reference, or a module that carries ``onnx_path``)."""
+    from dnnbench.core.refs import parse_ref
+
+    if isinstance(model, LoadedModel):
+        model = model.module
+    if isinstance(model, torch.nn.Module):
+        return getattr(model, "onnx_path", None) is not None
+    ref = model if isinstance(model, ModelRef) else parse_ref(str(model))
+    return ref.source == "onnx"
+
+
+def runtime_configs(model, runtimes=None, precisions="fp32",
+                    device: str = "cpu") -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The (runtime, precision) pairs ``model`` can be measured with here, and those left out with why.
+
+    ``runtimes``: None (eager; onnxruntime for an ONNX file), a name, a comma list or sequence, or "all";
+    ``precisions`` likewise (fp32, fp16, bf16, int8 or "all"). A pair that cannot run — a runtime missing here
+    (e.g. onnxruntime without the ``onnx`` extra), a precision the runtime or device lacks, eager or compile
+    for an ONNX file — is left out with its one-line reason; when no pair can run, the first reason is raised.
+    """
+    from dnnbench.core.measurements import PRECISIONS, RUNTIMES, parse_choices
+    from dnnbench.measure import runtimes as rts
+
+    onnx_model = _is_onnx(model)
+    names = parse_choices(runtimes if runtimes is not None else ("onnxruntime" if onnx_model else "eager"),
+                          RUNTIMES, "--runtime")
+    precs = parse_choices(precisions or "fp32", PRECISIONS, "--precision")
+    configs: list[tuple[str, str]] = []
+    left: list[tuple[str, DnnbenchError]] = []
+    for name in names:
+        if onnx_model and name != "onnxruntime":
+            left.append((f"{name}", InputError(f"an ONNX file cannot run under --runtime {name}",
+                                               "an ONNX graph runs only in ONNX Runtime",
+                                               "use --runtime onnxruntime (the default for onnx: models)")))
+            continue
+        avail = rts.availability(name, device)
+        if not avail.ok:
+            left.append((name, avail.error()))
+            continue
+        for prec in precs:
+            why = rts.get(name).unsupported(prec, device)
+            sup = rts.precisions.support(prec, device)
+            if why is None and not sup.ok:
+                why = sup.note
+            if why:
+                left.append((f"{name} {prec}", InputError(f"--runtime {name} --precision {prec} cannot run on {device}",
+                                                          why, "choose another precision or runtime")))
+            else:
+                configs.append((name, prec))
+    if not configs:
+        raise left[0][1]
+    return configs, [(label, exc.one_line()) for label, exc in left]
+
+
 def bench(model, batch_sizes=DEFAULT_BATCH_SIZES, device: str = "cpu", threads: int | None = None,
           target_ci: float = 0.02, max_time_per_cell: float = 10.0, in_process: bool = False,
           input_size=None, min_samples: int = 10, on_event: BenchEvent | None = None,
-          sensors: str = "auto", estimate_power_w: float | None = None) -> "BenchRun":
+          sensors: str = "auto", estimate_power_w: float | None = None, runtime: str | None = None,
+          precision: str = "fp32") -> "BenchRun":
     """Time, throughput, memory and power of ``model`` at each batch size on ``device``; one cell per batch size.
 
     Each cell runs in a fresh worker subprocess (``in_process=False``) so that its peak RSS is its own and a
@@ -268,6 +324,10 @@ def bench(model, batch_sizes=DEFAULT_BATCH_SIZES, device: str = "cpu", threads: 
     ``sensors``: power sensors measured after each cell's timing ("auto": every one that works here,
     "none", "rapl,nvml:0", "meter:FILE"); without a working sensor power is unavailable with the reason.
     ``estimate_power_w``: a TDP in watts for a labelled estimate when no sensor measures.
+    ``runtime``: "eager" (default), "compile" or "onnxruntime" (the default for an ONNX file); ``precision``:
+    "fp32" (default), "fp16", "bf16" or "int8". Every configuration but eager fp32 records an output-equivalence
+    check against eager fp32 on the same input (``cell.equivalence``). Several configurations: call once each
+    (``runtime_configs`` lists those that can run here).
     """
     from dnnbench.core.measurements import (BenchCell, BenchRun, CellSpec, StaticEstimate, TimingSpec,
                                             check_bench_options, parse_batch_sizes)
@@ -281,6 +341,11 @@ def bench(model, batch_sizes=DEFAULT_BATCH_SIZES, device: str = "cpu", threads: 
     on_gpu = device.startswith("cuda")
     emit = on_event or (lambda kind, spec, payload: None)
     sensors = check_sensors(sensors, estimate_power_w)
+    for name, value in (("runtime", runtime), ("precision", precision)):
+        if value is not None and (not isinstance(value, str) or "," in value or value == "all"):
+            raise InputError(f"bench takes one {name}, not {value!r}", "one call measures one configuration",
+                             f"call bench once per {name} (runtime_configs lists them)")
+    runtime, precision = runtime_configs(model, runtime, precision, device)[0][0]
 
     given = model if isinstance(model, (torch.nn.Module, LoadedModel)) else None
     if given is not None and not in_process:
@@ -330,7 +395,7 @@ def bench(model, batch_sizes=DEFAULT_BATCH_SIZES, device: str = "cpu", threads: 
                 lm = _bench_loader(ref, device, input_size)
         for b in sizes:
             spec = CellSpec(meta.ref, b, device, threads, tspec, isolation, sensors=sensors,
-                            estimate_tdp_w=estimate_power_w)
+                            estimate_tdp_w=estimate_power_w, runtime=runtime, precision=precision)
             if oom_at is not None:
                 cell = BenchCell(spec, "skipped", f"batch size {oom_at} already ran out of memory")
             else:
@@ -351,6 +416,13 @@ def bench(model, batch_sizes=DEFAULT_BATCH_SIZES, device: str = "cpu", threads: 
             else:
                 cell.static = static
             cell.roofline = _roofline(cell, peak, peak_why)
+            if precision != "fp32" and cell.roofline is not None and cell.roofline.peak_flops_per_s is not None:
+                from dataclasses import replace
+
+                cell.warnings = [w for w in cell.warnings if w.code != "peak"]
+                cell.roofline = replace(cell.roofline, fraction_of_peak=None, unavailable={
+                    **cell.roofline.unavailable, "fraction_of_peak": f"unavailable: the measured peak is fp32's and "
+                                                                     f"this cell ran {precision}"})
             emit("done", spec, cell)
             cells.append(cell)
     finally:
@@ -362,7 +434,8 @@ def bench(model, batch_sizes=DEFAULT_BATCH_SIZES, device: str = "cpu", threads: 
         unavailable["machine_peak"] = peak_why
     if fit_why:
         unavailable["memory_fit"] = fit_why
-    return BenchRun(meta.ref, device, threads, cells, env, peak, fit, unavailable)
+    return BenchRun(meta.ref, device, threads, cells, env, peak, fit, unavailable, runtime=runtime,
+                    precision=precision)
 
 
 def machine(device: str = "cpu", threads: int | None = None, cached: bool = False) -> "list[MachinePeak]":

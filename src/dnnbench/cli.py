@@ -131,7 +131,8 @@ def _render_profile(p, layers: bool) -> None:
     t.add_row("uncounted ops", ", ".join(f"{k} x{v}" for k, v in p.uncounted_ops.items()) or "none")
     if p.reported and p.reported.top1 is not None:
         t.add_row("reported top-1 / top-5", f"{_pct(p.reported.top1)} / {_pct(p.reported.top5)}  ({p.reported.weights})")
-    t.add_row("counted on", "meta tensors (no compute)" if p.mode == "meta" else "real CPU tensors")
+    t.add_row("counted on", {"meta": "meta tensors (no compute)", "onnx": "the ONNX graph (shape inference, no compute)"}
+              .get(p.mode, "real CPU tensors"))
     out.print(t)
     for note in p.notes:
         out.print(f"note: {note}")

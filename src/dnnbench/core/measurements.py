@@ -18,6 +18,9 @@ from dnnbench.core.energy import Energy
 from dnnbench.core.stats import min_samples_for_quantile, summarize
 
 STATUSES = ("ok", "oom", "error", "skipped")
+RUNTIMES = ("eager", "compile", "onnxruntime")  # what runs one batch (measure/runtimes registers each)
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+REFERENCE = ("eager", "fp32")  # the configuration every other one is checked against
 
 
 def _init_kwargs(cls, d: dict[str, Any]) -> dict[str, Any]:
@@ -50,6 +53,18 @@ def check_bench_options(threads=None, target_ci: float = 0.02, max_time_per_cell
     if not isinstance(min_samples, int) or isinstance(min_samples, bool) or min_samples < 1:
         raise InputError(f"--min-samples {min_samples} is not allowed", "at least one sample is needed",
                          "use --min-samples 10")
+
+
+def parse_choices(value, known: tuple[str, ...], option: str) -> tuple[str, ...]:
+    """Names from "a,b" or a sequence, in the order of ``known``; "all" keeps every known name. One-line error else."""
+    words = [w.strip() for w in (value.split(",") if isinstance(value, str) else value) if w and w.strip()]
+    if "all" in words:
+        return known
+    bad = [w for w in words if w not in known]
+    if bad or not words:
+        raise InputError(f"{option} {','.join(bad) or '(none)'} is not known", f"choose from {', '.join(known)} or all",
+                         f"write e.g. {option} {known[0]}" + (f",{known[1]}" if len(known) > 1 else ""))
+    return tuple(k for k in known if k in words)
 
 
 def parse_batch_sizes(value) -> tuple[int, ...]:
@@ -105,6 +120,13 @@ class CellSpec:
     seed: int = 0
     sensors: str = "none"  # power sensor spec measured after timing: "auto", "none", "rapl,nvml", "meter:FILE"
     estimate_tdp_w: float | None = None  # --estimate-power: label a TDP-based estimate when nothing measures
+    runtime: str = "eager"  # one of RUNTIMES: what runs one batch
+    precision: str = "fp32"  # one of PRECISIONS
+
+    @property
+    def is_reference(self) -> bool:
+        """Eager fp32: the configuration the output-equivalence check compares every other one with."""
+        return (self.runtime, self.precision) == REFERENCE
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -327,6 +349,61 @@ class Roofline:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Equivalence:
+    """Outputs of a configuration against the reference on the same input: max/mean |difference| and top-1 agreement.
+
+    ``top1_agreement``: the fraction of rows (all dims but the last, of the first output) whose argmax over the
+    last dim is the same in both. ``reference`` names what was compared with, e.g. "eager fp32".
+    """
+
+    reference: str
+    max_abs_diff: float | None
+    mean_abs_diff: float | None
+    top1_agreement: float | None
+    rows: int
+    reference_max_abs: float | None = None  # largest |output| of the reference: the scale of the differences
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "Equivalence":
+        return Equivalence(**_init_kwargs(Equivalence, d))
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """How the runtime ran the cell: preparation time, details (exporter, providers, threads...), equivalence.
+
+    ``prepare_s``: work before the first timed call — export and session build (onnxruntime), quantization,
+    precision conversion. torch.compile compiles in its first call, which is the cell's ``cold_start_s``.
+    ``prepare_peak_rss_bytes``: the process's peak RSS over building and preparing, when that peak was reset
+    before timing (the cell's own peak then covers running only).
+    """
+
+    runtime: str
+    precision: str
+    prepare_s: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    prepare_peak_rss_bytes: int | None = None
+    equivalence: Equivalence | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["equivalence"] = self.equivalence.to_dict() if self.equivalence else None
+        return d
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "RuntimeInfo":
+        d = _init_kwargs(RuntimeInfo, d)
+        if d.get("equivalence"):
+            d["equivalence"] = Equivalence.from_dict(d["equivalence"])
+        return RuntimeInfo(**d)
+
+
 @dataclass
 class BenchCell:
     """The result of one (model, batch size) cell: status, timing, memory, roofline, provenance, warnings."""
@@ -342,6 +419,7 @@ class BenchCell:
     warnings: list[NoiseWarning] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
     energy: list[Energy] = field(default_factory=list)  # one record per power sensor (or one unavailable)
+    runtime_info: RuntimeInfo | None = None
 
     # -- derived views, SI names --
     @property
@@ -356,6 +434,22 @@ class BenchCell:
     @property
     def model(self) -> str:
         return self.spec.model
+
+    @property
+    def runtime(self) -> str:
+        return self.spec.runtime
+
+    @property
+    def precision(self) -> str:
+        return self.spec.precision
+
+    @property
+    def prepare_s(self) -> float | None:
+        return self.runtime_info.prepare_s if self.runtime_info else None
+
+    @property
+    def equivalence(self) -> Equivalence | None:
+        return self.runtime_info.equivalence if self.runtime_info else None
 
     @property
     def batch_size(self) -> int:
@@ -419,11 +513,15 @@ class BenchCell:
         d: dict[str, Any] = {
             "model": self.model, "batch_size": self.batch_size, "device": self.spec.device,
             "threads": self.spec.threads, "isolation": self.spec.isolation,
+            "runtime": self.runtime, "precision": self.precision,
             "status": self.status, "message": self.message,
             "latency_s": st.to_dict() if st else None,
             "latency_per_item_s": self.latency_per_item_s,
             "throughput_items_per_s": self.throughput_items_per_s,
             "cold_start_s": self.cold_start_s,
+            "prepare_s": self.prepare_s,
+            "equivalence_max_abs_diff": self.equivalence.max_abs_diff if self.equivalence else None,
+            "equivalence_top1_agreement": self.equivalence.top1_agreement if self.equivalence else None,
             "peak_rss_bytes": self.peak_rss_bytes,
             "rss_above_baseline_bytes": self.rss_above_baseline_bytes,
             "cuda_peak_allocated_bytes": self.cuda_peak_allocated_bytes,
@@ -439,6 +537,7 @@ class BenchCell:
             "warnings": [w.to_dict() for w in self.warnings],
             "unavailable": dict(self.unavailable),
             "energy": [e.to_dict() for e in self.energy],
+            "runtime_info": self.runtime_info.to_dict() if self.runtime_info else None,
             "spec": self.spec.to_dict(),
             "timing": self.timing.to_dict() if self.timing else None,
             "memory": self.memory.to_dict() if self.memory else None,
@@ -467,6 +566,7 @@ class BenchCell:
             warnings=[NoiseWarning(**w) for w in d.get("warnings", [])],
             unavailable=dict(d.get("unavailable", {})),
             energy=[Energy.from_dict(e) for e in d.get("energy", [])],
+            runtime_info=RuntimeInfo.from_dict(d["runtime_info"]) if d.get("runtime_info") else None,
         )
 
 
@@ -500,6 +600,8 @@ class BenchRun:
     machine_peak: MachinePeak | None
     memory_fit: MemoryFit | None = None
     unavailable: dict[str, str] = field(default_factory=dict)
+    runtime: str = "eager"
+    precision: str = "fp32"
 
     def cell(self, batch_size: int) -> BenchCell:
         for c in self.cells:
@@ -510,6 +612,7 @@ class BenchRun:
     def to_dict(self, samples: bool = True) -> dict[str, Any]:
         return {
             "model": self.model, "device": self.device, "threads": self.threads,
+            "runtime": self.runtime, "precision": self.precision,
             "cells": [c.to_dict(samples) for c in self.cells],
             "memory_fit": self.memory_fit.to_dict() if self.memory_fit else None,
             "machine_peak": self.machine_peak.to_dict() if self.machine_peak else None,

@@ -4,6 +4,7 @@
     timm:NAME[.TAG]                e.g. timm:resnet50.a1_in1k   (needs the `timm` extra)
     python:pkg.module:factory      a callable returning a module, or (module, example_inputs)
     python:path/to/file.py:factory
+    onnx:path/to/model.onnx        an ONNX file (needs the `onnx` extra)
     NAME                           shorthand for torchvision:NAME
 """
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from dnnbench.core.errors import RefSyntaxError
 
-SOURCES = ("torchvision", "timm", "python")
+SOURCES = ("torchvision", "timm", "python", "onnx")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 _TAG = re.compile(r"^[A-Za-z0-9_\-]+$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -22,7 +23,7 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A parsed model reference. ``target`` is the module path or file for ``python:`` refs."""
+    """A parsed model reference. ``target`` is the module path or file for ``python:`` refs, the file for ``onnx:``."""
 
     source: str
     name: str
@@ -32,6 +33,8 @@ class ModelRef:
     def __str__(self) -> str:
         if self.source == "python":
             return f"python:{self.target}:{self.name}"
+        if self.source == "onnx":
+            return f"onnx:{self.target}"
         return f"{self.source}:{self.name}" + (f".{self.tag}" if self.tag else "")
 
     @property
@@ -39,6 +42,8 @@ class ModelRef:
         """A display name: the model name (and tag) without the source prefix."""
         if self.source == "python":
             return self.name if self.target is None else f"{self.target.rsplit('/', 1)[-1]}:{self.name}"
+        if self.source == "onnx":
+            return self.target.rsplit("/", 1)[-1]
         return self.name + (f".{self.tag}" if self.tag else "")
 
 
@@ -52,12 +57,18 @@ def parse_ref(text: str) -> ModelRef:
         return _named("torchvision", text, raw)
     source, _, rest = text.partition(":")
     if source not in SOURCES:
-        hint = "onnx models are not supported yet" if source == "onnx" else f"known sources are {', '.join(SOURCES)}"
         raise RefSyntaxError(
             f"unknown model source {source!r} in {raw!r}",
-            hint,
-            "write torchvision:NAME, timm:NAME[.TAG], python:pkg.module:factory or python:path/file.py:factory",
+            f"known sources are {', '.join(SOURCES)}",
+            "write torchvision:NAME, timm:NAME[.TAG], python:pkg.module:factory, python:path/file.py:factory "
+            "or onnx:path/model.onnx",
         )
+    if source == "onnx":
+        if not rest.lower().endswith(".onnx") or len(rest) <= len(".onnx"):
+            raise RefSyntaxError(f"malformed onnx reference {raw!r}", "it names an .onnx file",
+                                 "write onnx:path/to/model.onnx")
+        stem = rest.replace("\\", "/").rsplit("/", 1)[-1][: -len(".onnx")]
+        return ModelRef("onnx", stem, None, rest)
     if source == "python":
         target, sep, factory = rest.rpartition(":")
         if not sep or not target or not factory:

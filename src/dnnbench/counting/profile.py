@@ -30,6 +30,10 @@ def profile_model(lm: LoadedModel, batch_size: int = 1, inputs: InputSpec | None
     (e.g. MultiheadAttention's fast path) and gives the same MACs. The module is left exactly as it was:
     training flags restored, parameters never moved.
     """
+    if getattr(lm.module, "onnx_path", None) is not None:  # an ONNX file: counted from its graph
+        from dnnbench.counting.onnx_count import profile_onnx
+
+        return profile_onnx(lm, batch_size, inputs)
     if mode not in ("auto", "meta", "real"):
         raise InputError(f"unknown counting mode {mode!r}", "modes are auto, meta and real", "use mode='auto'")
     if not isinstance(batch_size, int) or batch_size < 1:

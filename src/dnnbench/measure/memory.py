@@ -67,6 +67,18 @@ class RssPeak:
         else:
             self.baseline, self.method = _ru_maxrss_bytes(), "ru_maxrss"
 
+    def restart_peak(self) -> int | None:
+        """Reset the peak to the current resident set, keeping the baseline; return the peak before the reset.
+
+        For one-off preparation a deployment does not repeat in every process (export, quantization, a
+        reference forward): the cell's peak then covers running only. None (nothing reset) where the peak
+        cannot be reset or the process is shared.
+        """
+        if not self.isolated:
+            return None
+        before = _status_bytes().get("VmHWM")
+        return before if before is not None and _reset_hwm() else None
+
     def finish(self, cuda: "CudaPeak | None" = None) -> MemoryPeak:
         status = _status_bytes()
         peak = status.get("VmHWM") if "VmHWM" in status else _ru_maxrss_bytes()

@@ -25,7 +25,7 @@ import torch
 
 from dnnbench.core.measurements import BenchCell, CellSpec
 from dnnbench.core.specs import LoadedModel
-from dnnbench.measure import environment, noise
+from dnnbench.measure import environment, noise, runtimes
 from dnnbench.measure.memory import CudaPeak, RssPeak
 from dnnbench.measure.timing import CpuTimer, CudaTimer, Progress, measure
 
@@ -67,7 +67,7 @@ def run_cell(spec: CellSpec, get_model: Loader, progress: Progress | None = None
         return BenchCell(spec, "error", "CUDA is not available in the worker process", environment=env)
     device = torch.device(spec.device)
     throttle_before = environment.throttle_counts()
-    lm = module = args = kwargs = None
+    lm = module = args = kwargs = run = None
     rss = RssPeak(isolated)
     try:
         if progress:
@@ -75,6 +75,7 @@ def run_cell(spec: CellSpec, get_model: Loader, progress: Progress | None = None
         prepare = getattr(get_model, "prepare", None)
         if prepare is not None:
             prepare()  # library imports belong to the baseline, not to the model
+        runtimes.import_libraries(spec)  # so do the runtime's (onnxruntime, Inductor)
         rss.start()
         lm = get_model()
         module = lm.module.eval()
@@ -87,22 +88,34 @@ def run_cell(spec: CellSpec, get_model: Loader, progress: Progress | None = None
         if on_gpu:
             # autotune per input shape: the warm-up of each batch size absorbs the search
             torch.backends.cudnn.benchmark = True
+        if progress:
+            progress("preparing", 0, 0.0, None)
+        # the runtime's callable for one batch (eager: the module itself), after export/compile/quantization
+        run = runtimes.prepare(spec, module, args, kwargs, device, owns_module=isolated)
+        if run.releases_module and isolated:
+            lm = module = None  # the runtime holds its own weights (ONNX Runtime): the torch copy leaves memory
+        run.after_prepare(rss)  # one-off preparation leaves the running peak (its own peak is kept)
+        if on_gpu:
             cuda = CudaPeak(device)
             cuda.start()
             timer = CudaTimer(device)
         with torch.inference_mode():
-            timing = measure(lambda: module(*args, **kwargs), spec.timing, timer, progress=progress)
+            timing = measure(run.call, spec.timing, timer, progress=progress)
             memory = rss.finish(cuda)
-            energy = _energy(spec, lambda: module(*args, **kwargs), device if on_gpu else None, progress)
+            energy = _energy(spec, run.call, device if on_gpu else None, progress)
+        timing, runtime_info = run.finish(timing)  # compile's first call as cold start; equivalence check
     except Exception as exc:  # one cell's failure is a result, not the end of the run
         status = classify(exc)
-        del lm, module, args, kwargs
+        if run is not None:
+            run.close()  # temporary files (exported graphs, compile caches)
+        del lm, module, args, kwargs, run
         if on_gpu:
             torch.cuda.empty_cache()
         return BenchCell(spec, status, describe(exc), environment=env)
     warnings = noise.check(timing, spec.timing, env, throttle_before, environment.throttle_counts(),
                            spec.threads)
-    return BenchCell(spec, "ok", "", timing, memory, env, warnings=warnings, energy=energy)
+    return BenchCell(spec, "ok", "", timing, memory, env, warnings=warnings + run.warnings, energy=energy,
+                     runtime_info=runtime_info)
 
 
 def _energy(spec: CellSpec, call: Callable[[], object], gpu, progress: Progress | None) -> list:

@@ -1,4 +1,4 @@
-"""Where models come from: torchvision, timm, Python factories; and the built-in model sets."""
+"""Where models come from: torchvision, timm, Python factories, ONNX files; and the built-in model sets."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ from dnnbench.core.errors import InputError
 from dnnbench.core.refs import ModelRef, parse_ref
 from dnnbench.core.registry import Registry
 from dnnbench.core.specs import LoadedModel
-from dnnbench.sources import python_factory, timm_models, torchvision_models
+from dnnbench.sources import onnx_models, python_factory, timm_models, torchvision_models
 
 LOADERS: Registry = Registry("model source")
 LOADERS.register("torchvision")(torchvision_models.load)
 LOADERS.register("timm")(timm_models.load)
 LOADERS.register("python")(python_factory.load)
+LOADERS.register("onnx")(onnx_models.load)
 
 DEVICES = ("cpu", "meta", "cuda")
 

@@ -1,0 +1,209 @@
+"""The runtime plug-in interface, the prepared callable, and the output-equivalence check.
+
+A ``Runtime`` says whether it works here (``availability``), which precisions it refuses on a device
+(``unsupported``), imports its libraries before the worker's memory baseline (``import_libraries``) and turns
+a model and one batch of inputs into a ``Prepared``: ``call`` runs one batch (what the worker times, and what
+the power step repeats), ``outputs`` runs one batch and returns its outputs for the equivalence check.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+
+from dnnbench.core.measurements import Equivalence, NoiseWarning, RuntimeInfo, Timing
+from dnnbench.core.registry import Registry
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a runtime works on this machine and device; if not, why and how to fix it."""
+
+    name: str
+    ok: bool
+    reason: str = ""
+    fix: str = ""
+    details: dict[str, Any] = field(default_factory=dict)  # e.g. versions, execution providers
+    missing_extra: bool = False  # the reason is a missing optional dependency; ``fix`` is its pip command
+
+    def error(self):
+        """The one-line error to raise when this runtime was asked for explicitly."""
+        from dnnbench.core.errors import MissingExtraError, UnavailableError
+
+        if self.missing_extra:
+            return MissingExtraError(self.reason, self.fix)
+        return UnavailableError(f"--runtime {self.name} cannot run here", self.reason, self.fix)
+
+
+@dataclass
+class Context:
+    """What a runtime prepares from: the built model, one batch of inputs on the device, the cell's settings."""
+
+    module: torch.nn.Module
+    args: tuple
+    kwargs: dict
+    device: torch.device
+    runtime: str
+    precision: str
+    threads: int
+    batch_size: int
+    model: str  # the reference, for messages
+    owns_module: bool  # True in an isolated worker: the module may be changed in place
+
+
+@dataclass
+class Prepared:
+    """A model ready to run one batch under a runtime and precision; see the module docstring."""
+
+    call: Callable[[], object]
+    outputs: Callable[[], list[torch.Tensor]]
+    runtime: str
+    precision: str
+    reference: list[torch.Tensor] | None = None  # the reference's outputs on the same input; None: this is it
+    reference_name: str = "eager fp32"
+    prepare_s: float | None = None
+    first_call_s: float | None = None  # a first call made while preparing (torch.compile compiles in it)
+    releases_module: bool = False  # the runtime holds its own weights: the torch module can be freed
+    restart_peak: bool = False  # one-off preparation happened: the memory peak restarts before timing
+    details: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    warnings: list[NoiseWarning] = field(default_factory=list)
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
+    prepare_peak_rss_bytes: int | None = None
+
+    def after_prepare(self, rss) -> None:
+        """Restart the memory peak after one-off preparation, keeping the preparation's own peak on record."""
+        if self.restart_peak:
+            gc.collect()
+            self.prepare_peak_rss_bytes = rss.restart_peak()
+
+    def finish(self, timing: Timing | None) -> tuple[Timing | None, RuntimeInfo]:
+        """The cell's timing (the preparation's first call as cold start) and the runtime record with equivalence."""
+        if timing is not None and self.first_call_s is not None:
+            # the first call ever is the cold start; the timing loop's own first call becomes a warm-up call
+            timing = replace(timing, cold_start_s=self.first_call_s, warmup_s=[timing.cold_start_s, *timing.warmup_s],
+                             wall_s=timing.wall_s + self.first_call_s)
+        equivalence = None
+        if self.reference is not None:
+            try:
+                with torch.inference_mode():
+                    equivalence = compare(self.reference, self.outputs(), self.reference_name)
+            except Exception as exc:  # the check must not lose a measured cell
+                why = f"unavailable: the equivalence run failed ({type(exc).__name__}: {str(exc)[:200]})"
+                equivalence = Equivalence(self.reference_name, None, None, None, 0, None,
+                                          {"max_abs_diff": why, "top1_agreement": why})
+        self.close()
+        return timing, self.info(equivalence)
+
+    def info(self, equivalence: Equivalence | None = None) -> RuntimeInfo:
+        return RuntimeInfo(self.runtime, self.precision, self.prepare_s, dict(self.details), list(self.notes),
+                           self.prepare_peak_rss_bytes, equivalence)
+
+    def close(self) -> None:
+        while self.cleanups:
+            try:
+                self.cleanups.pop()()
+            except Exception:
+                pass
+
+
+class Runtime:
+    """Base of the runtime plug-ins; subclasses set ``name`` and implement ``prepare``."""
+
+    name = ""
+    description = ""
+    precisions: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")
+
+    def availability(self, device: str = "cpu") -> Availability:
+        return Availability(self.name, True)
+
+    def unsupported(self, precision: str, device: str) -> str | None:
+        """Why ``precision`` cannot run under this runtime on ``device``, or None when it may."""
+        if precision not in self.precisions:
+            return f"{self.name} does not run {precision}"
+        return None
+
+    def import_libraries(self) -> None:
+        """Import what preparing needs, so that the worker's memory baseline includes the libraries."""
+
+    def prepare(self, ctx: Context) -> Prepared:
+        raise NotImplementedError
+
+
+RUNTIMES: Registry = Registry("runtime")
+
+
+def register(cls):
+    RUNTIMES.register(cls.name)(cls())
+    return cls
+
+
+# ---- outputs and the equivalence check ------------------------------------------------------------
+
+def flat_outputs(out) -> list[torch.Tensor]:
+    """Every tensor of a model's output (tensor, tuple, list, dict, numpy arrays) as CPU tensors, in order."""
+    from torch.utils._pytree import tree_flatten
+
+    leaves, _ = tree_flatten(out)
+    result = []
+    for leaf in leaves:
+        if isinstance(leaf, torch.Tensor):
+            result.append(leaf.detach().cpu())
+        elif hasattr(leaf, "__array__") and hasattr(leaf, "dtype"):
+            result.append(torch.from_numpy(leaf.copy()) if hasattr(leaf, "copy") else torch.as_tensor(leaf))
+    return result
+
+
+def eager_outputs(module, args, kwargs) -> list[torch.Tensor]:
+    with torch.inference_mode():
+        return [t.clone() for t in flat_outputs(module(*args, **kwargs))]
+
+
+def compare(reference: list[torch.Tensor], outputs: list[torch.Tensor], reference_name: str) -> Equivalence:
+    """Max and mean |difference| over every floating output element, and top-1 agreement of the first output."""
+    why: dict[str, str] = {}
+    pairs = [(r, o) for r, o in zip(reference, outputs) if r.is_floating_point()]
+    if len(reference) != len(outputs) or not pairs or any(r.shape != o.shape for r, o in pairs):
+        shapes = f"{[tuple(r.shape) for r in reference]} vs {[tuple(o.shape) for o in outputs]}"
+        msg = f"unavailable: the outputs do not match the reference's in number or shape ({shapes})"
+        return Equivalence(reference_name, None, None, None, 0, None, {"max_abs_diff": msg, "top1_agreement": msg})
+    total = count = 0.0
+    worst = 0.0
+    ref_max = 0.0
+    nonfinite = 0
+    for r, o in pairs:
+        r, o = r.double(), o.double()
+        finite = torch.isfinite(o) & torch.isfinite(r)
+        nonfinite += int((~finite).sum())
+        d = (o - r).abs()[finite]
+        if d.numel():
+            worst = max(worst, float(d.max()))
+            total += float(d.sum())
+            count += d.numel()
+        rf = r[torch.isfinite(r)].abs()
+        if rf.numel():
+            ref_max = max(ref_max, float(rf.max()))
+    max_abs: float | None = worst
+    mean_abs: float | None = total / count if count else None
+    if nonfinite:
+        msg = f"unavailable: {nonfinite} output values are NaN or infinite (overflow in this precision?)"
+        why["max_abs_diff"] = why["mean_abs_diff"] = msg
+        max_abs = mean_abs = None
+    r0, o0 = pairs[0]
+    agreement = None
+    rows = 0
+    if r0.dim() >= 1 and r0.shape[-1] >= 2:
+        ra = r0.reshape(-1, r0.shape[-1]).float().argmax(-1)
+        oa = o0.reshape(-1, o0.shape[-1]).float().argmax(-1)
+        rows = int(ra.numel())
+        agreement = float((ra == oa).double().mean()) if rows else None
+    else:
+        why["top1_agreement"] = "unavailable: the first output has no class dimension (last dim < 2)"
+    if agreement is not None and not math.isfinite(agreement):
+        agreement = None
+    return Equivalence(reference_name, max_abs, mean_abs, agreement, rows, ref_max, why)

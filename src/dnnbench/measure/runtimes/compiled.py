@@ -1,0 +1,108 @@
+"""torch.compile (Inductor): compiled in the cell's first call, which is its cold start.
+
+Each cell compiles into a fresh, empty Inductor cache directory, so ``cold_start_s`` is a full compile every
+time, whatever earlier runs left in the default cache (a warm cache would make the same cell's cold start
+vary between runs). On the CPU Inductor generates C++ and needs a C++ compiler; on CUDA it needs Triton.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+
+import torch
+
+from dnnbench.measure.runtimes.base import (Availability, Context, Prepared, Runtime, eager_outputs, flat_outputs,
+                                            register)
+from dnnbench.measure.runtimes.eager import torch_only, unsupported_torch
+from dnnbench.measure.runtimes.precision import cast_inputs, convert_module
+
+CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
+
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler Inductor would use ($CXX, else g++, c++, clang++ on PATH), or None."""
+    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+@register
+class Compiled(Runtime):
+    name = "compile"
+    description = "torch.compile (Inductor), compiled in the first call"
+
+    def availability(self, device: str = "cpu") -> Availability:
+        try:
+            import torch._dynamo as dynamo
+
+            supported = dynamo.is_dynamo_supported()
+        except Exception as exc:
+            return Availability(self.name, False, f"torch.compile cannot be imported ({type(exc).__name__}: {exc})",
+                                "install a torch build with torch.compile (2.0 or later)")
+        if not supported:
+            return Availability(self.name, False, "torch.compile does not support this Python version",
+                                "use a Python version torch.compile supports")
+        if device.startswith("cuda"):
+            try:
+                import triton  # noqa: F401
+            except ImportError:
+                return Availability(self.name, False, "Inductor needs Triton on CUDA and it is not installed",
+                                    "pip install triton (it comes with CUDA builds of torch)")
+            return Availability(self.name, True, details={"backend": "inductor"})
+        cxx = cxx_compiler()
+        if cxx is None:
+            return Availability(self.name, False, "Inductor generates C++ on the CPU and no C++ compiler was found "
+                                "($CXX, g++, c++, clang++)", "install one, e.g. apt-get install g++")
+        return Availability(self.name, True, details={"backend": "inductor", "cxx": cxx})
+
+    def unsupported(self, precision: str, device: str) -> str | None:
+        return super().unsupported(precision, device) or unsupported_torch(precision, device)
+
+    def import_libraries(self) -> None:
+        import torch._dynamo  # noqa: F401
+        import torch._inductor.config  # noqa: F401
+
+    def prepare(self, ctx: Context) -> Prepared:
+        torch_only(ctx)
+        import torch._dynamo
+
+        reference = eager_outputs(ctx.module, ctx.args, ctx.kwargs)
+        module, details, notes = convert_module(ctx.module, ctx.precision, ctx.owns_module)
+        args, kwargs = cast_inputs(ctx.args, ctx.kwargs, ctx.precision)
+        cache = tempfile.mkdtemp(prefix="dnnbench-inductor-")
+        old = os.environ.get(CACHE_ENV)
+        os.environ[CACHE_ENV] = cache
+
+        def cleanup():
+            if old is None:
+                os.environ.pop(CACHE_ENV, None)
+            else:
+                os.environ[CACHE_ENV] = old
+            shutil.rmtree(cache, ignore_errors=True)
+
+        try:
+            torch._dynamo.reset()  # nothing compiled earlier in this process is reused
+            compiled = torch.compile(module, dynamic=False)
+            with torch.inference_mode():
+                t0 = time.perf_counter()
+                compiled(*args, **kwargs)  # compiles: the cold start
+                first = time.perf_counter() - t0
+        except Exception:
+            cleanup()
+            raise
+
+        def call():
+            return compiled(*args, **kwargs)
+
+        def outputs():
+            return [t.float() if t.is_floating_point() else t for t in flat_outputs(call())]
+
+        details.update({"backend": "inductor", "mode": "default", "dynamic": False,
+                        "inductor_cache": "fresh per cell (cold start = full compile)"})
+        notes = notes + [f"torch.compile: the first call compiled the model in {first:.1f} s (the cell's cold start)"]
+        return Prepared(call, outputs, self.name, ctx.precision, reference=reference, first_call_s=first,
+                        restart_peak=True, details=details, notes=notes, cleanups=[cleanup])

@@ -1,0 +1,123 @@
+"""Numeric precisions on a device: whether they run, whether the hardware has them natively, and conversions.
+
+fp32 is the reference. bf16 is native on x86 CPUs with AVX-512 BF16 or AMX-BF16 (``avx512_bf16``/``amx_bf16`` in
+/proc/cpuinfo) and on Arm with the BF16 extension; elsewhere oneDNN emulates it through fp32 and it is usually
+slower than fp32. fp16 is native with AVX-512 FP16 or AMX-FP16 (x86) or Arm's half-precision arithmetic;
+elsewhere many CPU kernels are missing or slow — the cell then errors with the kernel's message, or runs
+slowly with a warning. int8 is PyTorch dynamic quantization (CPU only) or ONNX Runtime's.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import platform
+from dataclasses import dataclass
+
+import torch
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class Support:
+    """Whether ``precision`` can run on a device: ``ok``; ``native`` hardware support; ``note`` says why/how."""
+
+    precision: str
+    ok: bool
+    native: bool
+    note: str = ""
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (x86 "flags", Arm "Features"); empty where unreadable."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return frozenset(value.split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def support(precision: str, device: str = "cpu", flags: frozenset[str] | None = None) -> Support:
+    """Can ``precision`` run on ``device``, natively or not? Never raises."""
+    if precision == "fp32":
+        return Support(precision, True, True)
+    if device.startswith("cuda"):
+        if precision == "bf16":
+            ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+            return Support(precision, ok, ok, "" if ok else "this GPU has no bfloat16 support (compute capability < 8.0)")
+        if precision == "fp16":
+            return Support(precision, True, True)
+        return Support(precision, True, False, "int8 on CUDA: only onnxruntime quantized graphs; PyTorch dynamic "
+                                               "quantization runs on the CPU only")
+    flags = cpu_flags() if flags is None else flags
+    arch = platform.machine().lower()
+    if precision == "bf16":
+        native = bool({"avx512_bf16", "amx_bf16"} & flags) or (arch in ("aarch64", "arm64") and "bf16" in flags)
+        note = "" if native else ("this CPU has no native bfloat16 arithmetic (no avx512_bf16 or amx_bf16 in "
+                                  "/proc/cpuinfo): bf16 is emulated through fp32 and usually slower than fp32")
+        return Support(precision, True, native, note)
+    if precision == "fp16":
+        native = bool({"avx512_fp16", "amx_fp16"} & flags) or (arch in ("aarch64", "arm64") and "asimdhp" in flags)
+        note = "" if native else ("this CPU has no native fp16 arithmetic (no avx512_fp16 or amx_fp16): fp16 runs only "
+                                  "where PyTorch/ONNX Runtime have fp16 CPU kernels, through conversions, usually far "
+                                  "slower than fp32; a missing kernel fails the cell with its message")
+        return Support(precision, True, native, note)
+    if precision == "int8":
+        engines = getattr(torch.backends.quantized, "supported_engines", [])
+        native = bool({"avx512_vnni", "avx_vnni", "amx_int8"} & flags) or "qnnpack" in engines or "fbgemm" in engines
+        return Support(precision, True, native, "")
+    return Support(precision, False, False, f"unknown precision {precision!r}")
+
+
+def cast_inputs(args, kwargs, precision: str):
+    """Floating inputs in the precision's dtype (fp16/bf16); integer inputs (token ids) and int8/fp32 unchanged."""
+    dtype = DTYPES.get(precision)
+    if dtype is None or dtype == torch.float32:
+        return args, kwargs
+
+    def cast(t):
+        return t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t
+
+    return tuple(cast(a) for a in args), {k: cast(v) for k, v in kwargs.items()}
+
+
+def convert_module(module: torch.nn.Module, precision: str, owns_module: bool) -> tuple[torch.nn.Module, dict, list[str]]:
+    """The module in ``precision`` for eager/compiled PyTorch: (module, details, notes).
+
+    fp16/bf16: parameters and buffers cast (in place when the cell owns the module, else on a copy).
+    int8: ``torch.ao.quantization.quantize_dynamic`` on ``nn.Linear`` (weights int8, activations quantized per
+    batch at run time); convolutions and every other layer stay fp32.
+    """
+    if precision == "fp32":
+        return module, {}, []
+    if precision in ("fp16", "bf16"):
+        m = module if owns_module else copy.deepcopy(module)
+        return m.to(DTYPES[precision]), {"conversion": f"module.to({DTYPES[precision]})"}, []
+    if precision == "int8":
+        import warnings
+
+        from dnnbench.core.errors import UnavailableError
+
+        dev = next((p.device for p in module.parameters()), torch.device("cpu"))
+        if dev.type != "cpu":
+            raise UnavailableError("--precision int8 with PyTorch runs on the CPU only",
+                                   "torch.ao dynamic quantization has no CUDA kernels",
+                                   "use --runtime onnxruntime --precision int8, or --device cpu")
+        linear = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+        total = sum(p.numel() for p in module.parameters()) or 1
+        quantized = sum(m.weight.numel() for m in linear)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice (moving to torchao)
+            q = torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8, inplace=False)
+        details = {"conversion": "torch.ao.quantization.quantize_dynamic({nn.Linear}, qint8)",
+                   "quantized_layers": len(linear), "quantized_params_fraction": quantized / total}
+        notes = [f"int8: dynamic quantization of the {len(linear)} nn.Linear layers ({100 * quantized / total:.1f} % "
+                 "of the parameters); convolutions and all other layers stay fp32"]
+        return q, details, notes
+    raise ValueError(precision)
