@@ -392,9 +392,13 @@ def _seconds(s) -> str:
               help="Power sensors, measured after each cell's timing (`dnnbench sensors` lists them).")
 @click.option("--estimate-power", type=float, default=None, metavar="TDP_W",
               help="When no sensor measures, report a labelled estimate from this TDP in watts.")
+@click.option("--runtime", default=None, metavar="eager|compile|onnxruntime|all",
+              help="What runs the model; a comma list or all compares them [default: eager; onnxruntime for onnx:].")
+@click.option("--precision", default="fp32", show_default=True, metavar="fp32|fp16|bf16|int8|all",
+              help="Numeric precision; a comma list or all. Non-reference runs are checked against eager fp32.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 def bench(model, batch_sizes, device, threads, target_ci, max_time_per_cell, min_samples, in_process, input_size,
-          sensors, estimate_power, fmt):
+          sensors, estimate_power, runtime, precision, fmt):
     """Inference time, throughput and memory of MODEL at each batch size, measured on this machine.
 
     Each (model, batch size) cell runs in a fresh worker process: cold start apart, warm-up until steady,
@@ -406,16 +410,24 @@ def bench(model, batch_sizes, device, threads, target_ci, max_time_per_cell, min
     check_device_name(device)
     from dnnbench import api
 
-    with _bench_progress(max_time_per_cell) as on_event:
-        run = api.bench(model, batch_sizes, device=device, threads=threads, target_ci=target_ci,
-                        max_time_per_cell=max_time_per_cell, in_process=in_process, input_size=input_size,
-                        min_samples=min_samples, on_event=on_event, sensors=sensors,
-                        estimate_power_w=estimate_power)
+    configs, left_out = api.runtime_configs(model, runtime, precision, device)
+    for label, why in left_out:
+        err.print(f"left out: {label}: {why}", markup=False)
+    runs = []
+    for rt, prec in configs:
+        with _bench_progress(max_time_per_cell) as on_event:
+            runs.append(api.bench(model, batch_sizes, device=device, threads=threads, target_ci=target_ci,
+                                  max_time_per_cell=max_time_per_cell, in_process=in_process, input_size=input_size,
+                                  min_samples=min_samples, on_event=on_event, sensors=sensors,
+                                  estimate_power_w=estimate_power, runtime=rt, precision=prec))
     if fmt == "json":
-        _dump(run.to_dict())
+        _dump(runs[0].to_dict() if len(runs) == 1 else [r.to_dict() for r in runs])
     else:
-        _render_bench(run)
-    if not any(c.status == "ok" for c in run.cells):
+        for run in runs:
+            _render_bench(run)
+        if len(runs) > 1:
+            _render_runtime_comparison(runs)
+    if not any(c.status == "ok" for run in runs for c in run.cells):
         sys.exit(1)
 
 
@@ -440,6 +452,8 @@ class _bench_progress:
 
     def on_event(self, kind, spec, payload) -> None:
         label = f"{spec.model.removeprefix('torchvision:')} batch {spec.batch_size}"
+        if not spec.is_reference:
+            label += f" ({spec.runtime} {spec.precision})"
         if kind == "start":
             self.tasks[spec.batch_size] = self.bar.add_task(label, total=self.max_time, info="starting")
             return
@@ -480,8 +494,8 @@ def _render_power(run) -> None:
 def _render_bench(run) -> None:
     on_gpu = run.device.startswith("cuda")
     env = run.environment
-    t = Table(title=f"{run.model} on {run.device}, {run.threads} threads — latency per batch (median and 95 % CI), "
-                    "memory measured per cell", title_justify="left")
+    t = Table(title=f"{run.model} on {run.device}, {run.threads} threads, {run.runtime} {run.precision} — latency per "
+                    "batch (median and 95 % CI), memory measured per cell", title_justify="left")
     cols = ["batch", "status", "median", "95 % CI", "per item", "items/s", "p90", "p99", "cold start", "n"]
     cols += ["CUDA peak alloc.", "CUDA peak reserved"] if on_gpu else ["peak RSS", "RSS above base"]
     cols += ["static act.+weights", "GFLOP/s", "% of peak"]
@@ -506,6 +520,7 @@ def _render_bench(run) -> None:
                   _pct(roof.fraction_of_peak) if roof and roof.fraction_of_peak is not None else "-")
     out.print(t)
     _render_power(run)
+    _render_runtime_lines(run)
     for c in run.cells:
         if c.status != "ok":
             out.print(f"batch {c.batch_size}: {c.status}: {c.message}")
@@ -530,6 +545,61 @@ def _render_bench(run) -> None:
     out.print(f"machine {env.fingerprint}: {env.cpu_model}, {env.physical_cores} physical / {env.logical_cores} "
               f"logical cores{gpu}; torch {env.torch_version}; load {env.load_avg}; dnnbench {env.tool_version}, "
               f"{env.timestamp}")
+
+
+def _render_runtime_lines(run) -> None:
+    """The runtime's preparation and the equivalence check of each cell (none for eager fp32, the reference)."""
+    ok = [c for c in run.cells if c.status == "ok" and c.runtime_info is not None]
+    if not ok:
+        return
+    info = ok[0].runtime_info
+    keys = ("exporter", "batch_axis", "providers", "conversion", "quantized", "backend", "inductor_cache")
+    shown = {k: info.details[k] for k in keys if k in info.details}
+    if shown or info.notes:
+        out.print(f"{run.runtime} {run.precision}: " + "; ".join([f"{k} {v}" for k, v in shown.items()] + info.notes),
+                  markup=False)
+    for c in ok:
+        eq = c.equivalence
+        line = f"batch {c.batch_size}: prepared in {_seconds(c.prepare_s)}"
+        if eq is not None:
+            diff = f"{eq.max_abs_diff:.3g}" if eq.max_abs_diff is not None else eq.unavailable.get("max_abs_diff", "-")
+            agree = (f"{100 * eq.top1_agreement:.1f} % of {eq.rows} rows" if eq.top1_agreement is not None
+                     else eq.unavailable.get("top1_agreement", "-"))
+            line += (f"; vs {eq.reference} on the same input: max |diff| {diff} (largest |output| "
+                     f"{eq.reference_max_abs:.3g}), top-1 agreement {agree}" if eq.reference_max_abs is not None
+                     else f"; vs {eq.reference}: max |diff| {diff}, top-1 agreement {agree}")
+        out.print(line, markup=False)
+
+
+def _render_runtime_comparison(runs) -> None:
+    """One table across runtimes and precisions: time, memory, cold start, preparation, equivalence."""
+    t = Table(title=f"{runs[0].model} on {runs[0].device}, {runs[0].threads} threads — runtimes and precisions "
+                    "side by side", title_justify="left")
+    for c in ("batch", "runtime", "precision", "status", "median", "per item", "vs eager fp32", "cold start",
+              "prepare", "peak RSS", "RSS above base", "max |diff|", "top-1 agree"):
+        t.add_column(c, justify="left" if c in ("runtime", "precision", "status") else "right")
+    ref = {c.batch_size: c for r in runs if (r.runtime, r.precision) == ("eager", "fp32") for c in r.cells
+           if c.status == "ok"}
+    sizes = sorted({c.batch_size for r in runs for c in r.cells})
+    for b in sizes:
+        for r in runs:
+            c = next((x for x in r.cells if x.batch_size == b), None)
+            if c is None:
+                continue
+            st = c.latency_s
+            base = ref.get(b)
+            speed = (f"{base.latency_s.median_s / st.median_s:.2f}x" if st and base and base.latency_s
+                     and st.median_s > 0 else "-")
+            eq = c.equivalence
+            t.add_row(str(b), r.runtime, r.precision, c.status, _seconds(st.median_s) if st else "-",
+                      _seconds(c.latency_per_item_s), speed if c is not base else "1 (reference)",
+                      _seconds(c.cold_start_s), _seconds(c.prepare_s), _bytes(c.peak_rss_bytes),
+                      _bytes(c.rss_above_baseline_bytes),
+                      f"{eq.max_abs_diff:.3g}" if eq and eq.max_abs_diff is not None else "-",
+                      f"{100 * eq.top1_agreement:.1f} %" if eq and eq.top1_agreement is not None else "-")
+    out.print(t)
+    out.print("vs eager fp32: its median time over this one's (above 1: faster). max |diff| and top-1 agreement "
+              "compare the outputs with eager fp32 on the same input.")
 
 
 @cli.command()
@@ -578,7 +648,7 @@ def machine(device, threads, cached, fmt):
 @cli.command()
 @click.argument("models", nargs=-1, required=True)
 @click.option("--batch-sizes", default=None, metavar="1,2,4",
-              help="Batch sizes [default: 1,2,4,8,16,32,64; with --quick 1,4,16].")
+              help="Batch sizes [default: 1,2,4,8,16,32,64; with --quick 1,16].")
 @click.option("--metrics", default="profile,time,memory", show_default=True,
               help="Metric groups: profile, time, memory, power, accuracy (needs --data).")
 @click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda")
@@ -587,7 +657,7 @@ def machine(device, threads, cached, fmt):
               help="Results store: a SQLite path or SQLAlchemy URL [default: $DNNBENCH_STORE or ~/.local/share/dnnbench/results.db].")
 @click.option("--budget", default=None, metavar="30m", help="Stop cleanly between cells after this long.")
 @click.option("--force", is_flag=True, help="Re-measure cells already in the store.")
-@click.option("--quick", is_flag=True, help="A small preset for demos: batch sizes 1,4,16, 5 % CI, 2 s per cell.")
+@click.option("--quick", is_flag=True, help="A small preset for demos: batch sizes 1,16, 5 % CI, 2 s per cell.")
 @click.option("--target-ci", type=float, default=None, help="Relative CI of the median to reach [default 0.02].")
 @click.option("--max-time-per-cell", type=float, default=None, metavar="S", help="Time cap per cell [default 10].")
 @click.option("--input-size", default=None, metavar="H[,W]", help="Image size in pixels (default: native).")
@@ -601,8 +671,12 @@ def machine(device, threads, cached, fmt):
               help="Power sensors for the power group.")
 @click.option("--estimate-power", type=float, default=None, metavar="TDP_W",
               help="When no sensor measures, store a labelled estimate from this TDP in watts.")
+@click.option("--runtime", default=None, metavar="eager|compile|onnxruntime|all",
+              help="Runtimes to measure, a comma list or all [default: eager; onnxruntime for onnx: models].")
+@click.option("--precision", default=None, metavar="fp32|fp16|bf16|int8|all",
+              help="Precisions to measure, a comma list or all [default: fp32].")
 def study(models, batch_sizes, metrics, device, store, budget, force, quick, target_ci, max_time_per_cell,
-          threads, input_size, name, data, labels, weights, limit, sensors, estimate_power):
+          threads, input_size, name, data, labels, weights, limit, sensors, estimate_power, runtime, precision):
     """Run the whole sweep (MODELS or sets x batch sizes x metric groups) into the results store.
 
     Resumable: cells already stored for the same configuration and machine are skipped.
@@ -638,7 +712,9 @@ def study(models, batch_sizes, metrics, device, store, budget, force, quick, tar
             bar.start()
         elif kind == "start" and state["task"] is not None:
             p = data["plan"]
-            bar.update(state["task"], description=f"{p.label} b={p.batch_size} {p.group}")
+            conf = (p.config.get("runtime", "eager"), p.config.get("precision", "fp32"))
+            extra = "" if conf == ("eager", "fp32") or p.group == "profile" else f" {conf[0]} {conf[1]}"
+            bar.update(state["task"], description=f"{p.label} b={p.batch_size} {p.group}{extra}")
         elif kind == "done" and state["task"] is not None:
             bar.advance(state["task"])
             row = data["row"]
@@ -650,7 +726,8 @@ def study(models, batch_sizes, metrics, device, store, budget, force, quick, tar
                                   budget=budget, force=force, quick=quick, threads=threads, target_ci=target_ci,
                                   max_time_per_cell=max_time_per_cell, input_size=input_size, name=name,
                                   on_event=on_event, data=data, labels=labels, weights=weights,
-                                  accuracy_limit=limit, sensors=sensors, estimate_power_w=estimate_power)
+                                  accuracy_limit=limit, sensors=sensors, estimate_power_w=estimate_power,
+                                  runtimes=runtime, precisions=precision)
     finally:
         bar.stop()
     statuses = ", ".join(f"{v} {k}" for k, v in sorted(summary.statuses.items())) or "none"

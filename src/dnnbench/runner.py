@@ -23,7 +23,7 @@ from dnnbench.store import CellRow, open_store
 METRIC_GROUPS = ("profile", "time", "memory", "power", "accuracy")
 BENCH_METRICS = ("time", "memory", "power")
 DEFAULT_METRICS = ("profile", "time", "memory")
-QUICK = {"batch_sizes": (1, 4, 16), "target_ci": 0.05, "max_time_per_cell": 2.0}
+QUICK = {"batch_sizes": (1, 16), "target_ci": 0.05, "max_time_per_cell": 2.0}
 
 StudyEvent = Callable[[str, dict], None]
 
@@ -90,8 +90,14 @@ def _digest(payload: dict) -> str:
 
 
 def plan_cells(models: list[str], batch_sizes, metrics, device: str, threads: int, fingerprint: str,
-               input_size=None, bench_config: dict | None = None, accuracy_config: dict | None = None) -> tuple[list[StudyPlan], list[tuple[str, str]]]:
-    """Expand models/sets into cells; unavailable set members are returned apart with their reason."""
+               input_size=None, bench_config: dict | None = None, accuracy_config: dict | None = None,
+               runtimes=None, precisions=None) -> tuple[list[StudyPlan], list[tuple[str, str]]]:
+    """Expand models/sets into cells; unavailable set members are returned apart with their reason.
+
+    Bench cells are planned once per (runtime, precision) that can run the model here (``api.runtime_configs``:
+    ``runtimes`` None = eager, or onnxruntime for an ONNX file); the pairs that cannot are returned as
+    unavailable with their reason. Runtime and precision are part of every cell's identity.
+    """
     from dnnbench.core.measurements import parse_batch_sizes
 
     sizes = parse_batch_sizes(batch_sizes)
@@ -111,13 +117,22 @@ def plan_cells(models: list[str], batch_sizes, metrics, device: str, threads: in
             ident = {"fingerprint": fingerprint, "model": e.ref, "group": "accuracy", **config}
             cells.append(StudyPlan(e.label, e.ref, "accuracy", config["batch_size"], _digest(ident), config))
         for group in groups:
-            config = {"input_size": input_size, "runtime": "eager", "precision": "fp32",
-                      "device": device if group != "profile" else "meta", "threads": threads if group != "profile" else None}
+            configs = [("eager", "fp32")]
             if group != "profile":
-                config.update(bench_config or {})
-            for b in sizes:
-                ident = {"fingerprint": fingerprint, "model": e.ref, "group": group, "batch_size": b, **config}
-                cells.append(StudyPlan(e.label, e.ref, group, b, _digest(ident), config))
+                try:
+                    configs, left = api.runtime_configs(e.ref, runtimes, precisions, device)
+                except DnnbenchError as exc:
+                    configs, left = [], [("", exc.one_line())]
+                unavailable.extend((f"{e.label} {label}".strip(), why) for label, why in left)
+            for runtime, precision in configs:
+                config = {"input_size": input_size, "runtime": runtime, "precision": precision,
+                          "device": device if group != "profile" else "meta",
+                          "threads": threads if group != "profile" else None}
+                if group != "profile":
+                    config.update(bench_config or {})
+                for b in sizes:
+                    ident = {"fingerprint": fingerprint, "model": e.ref, "group": group, "batch_size": b, **config}
+                    cells.append(StudyPlan(e.label, e.ref, group, b, _digest(ident), config))
     return cells, unavailable
 
 
@@ -202,6 +217,20 @@ def bench_row(plan: StudyPlan, cell, env: dict, fingerprint: str, study_name: st
             put("achieved_flops_per_s", cell.roofline.achieved_flops_per_s,
                 cell.roofline.unavailable.get("achieved_flops_per_s"))
             put("fraction_of_peak", cell.roofline.fraction_of_peak, cell.roofline.unavailable.get("fraction_of_peak"))
+    info = getattr(cell, "runtime_info", None)
+    if cell.status == "ok" and info is not None:
+        put("prepare_s", info.prepare_s)
+        if info.prepare_peak_rss_bytes is not None:
+            put("prepare_peak_rss_bytes", info.prepare_peak_rss_bytes)
+        eq = info.equivalence
+        if eq is not None:  # every configuration but the reference (eager fp32) has one
+            put("equivalence_max_abs_diff", eq.max_abs_diff, eq.unavailable.get("max_abs_diff"))
+            put("equivalence_mean_abs_diff", eq.mean_abs_diff, eq.unavailable.get("mean_abs_diff"))
+            put("equivalence_top1_agreement", eq.top1_agreement, eq.unavailable.get("top1_agreement"))
+            put("equivalence_rows", eq.rows)
+            notes["equivalence_reference"] = eq.reference
+        if info.notes:
+            notes["runtime_notes"] = "; ".join(info.notes)
     if "power" in plan.config.get("metrics", []):
         e = cell.power
         if e is None:
@@ -222,8 +251,9 @@ def bench_row(plan: StudyPlan, cell, env: dict, fingerprint: str, study_name: st
         samples["warmup_s"] = list(cell.timing.warmup_s)
     input_shape = plan.config.get("input_shape")
     return CellRow(
-        cell_id=plan.cell_id, fingerprint=fingerprint, environment=env, model_ref=plan.ref, runtime="eager",
-        device=plan.config["device"], precision="fp32", batch_size=plan.batch_size, metric_group=plan.group,
+        cell_id=plan.cell_id, fingerprint=fingerprint, environment=env, model_ref=plan.ref,
+        runtime=plan.config.get("runtime", "eager"), device=plan.config["device"],
+        precision=plan.config.get("precision", "fp32"), batch_size=plan.batch_size, metric_group=plan.group,
         status=cell.status, message=cell.message or None, config=plan.config, threads=plan.config.get("threads"),
         input_shape=input_shape, warnings=[str(w) for w in cell.warnings], metrics=metrics, notes=notes,
         samples=samples, started_at=started, finished_at=datetime.now(timezone.utc), study=study_name,
@@ -236,12 +266,15 @@ def study(models, batch_sizes=None, metrics=None, device: str = "cpu", store: st
           name: str | None = None, on_event: StudyEvent | None = None, in_process: bool = False,
           data: str | None = None, labels: str | None = None, weights: str = "DEFAULT",
           accuracy_limit: int | None = None, accuracy_batch_size: int = 64, sensors: str = "auto",
-          estimate_power_w: float | None = None) -> StudySummary:
+          estimate_power_w: float | None = None, runtimes=None, precisions=None) -> StudySummary:
     """Run every missing cell of the study and store it; return what was done and what is left.
 
-    ``quick``: batch sizes 1,4,16, target CI 5 %, 2 s per cell (explicit arguments win).
+    ``quick``: batch sizes 1,16, target CI 5 %, 2 s per cell (explicit arguments win).
     ``budget``: seconds or '30m'; the study stops between cells once it is spent.
     ``data``/``labels``/``weights``/``accuracy_limit``: for the accuracy group (one cell per model).
+    ``runtimes``/``precisions``: names, comma lists or "all" (default eager — onnxruntime for ONNX files — at
+    fp32); bench cells are measured once per pair that can run here, the others are listed as unavailable.
+    A runtime named explicitly that cannot run here is a one-line error before anything is measured.
     Cells stored with status "error" are measured again; ok, oom and skipped cells are final.
     """
     from dnnbench.measure import environment
@@ -282,8 +315,10 @@ def study(models, batch_sizes=None, metrics=None, device: str = "cpu", store: st
     if "power" in metrics:
         bench_config["sensors"] = api.check_sensors(sensors, estimate_power_w)
         bench_config["estimate_power_w"] = estimate_power_w
+    if runtimes is not None and any(m in BENCH_METRICS for m in metrics):
+        _check_runtimes(runtimes, precisions, device)
     cells, unavailable = plan_cells(list(models), batch_sizes, metrics, device, threads, env.fingerprint,
-                                    input_size, bench_config, accuracy_config)
+                                    input_size, bench_config, accuracy_config, runtimes, precisions)
     from dnnbench.sources.sets import paper_reference
 
     paper_top1 = {r["modern_ref"]: float(r["paper_top1_percent"]) / 100 for r in paper_reference() if r["modern_ref"]}
@@ -313,13 +348,30 @@ def study(models, batch_sizes=None, metrics=None, device: str = "cpu", store: st
     return summary
 
 
+def _check_runtimes(runtimes, precisions, device: str) -> None:
+    """One-line errors for runtimes or precisions named explicitly (not "all") that cannot run here at all."""
+    from dnnbench.core.measurements import PRECISIONS, RUNTIMES, parse_choices
+    from dnnbench.measure import runtimes as rts
+
+    names = parse_choices(runtimes, RUNTIMES, "--runtime")
+    parse_choices(precisions or "fp32", PRECISIONS, "--precision")
+    if "all" in [w.strip() for w in (runtimes.split(",") if isinstance(runtimes, str) else runtimes)]:
+        return
+    for n in names:
+        avail = rts.availability(n, device)
+        if not avail.ok:
+            raise avail.error()
+
+
 def _run(todo, st, summary, env_dict, fingerprint, name, paper_top1, budget_s, t0, device, threads,
          target_ci, max_time_per_cell, input_size, in_process, emit) -> None:
-    # bench cells of one model and group run in one api.bench call (an OOM skips the larger batches)
-    groups: dict[tuple[str, str], list[StudyPlan]] = {}
+    # bench cells of one model, group, runtime and precision run in one api.bench call (an OOM skips the
+    # larger batches)
+    groups: dict[tuple[str, str, str, str], list[StudyPlan]] = {}
     for c in todo:
-        groups.setdefault((c.ref, c.group), []).append(c)
-    for (ref, group), plans in groups.items():
+        groups.setdefault((c.ref, c.group, c.config.get("runtime", "eager"), c.config.get("precision", "fp32")),
+                          []).append(c)
+    for (ref, group, runtime, precision), plans in groups.items():
         if budget_s is not None and time.perf_counter() - t0 > budget_s:
             summary.stopped = "budget"
             return
@@ -356,7 +408,7 @@ def _run(todo, st, summary, env_dict, fingerprint, name, paper_top1, budget_s, t
             api.bench(ref, batch_sizes=sorted(by_batch), device=device, threads=threads, target_ci=target_ci,
                       max_time_per_cell=max_time_per_cell, in_process=in_process, input_size=input_size,
                       on_event=on_bench, sensors=cfg.get("sensors", "none"),
-                      estimate_power_w=cfg.get("estimate_power_w"))
+                      estimate_power_w=cfg.get("estimate_power_w"), runtime=runtime, precision=precision)
         except DnnbenchError as exc:
             # the model could not be prepared at all (e.g. unknown reference): every cell of it fails
             now = datetime.now(timezone.utc)
@@ -364,7 +416,8 @@ def _run(todo, st, summary, env_dict, fingerprint, name, paper_top1, budget_s, t
                 if st.statuses([plan.cell_id]):
                     continue
                 row = CellRow(cell_id=plan.cell_id, fingerprint=fingerprint, environment=env_dict, model_ref=ref,
-                              runtime="eager", device=device, precision="fp32", batch_size=plan.batch_size,
+                              runtime=plan.config.get("runtime", "eager"), device=device,
+                              precision=plan.config.get("precision", "fp32"), batch_size=plan.batch_size,
                               metric_group=group, status="error", message=exc.one_line(), config=plan.config,
                               threads=threads, started_at=now, finished_at=now, study=name)
                 _store(st, summary, row, emit, plan)
