@@ -228,9 +228,10 @@ def bench_row(plan: StudyPlan, cell, env: dict, fingerprint: str, study_name: st
             put("equivalence_mean_abs_diff", eq.mean_abs_diff, eq.unavailable.get("mean_abs_diff"))
             put("equivalence_top1_agreement", eq.top1_agreement, eq.unavailable.get("top1_agreement"))
             put("equivalence_rows", eq.rows)
-            notes["equivalence_reference"] = eq.reference
-        if info.notes:
-            notes["runtime_notes"] = "; ".join(info.notes)
+            # what was compared with (a value may carry a note too): eager fp32, or an ONNX file's fp32 session
+            notes.setdefault("equivalence_max_abs_diff", f"against {eq.reference} on the same input")
+        if info.notes:  # how the runtime prepared the model (exporter, quantization scope, compile graphs)
+            notes.setdefault("prepare_s", "; ".join(info.notes))
     if "power" in plan.config.get("metrics", []):
         e = cell.power
         if e is None:

@@ -14,6 +14,7 @@ import time
 
 import torch
 
+from dnnbench.core.measurements import NoiseWarning
 from dnnbench.measure.runtimes.base import (Availability, Context, Prepared, Runtime, eager_outputs, flat_outputs,
                                             register)
 from dnnbench.measure.runtimes.eager import torch_only, unsupported_torch
@@ -64,7 +65,7 @@ class Compiled(Runtime):
 
     def import_libraries(self) -> None:
         import torch._dynamo  # noqa: F401
-        import torch._inductor.config  # noqa: F401
+        import torch._inductor.compile_fx  # noqa: F401  (seconds of imports: the tool's, not the model's)
 
     def prepare(self, ctx: Context) -> Prepared:
         torch_only(ctx)
@@ -84,8 +85,11 @@ class Compiled(Runtime):
                 os.environ[CACHE_ENV] = old
             shutil.rmtree(cache, ignore_errors=True)
 
+        from torch._dynamo.utils import counters
+
         try:
             torch._dynamo.reset()  # nothing compiled earlier in this process is reused
+            counters.clear()
             compiled = torch.compile(module, dynamic=False)
             with torch.inference_mode():
                 t0 = time.perf_counter()
@@ -101,8 +105,20 @@ class Compiled(Runtime):
         def outputs():
             return [t.float() if t.is_floating_point() else t for t in flat_outputs(call())]
 
-        details.update({"backend": "inductor", "mode": "default", "dynamic": False,
-                        "inductor_cache": "fresh per cell (cold start = full compile)"})
-        notes = notes + [f"torch.compile: the first call compiled the model in {first:.1f} s (the cell's cold start)"]
+        graphs = int(counters["stats"].get("unique_graphs", 0))
+        breaks = sum(counters["graph_break"].values())
+        details.update({"backend": "inductor", "mode": "default", "dynamic": False, "graphs": graphs,
+                        "graph_breaks": breaks, "inductor_cache": "fresh per cell (cold start = full compile)"})
+        notes = notes + [f"torch.compile: the first call compiled {graphs} graph{'s' if graphs != 1 else ''} in "
+                         f"{first:.1f} s (the cell's cold start)"
+                         + (f", with {breaks} graph break{'s' if breaks != 1 else ''}" if breaks else "")]
+        warns = []
+        if graphs == 0:
+            reason = next(iter(counters["graph_break"]), "no graph was captured").strip().splitlines()[0]
+            warns.append(NoiseWarning("compile", "torch.compile compiled nothing: the model runs eagerly under "
+                                                 f"dynamo's frame evaluation ({reason[:160]})",
+                                      "this figure is eager PyTorch plus dynamo's overhead, not compiled code; "
+                                      "use --runtime eager for this model (e.g. int8 dynamic quantization does "
+                                      "not compile)"))
         return Prepared(call, outputs, self.name, ctx.precision, reference=reference, first_call_s=first,
-                        restart_peak=True, details=details, notes=notes, cleanups=[cleanup])
+                        restart_peak=True, details=details, notes=notes, warnings=warns, cleanups=[cleanup])
