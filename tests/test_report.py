@@ -35,7 +35,7 @@ def test_report_is_one_self_contained_file(full_report):
     # nothing is fetched: no external URLs in src/href, figures are data: URIs
     assert not re.search(r'(src|href)="(https?:)?//', html)
     imgs = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([^"]+)"', html)
-    assert len(imgs) == len(FIGURES) == 10
+    assert len(imgs) == len(FIGURES) == 11
     for b64 in imgs:
         assert base64.b64decode(b64).startswith(PNG_MAGIC)
     assert "<style>" in html and "<script>" in html
@@ -43,7 +43,9 @@ def test_report_is_one_self_contained_file(full_report):
 
 def test_every_figure_has_data_titles_and_png_svg_files(full_report):
     res, _ = full_report
-    assert [f.no_data for f in res.figures] == [None] * 10  # power measured: every figure has data
+    # power measured: every figure has data, except the runtime comparison (one runtime and precision stored)
+    assert [f.no_data for f in res.figures if f.key != "runtimes"] == [None] * 10
+    assert "--runtime all" in next(f.no_data for f in res.figures if f.key == "runtimes")
     for f in res.figures:
         assert len(f.png) > 5000  # a drawn figure, not a blank canvas
         assert [p.rsplit(".", 1)[1] for p in f.files] == ["png", "svg"]
@@ -71,10 +73,11 @@ def test_figures_without_power_say_so_and_how(tmp_path):
     df, envs = _store(tmp_path, power=False)
     res = build(df, envs, tmp_path / "out")
     no = {f.key: f.no_data for f in res.figures if f.no_data}
-    assert set(no) == {"power_batch", "ops_power"}
-    assert all("--metrics time,memory,power" in why and "dnnbench sensors" in why for why in no.values())
+    assert set(no) == {"power_batch", "ops_power", "runtimes"}
+    assert all("--metrics time,memory,power" in why and "dnnbench sensors" in why
+               for key, why in no.items() if key != "runtimes")
     html = res.path.read_text(encoding="utf-8")
-    assert html.count('class="fig nodata"') == 2 and "no data:" in html
+    assert html.count('class="fig nodata"') == 3 and "no data:" in html
     assert all(len(f.png) > 5000 for f in res.figures)  # the placeholder is drawn, never blank
 
 

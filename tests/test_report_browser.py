@@ -43,7 +43,7 @@ def chromium() -> str:
 def test_report_renders_in_headless_chromium(chromium, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    url = S.write(f"sqlite:///{tmp_path / 's.db'}", S.rows(power=False))  # two figures are "no data" placeholders
+    url = S.write(f"sqlite:///{tmp_path / 's.db'}", S.rows(power=False))  # three figures are "no data" placeholders
     with open_store(url) as st:
         res = build(st.frame(), st.environments(), tmp_path / "out", store_where="synthetic.db")
 
@@ -80,10 +80,10 @@ def test_report_renders_in_headless_chromium(chromium, tmp_path):
     errors = [c for c in console if c[0] in ("error", "pageerror")]
     assert errors == []
     assert [u for u in requests if not u.startswith(("file:", "data:"))] == []  # self-contained: nothing fetched
-    assert len(figs) == 10
+    assert len(figs) == 11
     for f in figs:
         assert f["complete"] and f["nw"] > 0 and f["nh"] > 0, f
         assert f["w"] > 100 and f["h"] > 50, f  # laid out on the page with a real size
-    assert sum(f["nodata"] for f in figs) == 2
+    assert sum(f["nodata"] for f in figs) == 3  # no power, and one runtime: each panel says how to get it
     assert len(asc) == 15 and asc == sorted(asc) and desc == sorted(asc, reverse=True)
     assert shot.stat().st_size > 50_000

@@ -729,7 +729,8 @@ def study(models, batch_sizes, metrics, device, store, budget, force, quick, tar
                                   accuracy_limit=limit, sensors=sensors, estimate_power_w=estimate_power,
                                   runtimes=runtime, precisions=precision)
     finally:
-        bar.stop()
+        if state["task"] is not None:  # stopping a bar that never started prints an empty line
+            bar.stop()
     statuses = ", ".join(f"{v} {k}" for k, v in sorted(summary.statuses.items())) or "none"
     out.print(f"study: {summary.measured} cells measured ({statuses}), {summary.skipped_existing} already stored, "
               f"{summary.left} left, in {_seconds(summary.wall_s)}; store: {summary.store}")

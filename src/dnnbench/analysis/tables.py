@@ -109,7 +109,7 @@ def _threads(value) -> int | None:
 
 
 def setups(df: pd.DataFrame) -> list[Setup]:
-    """Every setup with bench cells; most ok cells first, then the newest."""
+    """Every setup with bench cells; most ok cells first, then eager fp32, then the newest."""
     bench = _bench_rows(df)
     if bench.empty:
         return []
@@ -123,7 +123,8 @@ def setups(df: pd.DataFrame) -> list[Setup]:
             out.append(Setup(str(key[0]), str(key[1]), str(key[2]), str(key[3]), None if threads == -1 else int(threads),
                              _text(first.get("cpu_model")), _text(first.get("gpu_name")), date,
                              int((gt["status"] == "ok").sum())))
-    return sorted(out, key=lambda s: (s.cells, s.date), reverse=True)
+    # on a tie the reference configuration (eager fp32) leads: runtime comparisons add setups of equal size
+    return sorted(out, key=lambda s: (s.cells, (s.runtime, s.precision) == ("eager", "fp32"), s.date), reverse=True)
 
 
 def choose_setup(df: pd.DataFrame, device: str | None = None) -> Setup | None:

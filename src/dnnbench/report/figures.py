@@ -358,6 +358,50 @@ def accuracy_density(data: ReportData, fig_ax):
     return fig
 
 
+def runtimes_side_by_side(data: ReportData, fig_ax):
+    """Time per image of each model under every runtime and precision measured on one machine, device, threads."""
+    from dnnbench.analysis.runtimes import comparisons, config_label
+
+    comps = comparisons(data.df)
+    if not comps:
+        return NoData("only one runtime and precision was measured: run e.g. `dnnbench study MODELS --runtime all` "
+                      "(and --precision fp32,int8) to compare them under one protocol")
+    comp = comps[0]
+    if data.setup is not None:
+        comp = next((c for c in comps if (c.fingerprint, c.device, c.threads)
+                     == (data.setup.fingerprint, data.setup.device, data.setup.threads)), comp)
+    t = comp.table[(comp.table["status"] == "ok") & comp.table["latency_per_item_s"].notna()]
+    sizes = sorted(t["batch_size"].unique())
+    batch = 1 if 1 in sizes else sizes[0]
+    t = t[t["batch_size"] == batch]
+    models = sorted(t["model"].unique())
+    configs = [c for c in comp.configs if ((t["runtime"] == c[0]) & (t["precision"] == c[1])).any()]
+    fig, ax = fig_ax()
+    ax.set_title(f"Time per image by runtime and precision, batch {batch}\n{comp.label}, "
+                 f"{data.setup.date if data.setup else data.generated}", fontsize=10)
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10"]
+    h = 0.8 / max(1, len(configs))
+    for k, (rt, prec) in enumerate(configs):
+        ys, xs, speed = [], [], []
+        for i, m in enumerate(models):
+            row = t[(t["model"] == m) & (t["runtime"] == rt) & (t["precision"] == prec)]
+            if row.empty:
+                continue
+            ys.append(i + (k - (len(configs) - 1) / 2) * h)
+            xs.append(float(row.iloc[0]["latency_per_item_s"]) * 1e3)
+            speed.append(row.iloc[0]["speedup_vs_reference"])
+        ax.barh(ys, xs, height=h * 0.9, color=cmap(k % 10), label=config_label(rt, prec))
+        for y, x, sp in zip(ys, xs, speed):
+            if sp == sp and (rt, prec) != ("eager", "fp32"):
+                ax.annotate(f"{sp:.2g}x", (x, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=7)
+    ax.set_yticks(range(len(models)), models, fontsize=8)
+    ax.set_xlabel("time per image (ms, median); Nx = speed-up over eager fp32")
+    ax.legend(fontsize=7, loc="best")
+    return fig
+
+
 FIGURES: list[tuple[str, str, Callable, str]] = [
     ("top1", "Top-1 accuracy per model", top1_per_model,
      "Today's top-1 (measured where stored, else published with the weights) beside the paper's 2016 figure."),
@@ -380,6 +424,9 @@ FIGURES: list[tuple[str, str, Callable, str]] = [
      "budget; models left of a line spend more than that per image."),
     ("density", "Accuracy density (top-1 per million parameters)", accuracy_density,
      "How much accuracy each parameter buys."),
+    ("runtimes", "Runtimes and precisions side by side", runtimes_side_by_side,
+     "The same models and batch under each runtime and precision measured on one machine, device and thread "
+     "count; the table \u201cRuntimes and precisions\u201d adds memory, cold start and output equivalence."),
 ]
 
 

@@ -98,7 +98,8 @@ def _results_table(data: ReportData) -> str:
     for s in setups(data.df):
         b = bench_table(data.df, s, statuses=("ok", "oom", "error", "skipped"))
         if not b.empty:
-            frames.append(b.assign(_setup=f"{s.device}, {s.threads or '-'} thr"))
+            conf = "" if (s.runtime, s.precision) == ("eager", "fp32") else f", {s.runtime} {s.precision}"
+            frames.append(b.assign(_setup=f"{s.device}, {s.threads or '-'} thr{conf}"))
     head = ["model", "batch", "setup", "status"] + [h for h, _, _ in RESULT_COLUMNS] + ["warnings"]
     rows = []
     for b in frames:
@@ -127,6 +128,65 @@ def _results_table(data: ReportData) -> str:
     ths = "".join(f'<th class="{"l" if i < 4 else ""}">{escape(h)}</th>' for i, h in enumerate(head))
     return (f'<div class="scroll"><table class="sortable" id="results"><thead><tr>{ths}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table></div>')
+
+
+def _runtimes_section(df: pd.DataFrame) -> str:
+    """Per machine/device/threads with more than one configuration: a row per model and batch, a column group per
+    (runtime, precision) — time per image and speed-up over eager fp32, memory, cold start, equivalence."""
+    from dnnbench.analysis.runtimes import comparisons, config_label
+
+    comps = comparisons(df)
+    if not comps:
+        return ("<p>Only one runtime and precision was measured. Compare them under one protocol with e.g. "
+                "<code>dnnbench study MODELS --runtime all --precision fp32,int8</code>.</p>")
+    parts = []
+    for comp in comps:
+        head1 = '<th class="l" rowspan="2">model</th><th rowspan="2">batch</th>' + "".join(
+            f'<th colspan="4">{escape(config_label(*c))}</th>' for c in comp.configs)
+        head2 = "".join("<th>time / image</th><th>memory</th><th>cold start</th><th>vs eager fp32</th>"
+                        for _ in comp.configs)
+        rows = []
+        for ref, model, b in comp.rows():
+            cells = [_td(model, left=True), _td(b, b)]
+            for rt, prec in comp.configs:
+                r = comp.cell(ref, b, rt, prec)
+                if r is None:
+                    cells += [_td("-")] * 4
+                    continue
+                if r["status"] != "ok":
+                    msg = r["message"] if isinstance(r["message"], str) else ""
+                    cells.append(f'<td class="l status-{escape(r["status"])}" colspan="4" title="{escape(msg)}">'
+                                 f'{escape(r["status"])}: {escape(msg[:140])}</td>')
+                    continue
+                t, sp = _num(r["latency_per_item_s"]), _num(r["speedup_vs_reference"])
+                reference = (rt, prec) == ("eager", "fp32")
+                cells.append(_td(u.seconds(t) + ("" if reference or sp is None else f" ({sp:.2g}x)"), t))
+                mem = _num(r["memory_total_bytes"])
+                cells.append(_td(u.mib(mem), mem))
+                cold, prep = _num(r["cold_start_s"]), _num(r["prepare_s"])
+                cells.append(_td(u.seconds(cold) + (f" + {u.seconds(prep)} prep." if prep and prep >= 0.01 else ""),
+                                 (cold or 0) + (prep or 0)))
+                if reference:
+                    cells.append(_td("reference"))
+                else:
+                    diff, agree = _num(r["equivalence_max_abs_diff"]), _num(r["equivalence_top1_agreement"])
+                    text = (f"max |diff| {diff:.2g}" if diff is not None else "max |diff| -") + \
+                           (f", top-1 {u.pct(agree, 0)}" if agree is not None else "")
+                    cells.append(_td(text, diff))
+            rows.append("<tr>" + "".join(cells) + "</tr>")
+        parts.append(f"<h3>{escape(comp.label)}</h3>"
+                     f'<div class="scroll"><table class="runtimes"><thead><tr>{head1}</tr><tr>{head2}</tr></thead>'
+                     f'<tbody>{"".join(rows)}</tbody></table></div>')
+    parts.append(
+        "<p class=\"muted\">Time / image: median time of one batch / batch size, and in brackets eager fp32's time "
+        "over this one's (above 1: faster). Memory: on CPU the worker's peak resident set while running (runtime "
+        "included; one-off preparation such as export, compilation or quantization is recorded apart), on GPU the "
+        "CUDA allocator's peak. Cold start: the first call (torch.compile compiles in it), plus the preparation "
+        "before it (export and session build, quantization, conversion). vs eager fp32: the largest |difference| "
+        "between this configuration's outputs and eager fp32's on the same input, and the fraction of rows whose "
+        "top-1 class agrees; with random weights the logits lie close together, so top-1 agreement is a "
+        "pessimistic figure.</p>")
+    return "".join(parts)
 
 
 def _finding(f: Finding) -> str:
@@ -259,6 +319,7 @@ def page(data: ReportData, figures: list[FigureOut], found: list[Finding], envs:
 <p class="muted">{escape(data.subtitle)} · store <code>{escape(store_where)}</code> · generated {escape(data.generated)}
 by dnnbench {escape(version)}</p>
 <nav><a href="#findings">Findings</a><a href="#figures">Figures</a><a href="#results">Results</a>
+<a href="#runtimes">Runtimes and precisions</a>
 <a href="#environment">Environment</a><a href="#warnings-section">Noise warnings</a><a href="#methods">How this was measured</a></nav>
 <p>{summary}</p>
 <h2 id="findings">Findings</h2>
@@ -270,6 +331,8 @@ PNG and SVG copies are in the <code>figures/</code> folder next to this file.</p
 <h2 id="results">Results</h2>
 <p class="muted">Click a column header to sort. Values in SI, shown in convenient units.</p>
 {_results_table(data)}
+<h2 id="runtimes">Runtimes and precisions</h2>
+{_runtimes_section(data.df)}
 <h2 id="environment">Environment</h2>
 {_environments(envs)}
 {_configs(data.df)}
