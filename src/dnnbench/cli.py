@@ -553,7 +553,7 @@ def _render_runtime_lines(run) -> None:
     if not ok:
         return
     info = ok[0].runtime_info
-    keys = ("exporter", "batch_axis", "providers", "conversion", "quantized", "backend", "inductor_cache")
+    keys = ("exporter", "batch_axis", "providers", "conversion", "backend", "graphs", "graph_breaks")
     shown = {k: info.details[k] for k in keys if k in info.details}
     if shown or info.notes:
         out.print(f"{run.runtime} {run.precision}: " + "; ".join([f"{k} {v}" for k, v in shown.items()] + info.notes),
@@ -575,11 +575,13 @@ def _render_runtime_comparison(runs) -> None:
     """One table across runtimes and precisions: time, memory, cold start, preparation, equivalence."""
     t = Table(title=f"{runs[0].model} on {runs[0].device}, {runs[0].threads} threads — runtimes and precisions "
                     "side by side", title_justify="left")
-    for c in ("batch", "runtime", "precision", "status", "median", "per item", "vs eager fp32", "cold start",
+    for c in ("batch", "runtime", "precision", "status", "median", "per item", "speed-up", "cold start",
               "prepare", "peak RSS", "RSS above base", "max |diff|", "top-1 agree"):
         t.add_column(c, justify="left" if c in ("runtime", "precision", "status") else "right")
-    ref = {c.batch_size: c for r in runs if (r.runtime, r.precision) == ("eager", "fp32") for c in r.cells
-           if c.status == "ok"}
+    # the reference: eager fp32, or for an ONNX file its fp32 session (the runs without an equivalence check)
+    ref_run = next((r for r in runs if (r.runtime, r.precision) == ("eager", "fp32")), None) or next(
+        (r for r in runs if r.precision == "fp32" and not any(c.equivalence for c in r.cells)), None)
+    ref = {c.batch_size: c for c in (ref_run.cells if ref_run else []) if c.status == "ok"}
     sizes = sorted({c.batch_size for r in runs for c in r.cells})
     for b in sizes:
         for r in runs:
@@ -598,8 +600,9 @@ def _render_runtime_comparison(runs) -> None:
                       f"{eq.max_abs_diff:.3g}" if eq and eq.max_abs_diff is not None else "-",
                       f"{100 * eq.top1_agreement:.1f} %" if eq and eq.top1_agreement is not None else "-")
     out.print(t)
-    out.print("vs eager fp32: its median time over this one's (above 1: faster). max |diff| and top-1 agreement "
-              "compare the outputs with eager fp32 on the same input.")
+    name = f"{ref_run.runtime} {ref_run.precision}" if ref_run else "the reference"
+    out.print(f"speed-up: {name}'s median time over this one's (above 1: faster). max |diff| and top-1 agreement "
+              f"compare the outputs with {name}'s on the same input.")
 
 
 @cli.command()
