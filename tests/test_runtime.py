@@ -51,6 +51,12 @@ def test_missing_extra_is_one_line_naming_it(monkeypatch, capsys):
         assert exit_info.value.code == 2
         err = capsys.readouterr().err
         assert err == f"dnnbench: error: {MISSING_ORT}.\n"
+    # `dnnbench runtimes` lists it as unavailable with the same reason, and exits 0
+    main(["runtimes", "--format", "json"])
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["eager"]["available"] and rows["compile"]["available"] and not rows["onnxruntime"]["available"]
+    assert f"{rows['onnxruntime']['reason']}: {rows['onnxruntime']['fix']}" == MISSING_ORT
+    assert rows["onnxruntime"]["precisions"]["bf16"]["runs"] is False
 
 
 def test_combinations_that_cannot_run_are_left_out_with_why():

@@ -15,7 +15,8 @@ from dnnbench.core.specs import InputSpec, LoadedModel
 from dnnbench.counting.profile import profile_model
 from dnnbench.sources import load, sets, torchvision_models
 
-__all__ = ["profile", "profile_many", "load_model", "list_models", "SetResult", "sensors", "bench", "machine"]
+__all__ = ["profile", "profile_many", "load_model", "list_models", "SetResult", "sensors", "bench", "machine",
+           "runtimes", "runtime_configs"]
 
 
 def load_model(ref: str | ModelRef, device: str = "cpu", weights: str | None = None,
@@ -307,6 +308,32 @@ def runtime_configs(model, runtimes=None, precisions="fp32",
     if not configs:
         raise left[0][1]
     return configs, [(label, exc.one_line()) for label, exc in left]
+
+
+def runtimes(device: str = "cpu") -> list[dict]:
+    """Every runtime: whether it works here (with the reason and fix when not) and each precision's support.
+
+    Each dict: ``name``, ``description``, ``available``, ``reason``, ``fix``, ``details`` (versions, execution
+    providers, compiler), ``precisions`` (name -> {"runs", "native", "note"}).
+    """
+    from dnnbench.core.measurements import PRECISIONS, check_device_name
+    from dnnbench.measure import runtimes as rts
+
+    check_device_name(device)
+    out = []
+    for name in rts.RUNTIMES.names():
+        rt = rts.get(name)
+        avail = rt.availability(device)
+        precs = {}
+        for p in PRECISIONS:
+            why = rt.unsupported(p, device)
+            sup = rts.precisions.support(p, device)
+            precs[p] = {"runs": why is None and sup.ok, "native": sup.native if why is None else False,
+                        "note": why or sup.note}
+        out.append({"name": name, "description": rt.description, "available": avail.ok, "reason": avail.reason,
+                    "fix": avail.fix, "details": avail.details, "precisions": precs})
+    order = {"eager": 0, "compile": 1, "onnxruntime": 2}
+    return sorted(out, key=lambda r: order.get(r["name"], 9))
 
 
 def bench(model, batch_sizes=DEFAULT_BATCH_SIZES, device: str = "cpu", threads: int | None = None,

@@ -314,6 +314,38 @@ def _render_accuracy(a) -> None:
 
 
 @cli.command()
+@click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda", help="cpu, cuda or cuda:N.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+def runtimes(device, fmt):
+    """Which runtimes (--runtime) work here and why not, and which precisions each runs on DEVICE.
+
+    Always exits 0; `bench --runtime X` with an unavailable X is the error, with the same reason.
+    """
+    from dnnbench import api
+
+    rows = api.runtimes(device)
+    if fmt == "json":
+        _dump(rows)
+        return
+    t = Table(title=f"runtimes on {device}", title_justify="left")
+    for c in ("runtime", "available", "fp32", "fp16", "bf16", "int8", "why not / details"):
+        t.add_column(c)
+    for r in rows:
+        marks = [("yes" if v["native"] else "emulated") if v["runs"] else "no" for v in r["precisions"].values()]
+        info = (f"{r['reason']}. Fix: {r['fix']}" if not r["available"]
+                else ", ".join(f"{k} {v}" for k, v in r["details"].items() if k != "providers"))
+        t.add_row(r["name"], "yes" if r["available"] else "no", *marks, info)
+    out.print(t)
+    notes: dict[tuple[str, str], list[str]] = {}  # (precision, note) -> runtimes it applies to
+    for r in rows:
+        for p, v in r["precisions"].items():
+            if v["note"] and r["available"]:
+                notes.setdefault((p, v["note"]), []).append(r["name"])
+    for (p, note), names in notes.items():
+        out.print(f"{p} ({', '.join(names)}): {note}", markup=False)
+
+
+@cli.command()
 @click.argument("spec", required=False, metavar="[SENSORS]")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 def sensors(spec, fmt):
