@@ -202,6 +202,14 @@ def _evaluate(node, values: dict, dims_of) -> list | None:
         shape = [int(v) for v in x[1]]
         shape = [x[0].shape[i] if v == 0 and not at.get("allowzero", 0) else v for i, v in enumerate(shape)]
         return [x[0].reshape(shape)]
+    # ops that create tensors from a shape: never materialise data-sized tensors (attention masks...)
+    limit = _Shapes.MAX_VALUE_ELEMENTS
+    if op == "ConstantOfShape" and prod(int(v) for v in x[0]) > limit:
+        return None
+    if op == "Expand" and x[0].size * prod(max(1, int(v)) for v in x[1]) > limit:  # an upper bound of the output
+        return None
+    if op == "Range" and abs((float(x[1]) - float(x[0])) / float(x[2] or 1)) > limit:
+        return None
     if op == "ConstantOfShape":
         from onnx import numpy_helper
 
