@@ -585,7 +585,7 @@ def _render_runtime_lines(run) -> None:
     if not ok:
         return
     info = ok[0].runtime_info
-    keys = ("exporter", "batch_axis", "providers", "conversion", "backend", "graphs", "graph_breaks")
+    keys = ("exporter", "batch_axis", "providers", "conversion", "backend", "graphs", "graph_breaks", "vec_isa")
     shown = {k: info.details[k] for k in keys if k in info.details}
     if shown or info.notes:
         out.print(f"{run.runtime} {run.precision}: " + "; ".join([f"{k} {v}" for k, v in shown.items()] + info.notes),

@@ -31,6 +31,17 @@ def cxx_compiler() -> str | None:
     return None
 
 
+def _vec_isa() -> str:
+    """The SIMD instruction set Inductor generates CPU code for ("none": scalar), or "unknown"."""
+    try:
+        from torch._inductor import cpu_vec_isa
+
+        isa = cpu_vec_isa.pick_vec_isa()
+        return str(isa) if isa else "none"
+    except Exception:
+        return "unknown"
+
+
 @register
 class Compiled(Runtime):
     name = "compile"
@@ -113,6 +124,17 @@ class Compiled(Runtime):
                          f"{first:.1f} s (the cell's cold start)"
                          + (f", with {breaks} graph break{'s' if breaks != 1 else ''}" if breaks else "")]
         warns = []
+        if ctx.device.type == "cpu":
+            isa = _vec_isa()
+            details["vec_isa"] = isa
+            from dnnbench.measure.runtimes.precision import cpu_flags
+
+            if isa == "none" and {"avx2", "avx512f", "asimd"} & cpu_flags():
+                warns.append(NoiseWarning(
+                    "compile", "Inductor generated scalar C++: its SIMD probe (compile and load a test library) "
+                               "failed in this process although the CPU has " +
+                               "/".join(sorted({"avx2", "avx512f", "asimd"} & cpu_flags())),
+                    "run again; a probe that timed out under load makes the compiled code many times slower"))
         if graphs == 0:
             reason = next(iter(counters["graph_break"]), "no graph was captured").strip().splitlines()[0]
             warns.append(NoiseWarning("compile", "torch.compile compiled nothing: the model runs eagerly under "
