@@ -218,6 +218,12 @@ def test_eager_fp32_cells_keep_their_identity():
                                 runtimes="eager,onnxruntime")
     assert both[0].cell_id == cells[0].cell_id and both[1].cell_id != cells[0].cell_id
     assert both[1].config["runtime"] == "onnxruntime"
+    # a study mixing torch models and an ONNX file runs the file under the runtimes that can run it
+    mixed, unavailable = runner.plan_cells(["resnet18", "onnx:m.onnx"], [1], ["time", "memory"], "cpu", 2, "fp0",
+                                           runtimes="eager,onnxruntime")
+    assert [(c.ref, c.config["runtime"]) for c in mixed] == [
+        ("torchvision:resnet18", "eager"), ("torchvision:resnet18", "onnxruntime"), ("onnx:m.onnx", "onnxruntime")]
+    assert [label for label, _ in unavailable] == ["onnx:m.onnx eager"]
 
 
 def test_study_measures_each_configuration_in_isolated_workers_and_resumes(tmp_path):

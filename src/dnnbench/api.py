@@ -267,19 +267,23 @@ def _is_onnx(model) -> bool:
     return ref.source == "onnx"
 
 
-def runtime_configs(model, runtimes=None, precisions="fp32",
-                    device: str = "cpu") -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def runtime_configs(model, runtimes=None, precisions="fp32", device: str = "cpu",
+                    strict: bool = True) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """The (runtime, precision) pairs ``model`` can be measured with here, and those left out with why.
 
     ``runtimes``: None (eager; onnxruntime for an ONNX file), a name, a comma list or sequence, or "all";
-    ``precisions`` likewise (fp32, fp16, bf16, int8 or "all"). A pair that cannot run — a runtime missing here
-    (e.g. onnxruntime without the ``onnx`` extra), a precision the runtime or device lacks, eager or compile
-    for an ONNX file — is left out with its one-line reason; when no pair can run, the first reason is raised.
+    ``precisions`` likewise (fp32, fp16, bf16, int8 or "all"). A runtime named explicitly that cannot run here
+    (e.g. onnxruntime without the ``onnx`` extra, eager for an ONNX file) raises its one-line error; with "all"
+    it is left out with that reason. A precision the runtime or device lacks is left out with its reason;
+    when no pair can run at all, the first reason is raised. ``strict=False`` treats named runtimes like "all"
+    (a study of several models checks the runtimes once, then leaves out per model what cannot run it).
     """
     from dnnbench.core.measurements import PRECISIONS, RUNTIMES, parse_choices
     from dnnbench.measure import runtimes as rts
 
     onnx_model = _is_onnx(model)
+    words = runtimes.split(",") if isinstance(runtimes, str) else list(runtimes or [])
+    explicit = strict and runtimes is not None and "all" not in [w.strip() for w in words]
     names = parse_choices(runtimes if runtimes is not None else ("onnxruntime" if onnx_model else "eager"),
                           RUNTIMES, "--runtime")
     precs = parse_choices(precisions or "fp32", PRECISIONS, "--precision")
@@ -287,12 +291,16 @@ def runtime_configs(model, runtimes=None, precisions="fp32",
     left: list[tuple[str, DnnbenchError]] = []
     for name in names:
         if onnx_model and name != "onnxruntime":
-            left.append((f"{name}", InputError(f"an ONNX file cannot run under --runtime {name}",
-                                               "an ONNX graph runs only in ONNX Runtime",
-                                               "use --runtime onnxruntime (the default for onnx: models)")))
+            exc = InputError(f"an ONNX file cannot run under --runtime {name}", "an ONNX graph runs only in ONNX Runtime",
+                             "use --runtime onnxruntime (the default for onnx: models)")
+            if explicit:
+                raise exc
+            left.append((name, exc))
             continue
         avail = rts.availability(name, device)
         if not avail.ok:
+            if explicit:
+                raise avail.error()
             left.append((name, avail.error()))
             continue
         for prec in precs:

@@ -120,7 +120,7 @@ def plan_cells(models: list[str], batch_sizes, metrics, device: str, threads: in
             configs = [("eager", "fp32")]
             if group != "profile":
                 try:
-                    configs, left = api.runtime_configs(e.ref, runtimes, precisions, device)
+                    configs, left = api.runtime_configs(e.ref, runtimes, precisions, device, strict=False)
                 except DnnbenchError as exc:
                     configs, left = [], [("", exc.one_line())]
                 unavailable.extend((f"{e.label} {label}".strip(), why) for label, why in left)
@@ -228,6 +228,7 @@ def bench_row(plan: StudyPlan, cell, env: dict, fingerprint: str, study_name: st
             put("equivalence_mean_abs_diff", eq.mean_abs_diff, eq.unavailable.get("mean_abs_diff"))
             put("equivalence_top1_agreement", eq.top1_agreement, eq.unavailable.get("top1_agreement"))
             put("equivalence_rows", eq.rows)
+            put("equivalence_reference_max_abs", eq.reference_max_abs)  # the scale the differences compare with
             # what was compared with (a value may carry a note too): eager fp32, or an ONNX file's fp32 session
             notes.setdefault("equivalence_max_abs_diff", f"against {eq.reference} on the same input")
         if info.notes:  # how the runtime prepared the model (exporter, quantization scope, compile graphs)

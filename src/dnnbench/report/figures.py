@@ -397,6 +397,7 @@ def runtimes_side_by_side(data: ReportData, fig_ax):
             if sp == sp and (rt, prec) != ("eager", "fp32"):
                 ax.annotate(f"{sp:.2g}x", (x, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=7)
     ax.set_yticks(range(len(models)), models, fontsize=8)
+    ax.invert_yaxis()  # first model and first configuration (eager fp32) on top, in the legend's order
     ax.set_xlabel("time per image (ms, median); Nx = speed-up over eager fp32")
     ax.legend(fontsize=7, loc="best")
     return fig
