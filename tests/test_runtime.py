@@ -69,6 +69,8 @@ def test_combinations_that_cannot_run_are_left_out_with_why():
         api.runtime_configs("resnet18", "jit")
     with pytest.raises(InputError, match="--precision int4 is not known"):
         api.runtime_configs("resnet18", "eager", "int4")
+    with pytest.raises(InputError, match="--precision int4 is not known"):  # a study refuses it before measuring
+        runner.study(["resnet18"], precisions="int4", store="/nonexistent/never-created.db")
     # an ONNX file runs only under onnxruntime, which is its default
     assert api.runtime_configs("onnx:m.onnx")[0] == [("onnxruntime", "fp32")]
     with pytest.raises(InputError, match="cannot run under --runtime eager"):

@@ -317,7 +317,7 @@ def study(models, batch_sizes=None, metrics=None, device: str = "cpu", store: st
     if "power" in metrics:
         bench_config["sensors"] = api.check_sensors(sensors, estimate_power_w)
         bench_config["estimate_power_w"] = estimate_power_w
-    if runtimes is not None and any(m in BENCH_METRICS for m in metrics):
+    if any(m in BENCH_METRICS for m in metrics):
         _check_runtimes(runtimes, precisions, device)
     cells, unavailable = plan_cells(list(models), batch_sizes, metrics, device, threads, env.fingerprint,
                                     input_size, bench_config, accuracy_config, runtimes, precisions)
@@ -355,8 +355,10 @@ def _check_runtimes(runtimes, precisions, device: str) -> None:
     from dnnbench.core.measurements import PRECISIONS, RUNTIMES, parse_choices
     from dnnbench.measure import runtimes as rts
 
-    names = parse_choices(runtimes, RUNTIMES, "--runtime")
     parse_choices(precisions or "fp32", PRECISIONS, "--precision")
+    if runtimes is None:  # the default runtime per model (eager, or onnxruntime for ONNX files)
+        return
+    names = parse_choices(runtimes, RUNTIMES, "--runtime")
     if "all" in [w.strip() for w in (runtimes.split(",") if isinstance(runtimes, str) else runtimes)]:
         return
     for n in names:
