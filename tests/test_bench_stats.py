@@ -2,12 +2,14 @@
 
 import math
 import random
+import statistics
 from fractions import Fraction
 
 import pytest
 
 from dnnbench.core.measurements import LatencyStats
-from dnnbench.core.stats import (binom_cdf, linear_fit, median_ci, median_ci_ranks, min_samples_for_quantile,
+from dnnbench.core.stats import (binom_cdf, block_ci_halfwidth, block_medians, linear_fit, median_ci, median_ci_ranks,
+                                 min_samples_for_quantile, t_quantile,
                                  quantile, summarize)
 
 
@@ -111,3 +113,49 @@ def test_linear_fit_recovers_a_line():
     assert fit.intercept == pytest.approx(100) and fit.slope == pytest.approx(7) and fit.r2 == pytest.approx(1)
     with pytest.raises(ValueError):
         linear_fit([3, 3], [1, 2])
+
+
+@pytest.mark.parametrize("p,df,table", [(0.975, 1, 12.7062), (0.975, 4, 2.7764), (0.975, 9, 2.2622),
+                                        (0.995, 9, 3.2498), (0.975, 120, 1.9799)])
+def test_t_quantiles_match_the_table(p, df, table):
+    assert t_quantile(p, df) == pytest.approx(table, abs=5e-5)
+
+
+def test_block_medians_of_consecutive_blocks():
+    xs = list(range(30))  # 10 blocks of 3: medians 1, 4, 7, ...
+    assert block_medians(xs) == [1 + 3 * i for i in range(10)]
+    assert block_medians(xs[:14]) is None  # too few for 5 blocks of 3
+    assert block_medians(xs[:15]) == [1, 4, 7, 10, 13]
+    meds = [10.0] * 5 + [12.0] * 5
+    expected = t_quantile(0.975, 9) * statistics.stdev(meds) / math.sqrt(10)
+    assert block_ci_halfwidth([m for m in meds for _ in range(3)]) == pytest.approx(expected)
+
+
+def test_drift_aware_ci_covers_the_median_of_correlated_samples():
+    # AR(1) samples (neighbours correlated at 0.9, like a machine drifting between speeds): the
+    # order-statistic CI, which assumes independence, covers the true median far less than 95 % of the
+    # time; the reported CI (hull with the batch-means interval) comes close to its promise
+    rng = random.Random(3)
+    trials, n, phi = 300, 300, 0.9
+    order_hits = hull_hits = 0
+    for _ in range(trials):
+        e, xs = rng.gauss(0, 1) / math.sqrt(1 - phi ** 2), []
+        for _ in range(n):
+            e = phi * e + rng.gauss(0, 1)
+            xs.append(10.0 + e)
+        s = summarize(xs)
+        order_hits += s.ci_order_low <= 10.0 <= s.ci_order_high
+        hull_hits += s.ci_low <= 10.0 <= s.ci_high
+        assert s.ci_low <= s.ci_order_low and s.ci_high >= s.ci_order_high
+    assert order_hits / trials < 0.6
+    assert hull_hits / trials > 0.85
+
+
+def test_drift_aware_ci_is_close_to_the_order_statistic_ci_for_independent_samples():
+    rng = random.Random(4)
+    ratios = []
+    for _ in range(200):
+        s = summarize([rng.gauss(10, 1) for _ in range(200)])
+        ratios.append(s.drift_rel)
+        assert s.ci_blocks == 10
+    assert 0.8 < statistics.median(ratios) < 1.4

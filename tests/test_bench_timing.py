@@ -1,6 +1,7 @@
 """Warm-up and stopping rules of the timer, driven by a fake clock: no real time passes."""
 
 import itertools
+import math
 import random
 
 import pytest
@@ -35,10 +36,11 @@ def run(durations, **spec):
 
 
 def test_cold_start_is_kept_apart_and_constant_calls_stop_at_the_minimum():
-    timing, clock, spec = run(itertools.chain([0.5], itertools.repeat(0.001)), min_samples=12)
+    timing, clock, spec = run(itertools.chain([0.5], itertools.repeat(0.001)), min_samples=16,
+                              min_sampling_fraction=0.0)
     assert timing.cold_start_s == 0.5
     assert timing.warmup_steady and len(timing.warmup_s) == 2 * spec.warmup_window
-    assert len(timing.samples_s) == 12 and timing.stop_reason == "ci"
+    assert len(timing.samples_s) == 16 and timing.stop_reason == "ci"
     assert timing.stats.median_s == pytest.approx(0.001)
     assert clock.calls == 1 + len(timing.warmup_s) + len(timing.samples_s)  # every call is accounted for
 
@@ -95,8 +97,53 @@ def test_floor_of_samples_even_when_one_call_exceeds_the_cap():
 
 
 def test_never_stops_on_the_ci_before_min_samples():
-    timing, _, _ = run(itertools.repeat(0.001), min_samples=40)
+    timing, _, _ = run(itertools.repeat(0.001), min_samples=40, min_sampling_fraction=0.0)
     assert len(timing.samples_s) == 40
+
+
+def test_sampling_spans_its_minimum_share_of_the_cap_before_a_ci_stop():
+    # a regime shorter than this share would otherwise pass for the whole machine's speed
+    timing, _, spec = run(itertools.repeat(0.01), max_time_s=4.0, min_samples=10)
+    assert timing.stop_reason == "ci"
+    assert sum(timing.samples_s) == pytest.approx(spec.max_time_s * spec.min_sampling_fraction, abs=0.011)
+
+
+def test_no_stop_on_the_ci_before_the_samples_can_be_checked_for_drift():
+    # 10 identical samples have a zero-width order-statistic CI, but drift needs 15 samples to be seen
+    timing, _, _ = run(itertools.repeat(0.001), min_samples=10, min_sampling_fraction=0.0)
+    assert len(timing.samples_s) == 15 and timing.stop_reason == "ci"
+    assert timing.stats.ci_blocks == 5
+
+
+def test_a_machine_that_slows_down_mid_run_keeps_sampling_and_says_it_drifted():
+    # each call is independent 1 % noise around a level that swings +/-10 % with a 1.3 s period, like a
+    # shared VM's speed: the order-statistic CI alone calls the median known to better than 2 %
+    rng = random.Random(5)
+
+    def calls():
+        t = 0.0
+        while True:
+            d = 0.010 * (1 + 0.10 * math.sin(2 * math.pi * t / 1.3)) * (1 + 0.01 * rng.uniform(-1, 1))
+            t += d
+            yield d
+
+    timing, _, spec = run(itertools.chain([0.02], [0.010] * 10, calls()), target_ci=0.02, max_time_s=10.0)
+    st = timing.stats
+    order_rel = max(st.median_s - st.ci_order_low_s, st.ci_order_high_s - st.median_s) / st.median_s
+    assert order_rel < 0.02 < st.ci_rel_halfwidth  # drift is what widened the CI
+    assert timing.stop_reason == "time_cap"
+    assert st.ci_blocks == 10 and st.drift_rel > 2
+    drift = [w for w in noise.check(timing, spec, None, None, None, 1) if w.code == "drift"]
+    assert len(drift) == 1 and "10 consecutive blocks" in drift[0].message and drift[0].remedy
+
+
+def test_independent_noise_gets_no_drift_warning():
+    rng = random.Random(9)
+    noisy = (0.01 * rng.lognormvariate(0, 0.05) for _ in itertools.count())
+    timing, _, spec = run(itertools.chain([0.02] * 11, noisy), target_ci=0.005, max_time_s=10.0)
+    assert timing.stop_reason == "ci" and timing.stats.ci_blocks == 10
+    assert 0.5 < timing.stats.drift_rel < 2
+    assert not any(w.code == "drift" for w in noise.check(timing, spec, None, None, None, 1))
 
 
 def test_max_samples_bounds_a_run():

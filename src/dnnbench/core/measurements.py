@@ -15,7 +15,7 @@ from typing import Any
 
 from dnnbench.core.errors import InputError
 from dnnbench.core.energy import Energy
-from dnnbench.core.stats import min_samples_for_quantile, summarize
+from dnnbench.core.stats import MIN_BLOCK_SAMPLES, min_samples_for_quantile, summarize
 
 STATUSES = ("ok", "oom", "error", "skipped")
 RUNTIMES = ("eager", "compile", "onnxruntime")  # what runs one batch (measure/runtimes registers each)
@@ -91,7 +91,9 @@ class TimingSpec:
     window before (and at least ``warmup_min_s`` passed), or until ``warmup_max_fraction`` of the time cap.
     Calls so slow that two windows would not fit in that share get shorter windows, down to 2 calls.
     Sampling stops when the ``confidence`` CI of the median lies within ``target_ci`` (relative) of the
-    median — never before ``min_samples`` — or when ``max_time_s`` (cold start and warm-up included)
+    median — never before ``min_samples``, nor before the 15 samples that checking them for drift needs
+    (see ``core.stats``), nor before sampling has lasted ``min_sampling_fraction`` of the cap, so that the
+    drift check spans more than one passing state of the machine — or when ``max_time_s`` (cold start and warm-up included)
     is spent, but never before ``floor_samples``; or at ``max_samples``.
     """
 
@@ -105,6 +107,7 @@ class TimingSpec:
     warmup_tolerance: float = 0.05
     warmup_min_s: float = 0.05
     warmup_max_fraction: float = 0.25
+    min_sampling_fraction: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,13 @@ class CellSpec:
 
 @dataclass(frozen=True)
 class LatencyStats:
-    """Statistics of per-batch latency samples, in seconds. p90/p99 need 64/662 samples (99 % confidence)."""
+    """Statistics of per-batch latency samples, in seconds. p90/p99 need 64/662 samples (99 % confidence).
+
+    ``ci_low_s``/``ci_high_s``: the 95 % CI of the median, the hull of the order-statistic interval
+    (``ci_order_*``, right for independent samples) and a batch-means interval over ``ci_blocks``
+    consecutive blocks, which widens when the machine's speed drifts during the run. ``drift_rel``: the
+    batch-means half-width over the order-statistic one (about 1 for independent samples).
+    """
 
     n: int
     median_s: float
@@ -158,6 +167,10 @@ class LatencyStats:
     ci_high_s: float | None
     ci_confidence: float
     unavailable: dict[str, str] = field(default_factory=dict)
+    ci_order_low_s: float | None = None
+    ci_order_high_s: float | None = None
+    ci_blocks: int | None = None
+    drift_rel: float | None = None
 
     @property
     def ci_rel_halfwidth(self) -> float | None:
@@ -180,10 +193,14 @@ class LatencyStats:
                 why[name] = f"too few samples: {s.n} < {need} needed for p{round(q * 100)} at 99 % confidence"
         if s.ci_low is None:
             why["ci_low_s"] = why["ci_high_s"] = f"too few samples: {s.n} < 6 needed for a 95 % CI of the median"
+        if s.ci_blocks is None:
+            why["ci_blocks"] = why["drift_rel"] = (f"too few samples: {s.n} < {MIN_BLOCK_SAMPLES} needed to check "
+                                                   "the samples for drift (the CI assumes them independent)")
         if s.stdev is None:
             why["stdev_s"] = why["cv"] = "a single sample has no spread"
         return LatencyStats(s.n, s.median, s.mean, s.min, s.max, s.stdev, s.cv, s.iqr, s.p90, s.p99,
-                            s.ci_low, s.ci_high, confidence, why)
+                            s.ci_low, s.ci_high, confidence, why, s.ci_order_low, s.ci_order_high, s.ci_blocks,
+                            s.drift_rel)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

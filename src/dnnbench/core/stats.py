@@ -1,7 +1,11 @@
 """Pure statistics that measurement needs for its stopping rule and its summaries. No torch, no numpy.
 
-Distribution-free throughout: latency distributions are skewed and multi-modal, so confidence intervals
-come from order statistics (binomial ranks), never from a normal approximation of the mean.
+Latency distributions are skewed and multi-modal, so the CI of the median comes from order statistics
+(binomial ranks), never from a normal approximation of the mean. Order statistics assume independent
+samples, which a machine whose speed drifts while it is measured (other load, clock changes, a shared VM)
+violates: consecutive samples then share a regime and the order-statistic CI is far too narrow. The
+reported CI therefore also spans a batch-means interval — the median +/- t * s / sqrt(k) of the medians of
+k consecutive blocks of samples — which widens exactly when the median moves during the run.
 """
 
 from __future__ import annotations
@@ -13,8 +17,12 @@ from functools import lru_cache
 
 __all__ = [
     "binom_cdf", "median_ci_ranks", "median_ci", "quantile", "min_samples_for_quantile",
-    "Summary", "summarize", "linear_fit", "LinearFit",
+    "Summary", "summarize", "linear_fit", "LinearFit", "t_quantile", "block_medians", "block_ci_halfwidth",
+    "BLOCKS", "MIN_BLOCK_SAMPLES",
 ]
+
+BLOCKS = 10  # consecutive blocks for the batch-means CI
+MIN_BLOCK_SAMPLES = 15  # fewer samples: blocks too short for a drift-aware CI (5 blocks of 3 at the least)
 
 
 def _log_pmf(i: int, n: int, p: float) -> float:
@@ -91,6 +99,69 @@ def quantile(sorted_xs: Sequence[float], q: float) -> float:
     return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * (pos - lo)
 
 
+@lru_cache(maxsize=256)
+def t_quantile(p: float, df: int) -> float:
+    """The ``p`` quantile (p > 0.5) of Student's t with ``df`` degrees of freedom, to ~1e-9.
+
+    Bisection on the CDF, 1/2 + the integral of the density from 0 (composite Simpson, 400 panels):
+    12.706 for (0.975, 1), 2.262 for (0.975, 9), tending to the normal's 1.960.
+    """
+    if not 0.5 < p < 1.0 or df < 1:
+        raise ValueError(f"t quantile needs 0.5 < p < 1 and df >= 1, got p={p}, df={df}")
+    log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+
+    def density(x: float) -> float:
+        return math.exp(log_c - (df + 1) / 2 * math.log1p(x * x / df))
+
+    def cdf(t: float) -> float:
+        panels = 400
+        h = t / panels
+        total = density(0.0) + density(t)
+        total += 4 * math.fsum(density((2 * i - 1) * h) for i in range(1, panels // 2 + 1))
+        total += 2 * math.fsum(density(2 * i * h) for i in range(1, panels // 2))
+        return 0.5 + total * h / 3
+
+    lo, hi = 0.0, 1.0
+    while cdf(hi) < p:
+        lo, hi = hi, 2 * hi
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if cdf(mid) < p:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def block_medians(samples: Sequence[float], blocks: int = BLOCKS) -> list[float] | None:
+    """Medians of ``min(blocks, n // 3)`` consecutive, near-equal blocks of time-ordered samples.
+
+    None below MIN_BLOCK_SAMPLES (fewer than 5 blocks of 3).
+    """
+    n = len(samples)
+    k = min(blocks, n // 3)
+    if n < MIN_BLOCK_SAMPLES or k < 5:
+        return None
+    bounds = [round(i * n / k) for i in range(k + 1)]
+    return [quantile(sorted(samples[a:b]), 0.5) for a, b in zip(bounds, bounds[1:])]
+
+
+def block_ci_halfwidth(samples: Sequence[float], confidence: float = 0.95, blocks: int = BLOCKS) -> float | None:
+    """Batch-means half-width of the median's CI: t(k-1) * stdev(block medians) / sqrt(k), in seconds.
+
+    Consecutive blocks absorb the correlation between neighbouring samples, so this half-width stays
+    honest when the machine's speed drifts; for independent samples it is close to the order-statistic
+    interval's. ``samples`` must be in the order they were taken. None with too few samples.
+    """
+    meds = block_medians(samples, blocks)
+    if meds is None:
+        return None
+    k = len(meds)
+    mean = math.fsum(meds) / k
+    sd = math.sqrt(math.fsum((m - mean) ** 2 for m in meds) / (k - 1))
+    return t_quantile(0.5 + confidence / 2, k - 1) * sd / math.sqrt(k)
+
+
 @lru_cache(maxsize=64)
 def min_samples_for_quantile(p: float, confidence: float = 0.99) -> int:
     """Fewest samples for which the second-largest sample bounds the ``p`` quantile from above.
@@ -118,10 +189,23 @@ class Summary:
     iqr: float
     p90: float | None  # None below min_samples_for_quantile(0.90)
     p99: float | None
-    ci_low: float | None  # None below the smallest n with a median CI
+    ci_low: float | None  # the hull of the two intervals below; None below the smallest n with a median CI
     ci_high: float | None
     ci_confidence: float
     ci_coverage: float | None  # exact coverage of the chosen ranks (>= ci_confidence)
+    ci_order_low: float | None = None  # order-statistic CI: right for independent samples
+    ci_order_high: float | None = None
+    ci_blocks: int | None = None  # blocks of the batch-means CI; None with too few samples
+    ci_blocks_halfwidth: float | None = None  # its half-width around the median
+
+    @property
+    def drift_rel(self) -> float | None:
+        """The batch-means half-width over the order-statistic one: about 1 for independent samples,
+        well above when the median moved during the run."""
+        if self.ci_blocks_halfwidth is None or self.ci_order_low is None or self.ci_order_high is None:
+            return None
+        order = max(self.median - self.ci_order_low, self.ci_order_high - self.median)
+        return self.ci_blocks_halfwidth / order if order > 0 else None
 
     @property
     def ci_rel_halfwidth(self) -> float | None:
@@ -132,7 +216,11 @@ class Summary:
 
 
 def summarize(samples: Sequence[float], confidence: float = 0.95, tail_confidence: float = 0.99) -> Summary:
-    """Median, mean, min, p90/p99 (only with enough samples), median CI and CV of ``samples``."""
+    """Median, mean, min, p90/p99 (only with enough samples), median CI and CV of ``samples``.
+
+    ``samples`` in the order they were taken: the CI is the hull of the order-statistic interval and the
+    batch-means interval of consecutive blocks (see the module docstring).
+    """
     xs = sorted(samples)
     n = len(xs)
     if n == 0:
@@ -141,9 +229,14 @@ def summarize(samples: Sequence[float], confidence: float = 0.95, tail_confidenc
     stdev = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else None
     ci = median_ci(xs, confidence)
     ranks = median_ci_ranks(n, confidence)
+    median = quantile(xs, 0.5)
+    half = block_ci_halfwidth(samples, confidence)
+    lo, hi = ci if ci else (None, None)
+    if ci and half is not None:
+        lo, hi = min(lo, median - half), max(hi, median + half)
     return Summary(
         n=n,
-        median=quantile(xs, 0.5),
+        median=median,
         mean=mean,
         min=xs[0],
         max=xs[-1],
@@ -152,10 +245,14 @@ def summarize(samples: Sequence[float], confidence: float = 0.95, tail_confidenc
         iqr=quantile(xs, 0.75) - quantile(xs, 0.25),
         p90=quantile(xs, 0.90) if n >= min_samples_for_quantile(0.90, tail_confidence) else None,
         p99=quantile(xs, 0.99) if n >= min_samples_for_quantile(0.99, tail_confidence) else None,
-        ci_low=ci[0] if ci else None,
-        ci_high=ci[1] if ci else None,
+        ci_low=lo,
+        ci_high=hi,
         ci_confidence=confidence,
         ci_coverage=ranks[2] if ranks else None,
+        ci_order_low=ci[0] if ci else None,
+        ci_order_high=ci[1] if ci else None,
+        ci_blocks=len(block_medians(samples)) if half is not None else None,
+        ci_blocks_halfwidth=half,
     )
 
 

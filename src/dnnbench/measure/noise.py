@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dnnbench.core.measurements import Environment, NoiseWarning, Timing, TimingSpec
+from dnnbench.core.stats import block_medians
 
 SPREAD_LIMIT = 0.10  # CV or IQR/median above this flags the cell
+DRIFT_LIMIT = 2.0  # batch-means CI this many times the order-statistic CI: the samples drifted
 _QUIET = ("close other programs, keep --threads at or below the physical cores, "
           "and run again when the machine is idle")
 
@@ -26,6 +28,15 @@ def check(timing: Timing, spec: TimingSpec, env: Environment | None, throttle_be
         out.append(NoiseWarning("ci", f"the 95 % CI of the median is {got} after {st.n} samples, short of the "
                                       f"+/-{100 * spec.target_ci:.1f} % target ({timing.stop_reason.replace('_', ' ')})",
                                 "raise --max-time-per-cell, or quiet the machine"))
+    if st.drift_rel is not None and st.drift_rel > DRIFT_LIMIT and rel is not None and rel > spec.target_ci:
+        meds = block_medians(timing.samples_s) or []
+        spread = f"{_ms(min(meds))}-{_ms(max(meds))}" if meds else "?"
+        out.append(NoiseWarning(
+            "drift", f"the median moved while measuring: medians of {st.ci_blocks} consecutive blocks of samples "
+                     f"range {spread}, so the CI is {st.drift_rel:.1f}x what independent samples would give; "
+                     "the machine's speed changed during the cell (other load, clock changes, a shared VM)",
+            "quiet the machine, or raise --max-time-per-cell so that the median spans more of the drift; "
+            "compare configurations measured close together in time"))
     if st.n < spec.min_samples:
         out.append(NoiseWarning("samples", f"only {st.n} samples fit in --max-time-per-cell {spec.max_time_s:g} s "
                                            f"(minimum {spec.min_samples})",
@@ -56,6 +67,10 @@ def check(timing: Timing, spec: TimingSpec, env: Environment | None, throttle_be
             out.append(NoiseWarning("throttle", f"{events} CPU thermal throttling events during the cell",
                                     "improve cooling, or let the machine cool down between runs"))
     return out
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
 
 
 def _suggest(timing: Timing, spec: TimingSpec) -> float:

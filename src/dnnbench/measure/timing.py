@@ -8,12 +8,13 @@ stopping rules are tested with a fake clock.
 from __future__ import annotations
 
 import gc
+import math
 import statistics
 import time
 from collections.abc import Callable
 
 from dnnbench.core.measurements import Timing, TimingSpec
-from dnnbench.core.stats import median_ci, quantile
+from dnnbench.core.stats import BLOCKS, MIN_BLOCK_SAMPLES, block_ci_halfwidth, median_ci, quantile, t_quantile
 
 Progress = Callable[[str, int, float, "float | None"], None]  # phase, samples so far, elapsed s, CI rel
 PROGRESS_EVERY_S = 0.2
@@ -63,18 +64,24 @@ def is_steady(previous: list[float], last: list[float], tolerance: float) -> boo
 
 
 def ci_rel_halfwidth(samples: list[float], confidence: float) -> float | None:
+    """Relative half-width of the reported CI of the median: the hull of the order-statistic interval and
+    the batch-means interval of consecutive blocks (``samples`` in the order taken)."""
     xs = sorted(samples)
     ci = median_ci(xs, confidence)
     med = quantile(xs, 0.5)
     if ci is None or med <= 0:
         return None
-    return max(med - ci[0], ci[1] - med) / med
+    half = max(med - ci[0], ci[1] - med)
+    blocks = block_ci_halfwidth(samples, confidence)
+    return max(half, blocks or 0.0) / med
 
 
 def measure(call: Callable[[], object], spec: TimingSpec, timer=None,
             wall: Callable[[], float] = time.perf_counter, progress: Progress | None = None) -> Timing:
     """Cold start, warm-up until steady, then samples until the stopping rule of ``spec`` holds."""
     timer = timer or CpuTimer()
+    for k in range(5, BLOCKS + 1):  # the batch-means CI's t quantiles, computed before the clock starts
+        t_quantile(0.5 + spec.confidence / 2, k - 1)
     gc.collect()  # before the clock starts: a full collection with torch loaded can take a while
     start = wall()
     last_report = start
@@ -104,6 +111,8 @@ def measure(call: Callable[[], object], spec: TimingSpec, timer=None,
             last_report = now
 
     samples: list[float] = []
+    sampling_start = wall()
+    min_sampling_s = spec.max_time_s * spec.min_sampling_fraction
     next_check = max(spec.min_samples, 1)
     rel = None
     stop = ""
@@ -113,10 +122,15 @@ def measure(call: Callable[[], object], spec: TimingSpec, timer=None,
         now = wall()
         if n >= next_check:
             rel = ci_rel_halfwidth(samples, spec.confidence)
-            if rel is not None and rel <= spec.target_ci:
+            # never on the CI before the samples could be checked for drift (MIN_BLOCK_SAMPLES)
+            tight = rel is not None and rel <= spec.target_ci and n >= MIN_BLOCK_SAMPLES
+            left = min_sampling_s - (now - sampling_start)
+            if tight and left <= 0:
                 stop = "ci"
                 break
             next_check = n + max(1, n // 8)  # sorting is O(n log n): check on a geometric schedule
+            if tight:  # check again when the minimum sampling time will have passed
+                next_check = n + max(1, math.ceil(left / ((now - sampling_start) / n)))
         if now - start >= spec.max_time_s and n >= spec.floor_samples:
             stop = "time_cap"
             break
