@@ -58,3 +58,64 @@ def build_on_meta(build: Callable[[], nn.Module]) -> nn.Module:
     except Exception:
         with _SkipInPlaceOnMeta():
             return _meta_registration(build)
+
+
+# ---- cheap initialisation for timing ------------------------------------------------------------
+
+_BLOCK = 65521  # a prime: rows of a weight matrix do not line up with the block's period
+_blocks: dict[tuple[str, torch.dtype, torch.device], torch.Tensor] = {}
+
+
+def _block(kind: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    key = (kind, dtype, device)
+    if key not in _blocks:
+        gen = torch.Generator().manual_seed(0x5EED)
+        base = torch.rand(_BLOCK, generator=gen) if kind == "uniform" else torch.randn(_BLOCK, generator=gen)
+        _blocks[key] = base.to(device=device, dtype=dtype)
+    return _blocks[key]
+
+
+def _tile(t: torch.Tensor, values: torch.Tensor) -> None:
+    flat = t.view(-1)
+    n = flat.numel()
+    whole = n // _BLOCK
+    if whole:
+        flat[:whole * _BLOCK].view(whole, _BLOCK).copy_(values.expand(whole, _BLOCK))
+    if n - whole * _BLOCK:
+        flat[whole * _BLOCK:].copy_(values[:n - whole * _BLOCK])
+
+
+class _CheapInit(TorchDispatchMode):
+    """``uniform_``/``normal_`` fill from a fixed block of random values instead of drawing every value."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = func._schema.name
+        if name in ("aten::uniform_", "aten::normal_") and args and isinstance(args[0], torch.Tensor):
+            t = args[0]
+            if (t.device.type != "meta" and t.is_floating_point() and t.is_contiguous()
+                    and t.numel() > 0):
+                params = list(args[1:]) + [None, None]
+                if name == "aten::uniform_":
+                    a = kwargs.get("from", params[0] if params[0] is not None else 0.0)
+                    b = kwargs.get("to", params[1] if params[1] is not None else 1.0)
+                    values = _block("uniform", t.dtype, t.device) * (b - a) + a
+                else:
+                    mean = kwargs.get("mean", params[0] if params[0] is not None else 0.0)
+                    std = kwargs.get("std", params[1] if params[1] is not None else 1.0)
+                    values = _block("normal", t.dtype, t.device) * std + mean
+                _tile(t, values)
+                return t
+        return func(*args, **kwargs)
+
+
+def cheap_init():
+    """A context in which weight initialisers (``uniform_``, ``normal_`` and every ``nn.init`` function built
+    on them) fill tensors by tiling a fixed block of 65,521 random values drawn once, at the requested
+    range or mean and std, instead of drawing each value.
+
+    For timing and memory only: the values keep the initialiser's distribution, so no denormals or
+    infinities appear, but the weights repeat with that period. vgg16 builds in about 0.4 s instead of
+    2.6 s. Buffers computed while building (indices, running statistics) are untouched.
+    """
+    return _CheapInit()
