@@ -197,5 +197,28 @@ def test_slow_calls_get_shorter_warmup_windows():
     # 0.3 s calls, 10 s cap: a quarter of it holds 8 calls, so windows of 4 instead of 5
     timing, _, spec = run(itertools.chain([1.0], itertools.repeat(0.3)), max_time_s=10.0)
     assert timing.warmup_steady and len(timing.warmup_s) == 8
+    # 3 s calls: two windows of two would take 12 s of a 2.5 s share, so one warm-up call, then warm-up is
+    # judged after the fact: the samples are steady
     timing, _, _ = run(itertools.chain([1.0], itertools.repeat(3.0)), max_time_s=10.0)
-    assert len(timing.warmup_s) == 1 and not timing.warmup_steady  # one call already used the share
+    assert len(timing.warmup_s) == 1 and timing.warmup_steady and len(timing.samples_s) == 3
+
+
+def test_calls_slower_than_the_warmup_share_skip_the_warmup_loop_and_drop_slow_leading_samples():
+    # cold 5 s, then a call still warming up (4 s), then steady 3 s calls: no call is spent on warm-up
+    # in advance; the 4 s sample turns out to be warm-up, and a new sample restores the floor of 3
+    timing, clock, spec = run(itertools.chain([5.0, 4.0], itertools.repeat(3.0)), max_time_s=10.0)
+    assert timing.cold_start_s == 5.0
+    assert timing.warmup_s == [4.0] and timing.warmup_steady
+    assert timing.samples_s == [3.0, 3.0, 3.0]
+    assert clock.calls == 1 + 1 + 3
+    assert not any(w.code == "warmup" for w in noise.check(timing, spec, None, None, None, 1))
+    # steady from the start: every call after the cold one is a sample
+    timing, clock, _ = run(itertools.chain([5.0], itertools.repeat(3.0)), max_time_s=10.0)
+    assert timing.warmup_s == [] and timing.warmup_steady and clock.calls == 4
+
+
+def test_slow_calls_that_keep_getting_faster_say_the_warmup_never_settled():
+    ramp = (10.0 * 0.8 ** i for i in itertools.count())
+    timing, _, spec = run(itertools.chain([12.0], ramp), max_time_s=10.0)
+    assert not timing.warmup_steady and len(timing.warmup_s) == 2 * spec.warmup_window
+    assert any(w.code == "warmup" for w in noise.check(timing, spec, None, None, None, 1))

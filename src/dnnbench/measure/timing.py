@@ -76,6 +76,21 @@ def ci_rel_halfwidth(samples: list[float], confidence: float) -> float | None:
     return max(half, blocks or 0.0) / med
 
 
+def _settle(samples: list[float], warm: list[float], spec: TimingSpec, one: Callable[[], float]) -> bool:
+    """Warm-up after the fact, for slow calls: while the first sample is slower than the median of those
+    after it by more than the warm-up tolerance, it was still warming up — it moves to ``warm`` and a
+    new sample keeps the floor. True when the samples left pass that test (within 2 x the window moves)."""
+    limit = 2 * spec.warmup_window
+    while True:
+        while (len(samples) >= 3 and len(warm) < limit
+               and samples[0] > (1 + spec.warmup_tolerance) * statistics.median(samples[1:])):
+            warm.append(samples.pop(0))
+        if len(samples) >= spec.floor_samples or len(warm) >= limit:
+            break
+        samples.append(one())
+    return len(samples) >= 3 and samples[0] <= (1 + spec.warmup_tolerance) * statistics.median(samples[1:])
+
+
 def measure(call: Callable[[], object], spec: TimingSpec, timer=None,
             wall: Callable[[], float] = time.perf_counter, progress: Progress | None = None) -> Timing:
     """Cold start, warm-up until steady, then samples until the stopping rule of ``spec`` holds."""
@@ -94,10 +109,16 @@ def measure(call: Callable[[], object], spec: TimingSpec, timer=None,
     budget = spec.max_time_s * spec.warmup_max_fraction
     warm_deadline = warm_start + budget
     w = spec.warmup_window
-    while True:
+    # calls so slow that two windows of two do not fit in the warm-up's share: warm-up is judged after
+    # the fact instead (leading samples still slower than the rest become warm-up calls)
+    slow = cold >= budget
+    while not slow:
         warm.append(timer(call))
         now = wall()
         if len(warm) == 1 and warm[0] > 0:
+            if 4 * warm[0] > budget:
+                slow = True
+                break
             # slow calls get shorter windows (down to 2), so that two of them fit in the warm-up's share
             w = max(2, min(spec.warmup_window, int(budget / (2 * warm[0]))))
         if (len(warm) >= 2 * w and now - warm_start >= spec.warmup_min_s
@@ -140,6 +161,8 @@ def measure(call: Callable[[], object], spec: TimingSpec, timer=None,
         if progress and now - last_report >= PROGRESS_EVERY_S:
             progress("sampling", n, now - start, rel)
             last_report = now
+    if slow:
+        steady = _settle(samples, warm, spec, lambda: timer(call))
     end = wall()
     if progress:
         progress("done", len(samples), end - start, ci_rel_halfwidth(samples, spec.confidence))
