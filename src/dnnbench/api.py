@@ -155,6 +155,9 @@ def _bench_loader(ref: str, device: str, input_size=None) -> LoadedModel:
     return lm
 
 
+_PREPARED: set[str] = set()  # references BenchLoader.prepare ran for in this process
+
+
 @dataclass(frozen=True)
 class BenchLoader:
     """What a worker process calls to build the model itself; picklable (a reference, not a module)."""
@@ -168,16 +171,32 @@ class BenchLoader:
 
         torchvision/timm models are built once on the meta device (imports everything, allocates nothing);
         a dotted python: module is imported. A python: file is executed only by the real build.
+        Once per process and reference: a worker forked from the fork server, which prepared already,
+        finds it done.
         """
         import importlib
 
         from dnnbench.core.refs import parse_ref
 
+        if self.ref in _PREPARED:
+            return
         r = parse_ref(self.ref)
         if r.source in ("torchvision", "timm", "onnx"):
             load(r, device="meta")
         elif r.source == "python" and r.target and not r.target.endswith(".py"):
             importlib.import_module(r.target)
+        _PREPARED.add(self.ref)
+
+    def prepare_key(self) -> tuple:
+        """What ``prepare()`` imports: loaders with the same key share a process in the fork server."""
+        from dnnbench.core.refs import parse_ref
+
+        r = parse_ref(self.ref)
+        if r.source in ("torchvision", "timm", "onnx"):
+            return (r.source,)
+        if r.source == "python" and r.target and not r.target.endswith(".py"):
+            return ("python", r.target)
+        return ("nothing",)
 
     def __call__(self) -> LoadedModel:
         return _bench_loader(self.ref, self.device, self.input_size)
@@ -367,7 +386,7 @@ def bench(model, batch_sizes=DEFAULT_BATCH_SIZES, device: str = "cpu", threads: 
     from dnnbench.core.measurements import (BenchCell, BenchRun, CellSpec, StaticEstimate, TimingSpec,
                                             check_bench_options, parse_batch_sizes)
     from dnnbench.measure import environment, machine
-    from dnnbench.measure.worker import run_cell, run_isolated
+    from dnnbench.measure.worker import prestart, run_cell, run_isolated
 
     sizes = parse_batch_sizes(batch_sizes)
     check_bench_options(threads, target_ci, max_time_per_cell, min_samples)
@@ -397,6 +416,15 @@ def bench(model, batch_sizes=DEFAULT_BATCH_SIZES, device: str = "cpu", threads: 
     size = _parse_input_size(input_size)
     if size is not None:
         spec_inputs = spec_inputs.with_image_size(*size)
+    tspec = TimingSpec(target_ci=target_ci, max_time_s=float(max_time_per_cell), min_samples=min_samples)
+    isolation = "in-process" if in_process else "subprocess"
+
+    def cell_spec(b: int) -> CellSpec:
+        return CellSpec(meta.ref, b, device, threads, tspec, isolation, sensors=sensors,
+                        estimate_tdp_w=estimate_power_w, runtime=runtime, precision=precision)
+
+    if not in_process:  # the fork server imports torch and the model's libraries while the parent profiles
+        prestart(cell_spec(sizes[0]), BenchLoader(ref, device, input_size))
 
     statics: dict[int, StaticEstimate | str] = {}
     for b in sizes:
@@ -411,8 +439,6 @@ def bench(model, batch_sizes=DEFAULT_BATCH_SIZES, device: str = "cpu", threads: 
     peak_why = (f"unavailable: no measured peak for this machine (fingerprint {env.fingerprint}) at {threads} "
                 f"threads in {machine.cache_path(env.fingerprint)}; run `dnnbench machine --device "
                 f"{device.split(':')[0]} --threads {threads}` (about 10 s) to measure it")
-    tspec = TimingSpec(target_ci=target_ci, max_time_s=float(max_time_per_cell), min_samples=min_samples)
-    isolation = "in-process" if in_process else "subprocess"
 
     lm = None
     old_threads, old_bench = torch.get_num_threads(), torch.backends.cudnn.benchmark
@@ -429,8 +455,7 @@ def bench(model, batch_sizes=DEFAULT_BATCH_SIZES, device: str = "cpu", threads: 
             else:
                 lm = _bench_loader(ref, device, input_size)
         for b in sizes:
-            spec = CellSpec(meta.ref, b, device, threads, tspec, isolation, sensors=sensors,
-                            estimate_tdp_w=estimate_power_w, runtime=runtime, precision=precision)
+            spec = cell_spec(b)
             if oom_at is not None:
                 cell = BenchCell(spec, "skipped", f"batch size {oom_at} already ran out of memory")
             else:

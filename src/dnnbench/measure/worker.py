@@ -1,10 +1,13 @@
-"""Run one bench cell: in this process (``run_cell``) or in a fresh worker subprocess (``run_isolated``).
+"""Run one bench cell: in this process (``run_cell``) or in a worker process of its own (``run_isolated``).
 
 Isolation gives every (model, batch size) its own peak RSS and keeps one cell's crash or OOM from taking
-the run down. The parent sends the spec and a picklable model loader on the child's stdin (pickle: the
-loader is a function reference); the child builds the model itself — ``measure`` never imports
-``sources`` — and answers with JSON lines on a dedicated pipe: progress, then the result in the same
-format ``BenchCell.to_dict`` stores. The child's own stdout/stderr go to a log whose tail explains a crash.
+the run down. ``run_isolated`` forks the worker from a fork server that has torch and the model libraries
+imported already (``forkserver``); where that cannot be done it starts a fresh interpreter (``run_fresh``).
+Either way the parent sends the spec and a picklable model loader (pickle: the loader is a function
+reference); the worker builds the model itself — ``measure`` never imports ``sources`` — and answers with
+JSON lines on a dedicated pipe: progress, then the result in the same format ``BenchCell.to_dict`` stores.
+The worker's own stdout/stderr go to a log whose tail explains a crash. ``environment.extra["worker_start"]``
+records how the worker started.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -30,6 +34,11 @@ from dnnbench.measure.memory import CudaPeak, RssPeak
 from dnnbench.measure.timing import CpuTimer, CudaTimer, Progress, measure
 
 Loader = Callable[[], LoadedModel]  # may have .prepare(): imports to do before the memory baseline
+WORKER_FRESH = "fresh interpreter"
+WORKER_FORKED = "forked from a fork server"
+_WORKER_START = WORKER_FRESH  # how this process started, when it serves one isolated cell (set by the fork child)
+_FORKED_MEMORY = ("; the worker was forked from a fork server: the server's resident file-backed pages were "
+                  "mapped into it before the baseline, as a fresh interpreter has them")
 _OOM_HINTS = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory",
               "failed to allocate")
 
@@ -62,6 +71,8 @@ def run_cell(spec: CellSpec, get_model: Loader, progress: Progress | None = None
     if isolated:
         torch.set_num_threads(spec.threads)
     env = environment.capture(spec.device)
+    if isolated:
+        env.extra["worker_start"] = _WORKER_START
     on_gpu = spec.device.startswith("cuda")
     if on_gpu and not torch.cuda.is_available():
         return BenchCell(spec, "error", "CUDA is not available in the worker process", environment=env)
@@ -102,6 +113,8 @@ def run_cell(spec: CellSpec, get_model: Loader, progress: Progress | None = None
         with torch.inference_mode():
             timing = measure(run.call, spec.timing, timer, progress=progress)
             memory = rss.finish(cuda)
+            if isolated and _WORKER_START == WORKER_FORKED:
+                memory = replace(memory, method=memory.method + _FORKED_MEMORY)
             energy = _energy(spec, run.call, device if on_gpu else None, progress)
         timing, runtime_info = run.finish(timing)  # compile's first call as cold start; equivalence check
     except Exception as exc:  # one cell's failure is a result, not the end of the run
@@ -157,15 +170,37 @@ def _tail(log, limit: int = 400) -> str:
     return lines[-1][:limit] if lines else ""
 
 
+def default_timeout(spec: CellSpec) -> float:
+    return 600 + 3 * spec.timing.max_time_s
+
+
 def run_isolated(spec: CellSpec, loader: Loader, progress: Progress | None = None,
                  timeout_s: float | None = None) -> BenchCell:
-    """Run one cell in a fresh ``python -m dnnbench.measure.worker`` and return what it measured.
+    """Run one cell in a worker process of its own and return what it measured.
 
-    A worker killed by SIGKILL (the kernel's OOM killer) is an "oom" cell; any other death, or no answer
-    within ``timeout_s``, an "error" cell with the last line it printed.
+    The worker is forked from a fork server (torch imported once) where that is safe, else it is a fresh
+    ``python -m dnnbench.measure.worker``; ``cell.environment.extra["worker_start"]`` says which (and
+    ``"worker_start_note"`` why not forked). A worker killed by SIGKILL (the kernel's OOM killer) is an
+    "oom" cell; any other death, or no answer within ``timeout_s``, an "error" cell with the last line it
+    printed.
     """
+    from dnnbench.measure import forkserver
+
+    return forkserver.run(spec, loader, progress, timeout_s)
+
+
+def prestart(spec: CellSpec, loader: Loader) -> None:
+    """Let the fork server start and prepare ``loader``'s model while the caller does other work (optional)."""
+    from dnnbench.measure import forkserver
+
+    forkserver.prestart(spec, loader)
+
+
+def run_fresh(spec: CellSpec, loader: Loader, progress: Progress | None = None,
+              timeout_s: float | None = None) -> BenchCell:
+    """Run one cell in a fresh ``python -m dnnbench.measure.worker`` (imports torch again: seconds)."""
     if timeout_s is None:
-        timeout_s = 600 + 3 * spec.timing.max_time_s
+        timeout_s = default_timeout(spec)
     payload = pickle.dumps((spec, loader))
     r, w = os.pipe()
     with tempfile.TemporaryFile() as log:
@@ -213,39 +248,52 @@ def run_isolated(spec: CellSpec, loader: Loader, progress: Progress | None = Non
         except subprocess.TimeoutExpired:
             proc.kill()
             rc = proc.wait()
-        if result is not None:
-            return BenchCell.from_dict(result)
-        if timed_out:
-            return BenchCell(spec, "error", f"the worker gave no result within {timeout_s:g} s and was killed")
-        tail = _tail(log)
-        if rc == -signal.SIGKILL:
-            return BenchCell(spec, "oom", "the worker was killed by SIGKILL, most likely by the kernel's "
-                                          "out-of-memory killer" + (f"; last output: {tail}" if tail else ""))
-        return BenchCell(spec, "error", f"the worker exited with code {rc}" + (f": {tail}" if tail else ""))
+        return cell_from_exit(spec, result, rc, timed_out, timeout_s, log)
 
 
-def main(argv: list[str]) -> int:
-    """Child side: read (spec, loader) from stdin, run the cell, write JSON lines to the fd in argv[1]."""
-    out = os.fdopen(int(argv[1]), "w", buffering=1)
+def cell_from_exit(spec: CellSpec, result: dict[str, Any] | None, rc: int | None, timed_out: bool,
+                   timeout_s: float, log) -> BenchCell:
+    """The cell a worker sent, or the one its death stands for (``rc`` negative: killed by that signal)."""
+    if result is not None:
+        return BenchCell.from_dict(result)
+    if timed_out:
+        return BenchCell(spec, "error", f"the worker gave no result within {timeout_s:g} s and was killed")
+    tail = _tail(log)
+    if rc == -signal.SIGKILL:
+        return BenchCell(spec, "oom", "the worker was killed by SIGKILL, most likely by the kernel's "
+                                      "out-of-memory killer" + (f"; last output: {tail}" if tail else ""))
+    return BenchCell(spec, "error", f"the worker exited with code {rc}" + (f": {tail}" if tail else ""))
+
+
+def serve_cell(spec: CellSpec, loader: Loader, out) -> int:
+    """Worker side: run the cell, write progress and the result as JSON lines to ``out`` (a text file)."""
 
     def send(msg: dict) -> None:
         out.write(json.dumps(msg) + "\n")
+        out.flush()
 
     def progress(phase: str, n: int, elapsed: float, rel: float | None) -> None:
         send({"type": "progress", "phase": phase, "n": n, "elapsed_s": elapsed, "ci_rel": rel})
 
     try:
-        spec, loader = pickle.load(sys.stdin.buffer)
-    except Exception as exc:
-        print(f"dnnbench worker: cannot read its task: {describe(exc)}", file=sys.stderr)
-        return 3
-    try:
         cell = run_cell(spec, loader, progress, isolated=True)
     except Exception as exc:  # run_cell turns failures into cells; this is a bug in the worker itself
         cell = BenchCell(spec, "error", f"worker failure: {describe(exc)}")
     send({"type": "result", "cell": cell.to_dict()})
-    out.close()
     return 0
+
+
+def main(argv: list[str]) -> int:
+    """Fresh worker: read (spec, loader) from stdin, run the cell, write JSON lines to the fd in argv[1]."""
+    out = os.fdopen(int(argv[1]), "w", buffering=1)
+    try:
+        spec, loader = pickle.load(sys.stdin.buffer)
+    except Exception as exc:
+        print(f"dnnbench worker: cannot read its task: {describe(exc)}", file=sys.stderr)
+        return 3
+    code = serve_cell(spec, loader, out)
+    out.close()
+    return code
 
 
 if __name__ == "__main__":

@@ -1,0 +1,751 @@
+"""A fork server ("zygote") for bench cells: torch is imported once per run, every cell is a forked process.
+
+A fresh ``python -m dnnbench.measure.worker`` per cell spends seconds importing torch and torchvision before it
+measures anything. Instead one long-lived server (``python -m dnnbench.measure.forkserver``, started with the
+cells' thread environment) imports torch once. For a model it forks a *model process* that maps the server's
+resident library pages, runs the loader's ``prepare()`` (torchvision/timm imports) and the runtime's imports,
+then ``os.fork()``s one child per cell; models whose ``prepare()`` imports the same libraries (all torchvision
+models) share one model process (``_model_key``). The child runs exactly what a fresh worker runs
+(``worker.serve_cell``: ``run_cell(..., isolated=True)``) and writes the same JSON lines. Each cell is still its
+own process, so its peak RSS is its own and a crash stays in its cell; and a cell's baseline holds torch and the
+libraries its model imports, as in a fresh worker, not what models of other libraries imported before it.
+
+Parent -> server (the server's stdin, read by the server or by the model process currently serving):
+frames of a 4-byte length and a JSON header, ``{"kind": "cell", "log": PATH, "size": N}`` followed by N bytes
+of ``pickle.dumps((spec, loader))``; ``{"kind": "prepare", ...}``, the same without running a cell (the
+model process prepares while the parent computes static profiles); or ``{"kind": "release"}``: the model
+process exits and the server reads the next frame (sent when the model key changes: the libraries, runtime
+or precision). Server side -> parent,
+JSON lines on a dedicated pipe: ``model`` (the model process's pid), ``started`` (the cell's pid: the parent
+kills it on timeout), the cell's ``progress`` and ``result``, then ``exit`` (its exit code, negative for a
+signal, as ``subprocess`` gives it); ``nofork`` with the reason when forking would be unsafe (the parent runs
+the cell in a fresh interpreter instead); ``model_exit`` when a model process died (the parent drops the
+server: the next cell starts a new one).
+
+Fork safety: neither the server nor a model process runs torch compute or touches ``torch.cuda``; before
+every fork the forking process checks it has a single thread (numpy's OpenBLAS pool is shut down by
+OpenBLAS's own fork handler, so one throwaway fork settles it). CUDA cells start a fresh interpreter
+(``_fork_unusable``).
+
+Memory: a forked child shares its parent's pages, but Linux does not copy the page tables of read-only file
+mappings (library code): the child would fault back in, while it runs, code pages that a fresh worker had
+resident before its baseline, and charge them to the model (about 30 MiB for resnet50 at batch 1), and its
+baseline would be lower by the whole of torch's resident code (about 330 MiB). So each forking process lists
+its resident file-backed pages (``/proc/self/pagemap``) before a fork and the child maps them again
+(``MADV_POPULATE_READ``) first thing: baseline and above-baseline keep a fresh worker's meaning.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import pickle
+import selectors
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+from dnnbench.core.measurements import BenchCell, CellSpec
+
+_DISABLE_ENV = "DNNBENCH_FORKSERVER"  # "0": every cell starts a fresh interpreter
+_PREFAULT_ENV = "DNNBENCH_FORK_PREFAULT"  # "0": skip re-mapping the server's file pages (to measure the effect)
+# Runtimes whose library imports may happen in the server. onnxruntime's import starts a thread, which would
+# make the server unforkable; its cells import it in the child, before the baseline, as a fresh worker does.
+_SERVER_IMPORTS = ("eager", "compile")
+_MAX_SERVERS = 1  # each holds torch resident (hundreds of MiB): a new (threads, environment) replaces the old
+
+
+# ---- parent side -----------------------------------------------------------------------------------
+
+class ServerDied(Exception):
+    """The server (or its model process) died or stopped answering while serving a cell."""
+
+
+class NoFork(Exception):
+    """The server declined to fork for this cell (extra threads); run it in a fresh interpreter."""
+
+
+def _frame(header: dict, payload: bytes = b"") -> bytes:
+    head = json.dumps(header).encode()
+    return struct.pack(">I", len(head)) + head + payload
+
+
+class ForkServer:
+    """One server subprocess for cells with the same thread count and environment."""
+
+    def __init__(self, threads: int, env: dict[str, str]):
+        self.threads = threads
+        self.env = env
+        self.log = tempfile.TemporaryFile(prefix="dnnbench-forkserver-")
+        r, w = os.pipe()
+        try:
+            self.proc = subprocess.Popen([sys.executable, "-m", "dnnbench.measure.forkserver", str(w)],
+                                         stdin=subprocess.PIPE, stdout=self.log, stderr=self.log, pass_fds=(w,),
+                                         env=env)
+        except BaseException:
+            os.close(r)
+            self.log.close()
+            raise
+        finally:
+            os.close(w)
+        os.set_blocking(r, False)
+        self.events = os.fdopen(r, "rb", buffering=0)
+        self.buf = b""
+        self.broken = False
+        self.model_key: bytes | None = None  # what the live model process serves, if any
+        self.model_pid: int | None = None
+        self.child: int | None = None  # the pid of the cell being served
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return not self.broken and self.proc.poll() is None
+
+    def close(self) -> None:
+        """Stop the server, its model process and a cell it is running; idempotent."""
+        if self.child is not None or self.broken:  # interrupted or in an unknown state: kill, at once
+            for pid in (self.child, self.model_pid):
+                if pid is not None:
+                    _kill(pid)  # they die with their parents too (PR_SET_PDEATHSIG), but not at once
+            if self.proc.poll() is None:
+                self.proc.kill()
+        self.child = self.model_pid = None
+        try:
+            self.proc.stdin.close()  # EOF: the model process exits, then the server
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.events.close()
+        self.log.close()
+
+    def server_tail(self) -> str:
+        from dnnbench.measure.worker import _tail
+
+        try:
+            return _tail(self.log)
+        except (OSError, ValueError):
+            return ""
+
+    def _frames(self, model_key: bytes, header: dict, payload: bytes) -> bytes:
+        frames = b""
+        if self.model_key is not None and self.model_key != model_key:
+            frames += _frame({"kind": "release"})  # the model process exits; the server forks a new one
+        return frames + _frame({**header, "size": len(payload)}, payload)
+
+    def prepare(self, model_key: bytes, payload: bytes) -> None:
+        """Have the model process for ``model_key`` started and prepared now, without waiting for it."""
+        if self.model_key == model_key:
+            return
+        try:
+            self.proc.stdin.write(self._frames(model_key, {"kind": "prepare"}, payload))
+            self.proc.stdin.flush()
+        except (OSError, ValueError):
+            self.broken = True  # the next cell starts a new server
+            return
+        self.model_key = model_key
+
+    def run(self, model_key: bytes, payload: bytes, log_path: str, progress, timeout_s: float
+            ) -> tuple[dict[str, Any] | None, int | None, bool]:
+        """Serve one cell: (result dict or None, the cell's exit code or None, timed out).
+
+        Raises ``NoFork`` when the server declines, ``ServerDied`` when it dies or stops answering before
+        the cell's result arrived. ``broken`` is set when the server cannot serve another cell.
+        """
+        deadline = time.monotonic() + timeout_s
+        frames = self._frames(model_key, {"kind": "cell", "log": log_path}, payload)
+        try:
+            self.proc.stdin.write(frames)
+            self.proc.stdin.flush()
+        except (OSError, ValueError) as exc:
+            self.broken = True
+            raise ServerDied(f"the fork server could not take the cell ({type(exc).__name__})") from None
+        self.model_key = model_key
+        result = None
+        timed_out = False
+        killed_at: float | None = None
+        sel = selectors.DefaultSelector()
+        sel.register(self.events, selectors.EVENT_READ)
+        try:
+            while True:
+                for line in self._lines():
+                    msg = json.loads(line)
+                    kind = msg["type"]
+                    if kind == "model":
+                        self.model_pid = msg["pid"]
+                    elif kind == "started":
+                        self.child = msg["pid"]
+                    elif kind == "nofork":
+                        self.model_key = self.model_pid = None  # the model process has exited
+                        raise NoFork(msg["reason"])
+                    elif kind == "progress":
+                        if progress:
+                            progress(msg["phase"], msg["n"], msg["elapsed_s"], msg["ci_rel"])
+                    elif kind == "result":
+                        result = msg["cell"]
+                        # as for a fresh worker: 30 s more to exit, then it is killed
+                        deadline = min(deadline, time.monotonic() + 30)
+                    elif kind == "exit":
+                        self.child = None
+                        return result, msg["returncode"], timed_out
+                    elif kind == "model_exit":
+                        self.model_pid = None
+                        return self._gave_up(result, _death("the fork server's model process",
+                                                            msg["returncode"], self.server_tail()))
+                now = time.monotonic()
+                if killed_at is not None:
+                    if now - killed_at > 30:
+                        return self._gave_up(result, "the fork server did not report the end of its killed cell")
+                elif now >= deadline:
+                    if self.child is None:  # not forked yet: stuck importing or preparing
+                        return self._gave_up(result, f"the worker gave no result within {timeout_s:g} s and was "
+                                                     f"killed (the fork server was still preparing the model)")
+                    timed_out = result is None
+                    _kill(self.child)
+                    killed_at = now
+                if sel.select(timeout=1.0):
+                    if not self._read_available():  # EOF: the server and everything it forked are gone
+                        return self._gave_up(result, self._died_message())
+                elif self.proc.poll() is not None:
+                    self._read_available()
+                    if b"\n" not in self.buf:
+                        return self._gave_up(result, self._died_message())
+        finally:
+            sel.close()
+
+    def _gave_up(self, result, why: str):
+        """The server cannot go on: keep a result that arrived, else the cell is an error."""
+        self.broken = True
+        if result is None:
+            raise ServerDied(why)
+        return result, None, False
+
+    def _died_message(self) -> str:
+        try:
+            rc = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            rc = None
+        return _death("the fork server", rc, self.server_tail())
+
+    def _read_available(self) -> bool:
+        """Read what the pipe has now; False at EOF."""
+        try:
+            chunk = os.read(self.events.fileno(), 65536)
+        except BlockingIOError:
+            return True
+        if not chunk:
+            return False
+        self.buf += chunk
+        return True
+
+    def _lines(self):
+        while b"\n" in self.buf:
+            line, self.buf = self.buf.split(b"\n", 1)
+            if line.strip():
+                yield line
+
+
+def _death(who: str, rc: int | None, tail: str) -> str:
+    how = (f"was killed by signal {-rc}" if rc is not None and rc < 0 else
+           f"exited with code {rc}" if rc is not None else "closed its pipe")
+    return f"{who} {how} while serving this cell" + (f"; last output: {tail}" if tail else "")
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+_LOCK = threading.Lock()
+_SERVERS: dict[tuple, ForkServer] = {}
+_UNFORKABLE: dict[bytes, str] = {}  # model keys whose model process had extra threads -> why
+_ATEXIT = False
+
+
+_ENV_IGNORED = ("PYTEST_CURRENT_TEST",)  # changes with every test; nothing a cell measures reads it
+
+
+def _key(threads: int, env: dict[str, str]) -> tuple:
+    """A server serves one thread count (OMP/MKL_NUM_THREADS are read at its start) and one environment."""
+    return (threads, tuple(sorted((k, v) for k, v in env.items() if k not in _ENV_IGNORED)))
+
+
+def server_for(threads: int, env: dict[str, str]) -> ForkServer:
+    """The cached server for this thread count and environment, started (or restarted) if needed."""
+    global _ATEXIT
+    key = _key(threads, env)
+    server = _SERVERS.get(key)
+    if server is not None and not server.alive():
+        _retire(key)
+        server = None
+    if server is None:
+        while len(_SERVERS) >= _MAX_SERVERS:
+            _retire(next(iter(_SERVERS)))
+        server = _SERVERS[key] = ForkServer(threads, env)
+        if not _ATEXIT:
+            atexit.register(shutdown)
+            _ATEXIT = True
+    return server
+
+
+def _retire(key: tuple) -> None:
+    server = _SERVERS.pop(key, None)
+    if server is not None:
+        server.close()
+
+
+def shutdown() -> None:
+    """Stop every fork server this process started (also registered with atexit)."""
+    locked = _LOCK.acquire(timeout=10)  # a cell stuck in another thread must not hang the exit
+    try:
+        for key in list(_SERVERS):
+            _retire(key)
+    finally:
+        if locked:
+            _LOCK.release()
+
+
+def servers() -> list[ForkServer]:
+    """The live servers (for tests and diagnostics)."""
+    return list(_SERVERS.values())
+
+
+def _fork_unusable(spec: CellSpec) -> str | None:
+    """Why this cell cannot go through a fork server here, or None."""
+    if os.environ.get(_DISABLE_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        return f"the fork server is turned off ({_DISABLE_ENV}=0)"
+    if not hasattr(os, "fork") or not sys.platform.startswith("linux") or not os.path.isdir("/proc/self/task"):
+        return "forking a server is supported on Linux only"
+    if spec.device.startswith("cuda"):
+        return ("CUDA cells start a fresh interpreter: a forked child may only use CUDA if its parent never "
+                "initialised the driver, which the server cannot prove for every library it imports")
+    return None
+
+
+def run(spec: CellSpec, loader, progress=None, timeout_s: float | None = None) -> BenchCell:
+    """Run one cell in a child forked from the cached server; a fresh interpreter where that cannot be done.
+
+    Same results as ``worker.run_fresh``: SIGKILL is an "oom" cell, any other death an "error" cell with the
+    tail of the child's own output, no answer within ``timeout_s`` an "error" cell. A server that dies
+    gives this cell an "error"; the next cell starts a new server.
+    """
+    from dnnbench.measure import worker
+
+    if timeout_s is None:
+        timeout_s = worker.default_timeout(spec)
+    payload = pickle.dumps((spec, loader))
+    model_key = _model_key(spec, loader)
+    why = _fork_unusable(spec) or _UNFORKABLE.get(model_key)
+    if why is not None:
+        return _fresh(spec, loader, progress, timeout_s, why)
+    env = worker._child_env(spec.threads)
+    key = _key(spec.threads, env)
+    fd, log_path = tempfile.mkstemp(prefix="dnnbench-cell-", suffix=".log")
+    os.close(fd)
+    try:
+        with _LOCK:
+            server = server_for(spec.threads, env)
+            try:
+                result, rc, timed_out = server.run(model_key, payload, log_path, progress, timeout_s)
+            except NoFork as exc:
+                _UNFORKABLE[model_key] = why = str(exc)
+            except ServerDied as exc:
+                _retire(key)
+                return BenchCell(spec, "error", str(exc)[:600])
+            except BaseException:  # KeyboardInterrupt, a bug: the server's state is unknown
+                _retire(key)
+                raise
+            else:
+                if server.broken:
+                    _retire(key)
+        if why is not None:
+            return _fresh(spec, loader, progress, timeout_s, why)
+        with open(log_path, "rb") as log:
+            return worker.cell_from_exit(spec, result, rc, timed_out, timeout_s, log)
+    finally:
+        try:
+            os.unlink(log_path)
+        except OSError:
+            pass
+
+
+def prestart(spec: CellSpec, loader) -> None:
+    """Start the server for cells like ``spec`` and have it prepare ``loader``'s model while the caller works on.
+
+    Nothing is waited for; a failure shows in the first cell. Does nothing where cells start fresh interpreters.
+    """
+    model_key = _model_key(spec, loader)
+    if _fork_unusable(spec) or model_key in _UNFORKABLE:
+        return
+    from dnnbench.measure import worker
+
+    env = worker._child_env(spec.threads)
+    with _LOCK:
+        server_for(spec.threads, env).prepare(model_key, pickle.dumps((spec, loader)))
+
+
+def _model_key(spec: CellSpec, loader) -> bytes:
+    """Cells with the same key share a model process: they prepare (import) the same libraries.
+
+    A loader's ``prepare_key()`` names what its ``prepare()`` imports (every torchvision model: torchvision),
+    so a study of torchvision models imports torchvision once; without one, the loader itself is the key.
+    The runtime and precision are part of it: a runtime's imports (Inductor) are its cells' only.
+    """
+    group = getattr(loader, "prepare_key", None)
+    return pickle.dumps((group() if callable(group) else loader, spec.runtime, spec.precision))
+
+
+def _fresh(spec: CellSpec, loader, progress, timeout_s: float, why: str) -> BenchCell:
+    from dnnbench.measure import worker
+
+    cell = worker.run_fresh(spec, loader, progress, timeout_s)
+    if cell.environment is not None:
+        cell.environment.extra["worker_start_note"] = why
+    return cell
+
+
+# ---- server side -----------------------------------------------------------------------------------
+
+def thread_count() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
+
+
+def _single_threaded() -> int:
+    """This process's thread count, after one throwaway fork if it had more than one.
+
+    OpenBLAS (numpy's) shuts its thread pool down in its own fork handler; other threads stay.
+    """
+    n = thread_count()
+    if n == 1:
+        return n
+    try:
+        pid = os.fork()
+    except OSError:
+        return n
+    if pid == 0:
+        os._exit(0)
+    for _ in range(500):  # the child exits at once; never hang on it
+        done, _status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.01)
+    else:
+        _kill(pid)
+        os.waitpid(pid, 0)
+    return thread_count()
+
+
+_PAGEMAP_CHUNK = 8192  # entries read at once: 64 KiB, below glibc's mmap threshold (see resident_file_pages)
+
+
+def resident_file_pages() -> list[tuple[int, int]]:
+    """(address, length) runs of pages of readable file mappings resident in this process (Linux pagemap).
+
+    Every buffer here stays small: freeing a large (mmap-backed) block raises glibc's dynamic mmap
+    threshold, which a forked cell would inherit and a fresh worker would not, changing the cell's peak.
+    """
+    page = os.sysconf("SC_PAGE_SIZE")
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - torch brings numpy; without it, a slower loop
+        np = None
+    runs: list[tuple[int, int]] = []
+    mapping = [0]  # index of this mapping's first run: runs never span two mappings
+
+    def add(addr: int, length: int) -> None:
+        if len(runs) > mapping[0] and runs[-1][0] + runs[-1][1] == addr:  # continues across a chunk edge
+            runs[-1] = (runs[-1][0], runs[-1][1] + length)
+        else:
+            runs.append((addr, length))
+
+    try:
+        maps = open("/proc/self/maps")
+        pagemap = open("/proc/self/pagemap", "rb", buffering=0)
+    except OSError:
+        return runs
+    buf = bytearray(_PAGEMAP_CHUNK * 8)
+    with maps, pagemap:
+        for line in maps:
+            parts = line.split(None, 5)
+            if len(parts) < 6 or parts[4] == "0" or not parts[1].startswith("r"):
+                continue
+            path = parts[5].strip()
+            if not path.startswith("/") or path.startswith("/dev/"):
+                continue  # anonymous, [heap]/[stack]/[vvar], device memory: never touched from here
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            mapping[0] = len(runs)
+            for first in range(lo // page, hi // page, _PAGEMAP_CHUNK):
+                n = min(_PAGEMAP_CHUNK, hi // page - first)
+                try:
+                    pagemap.seek(first * 8)
+                    got = pagemap.readinto(memoryview(buf)[:n * 8]) // 8
+                except OSError:
+                    break
+                base = first * page
+                if np is not None:
+                    present = (np.frombuffer(buf, dtype="<u8", count=got) >> np.uint64(63)).astype(np.int8)
+                    if not present.any():
+                        continue
+                    edges = np.diff(present, prepend=np.int8(0), append=np.int8(0))
+                    for s, e in zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()):
+                        add(base + s * page, (e - s) * page)
+                else:
+                    entries = memoryview(buf)[:got * 8].cast("Q")
+                    start = None
+                    for i, entry in enumerate(entries):
+                        if entry >> 63 and start is None:
+                            start = i
+                        elif not entry >> 63 and start is not None:
+                            add(base + start * page, (i - start) * page)
+                            start = None
+                    if start is not None:
+                        add(base + start * page, (got - start) * page)
+    return runs
+
+
+def populate(runs: list[tuple[int, int]]) -> int:
+    """Map ``runs`` into this process's page tables (they are in the page cache); bytes mapped."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    madvise = libc.madvise
+    madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    madvise.restype = ctypes.c_int
+    page = os.sysconf("SC_PAGE_SIZE")
+    populate_read = 22  # MADV_POPULATE_READ, Linux >= 5.14
+    total = 0
+    for addr, length in runs:
+        if madvise(addr, length, populate_read) == 0:
+            total += length
+            continue
+        if ctypes.get_errno() != 22:  # EINVAL: an older kernel; anything else (EFAULT): skip the run
+            continue
+        for a in range(addr, addr + length, page):  # the same, one read per page
+            ctypes.string_at(a, 1)
+        total += length
+    return total
+
+
+def _send(fd: int, msg: dict) -> None:
+    data = (json.dumps(msg) + "\n").encode()
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _set_pdeathsig() -> None:
+    """Die with the server: an orphaned cell must not go on measuring (Linux prctl)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    data = b""
+    while len(data) < n:
+        chunk = os.read(fd, n - len(data))  # unbuffered: what follows belongs to whoever reads next
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def _read_frame(fd: int = 0) -> tuple[dict, bytes] | None:
+    """The next frame on ``fd`` (header, payload), or None at EOF."""
+    size = _read_exact(fd, 4)
+    head = _read_exact(fd, struct.unpack(">I", size)[0]) if size else None
+    if head is None:
+        return None
+    header = json.loads(head)
+    payload = _read_exact(fd, header.get("size", 0)) if header.get("size") else b""
+    return None if payload is None else (header, payload)
+
+
+def _forked(parent: int) -> None:
+    """First thing in a forked process: die with ``parent`` (an orphan must not go on), or exit if it is gone."""
+    _set_pdeathsig()
+    if os.getppid() != parent:
+        os._exit(71)
+
+
+def _cell(spec, loader, events: int, log_path: str, runs, parent: int) -> None:
+    """The forked cell: become a fresh worker for this cell, then exit without running anything of its parent's."""
+    code = 70
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the servers ignore Ctrl-C; a worker does not
+        _forked(parent)
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        from dnnbench.measure import worker
+
+        worker._WORKER_START = worker.WORKER_FORKED
+        if runs:
+            populate(runs)  # the library pages a fresh worker has resident, before its baseline
+        else:
+            worker._FORKED_MEMORY = (f"; the worker was forked from a fork server, without mapping in its resident "
+                                     f"file-backed pages ({_PREFAULT_ENV}=0): library code faulted in while "
+                                     f"running counts above the baseline")
+        import torch
+
+        torch.default_generator.manual_seed(torch.initial_seed())  # a fresh interpreter's CPU generator
+        out = os.fdopen(events, "w", buffering=1)
+        code = worker.serve_cell(spec, loader, out)
+        out.close()
+    except BaseException:  # noqa: BLE001 - whatever it is goes to the cell's own log, whose tail is reported
+        try:
+            import traceback
+
+            traceback.print_exc()
+        except BaseException:  # noqa: BLE001
+            pass
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _unpickle(header: dict, payload: bytes, events: int | None):
+    """(spec, loader), or None after reporting the cell as a fresh worker that cannot read its task would."""
+    from dnnbench.measure import worker
+
+    try:
+        return pickle.loads(payload)
+    except Exception as exc:
+        if events is None:  # only preparing: the cell reports it
+            return None
+        with open(header["log"], "a") as log:
+            log.write(f"dnnbench worker: cannot read its task: {worker.describe(exc)}\n")
+        _send(events, {"type": "exit", "pid": None, "returncode": 3})
+        return None
+
+
+def _model(header: dict, payload: bytes, events: int, runs, parent: int, prefault: bool) -> None:
+    """The forked model process: prepare once (its libraries), then fork a child per cell until released."""
+    code = 0
+    try:
+        _forked(parent)
+        if runs:
+            populate(runs)  # the server's resident library pages, so that this process's own list is complete
+        from dnnbench.measure import runtimes
+
+        me = os.getpid()
+        prepared: set[bytes] = set()  # each loader's prepare() once here (it may not be idempotent)
+        imported = False
+        frame: tuple[dict, bytes] | None = (header, payload)
+        while frame is not None and frame[0].get("kind") in ("cell", "prepare"):
+            header, payload = frame
+            cell = header["kind"] == "cell"
+            task = _unpickle(header, payload, events if cell else None)
+            if task is not None:
+                spec, loader = task
+                try:
+                    prepare = getattr(loader, "prepare", None)
+                    who = pickle.dumps(loader)
+                    if prepare is not None and who not in prepared:
+                        prepared.add(who)
+                        prepare()  # imports (torchvision, timm) every later cell here inherits
+                    if not imported and spec.runtime in _SERVER_IMPORTS:
+                        imported = True
+                        runtimes.import_libraries(spec)
+                except Exception:  # the cell runs it again inside run_cell and reports the failure
+                    pass
+            if task is not None and cell:
+                n = _single_threaded()
+                if n > 1:
+                    _send(events, {"type": "nofork", "reason": f"the fork server's model process had {n} threads "
+                                                               f"after preparing this model, and forking a "
+                                                               f"multi-threaded process is unsafe"})
+                    break
+                cell_runs = resident_file_pages() if prefault else []
+                sys.stdout.flush()
+                sys.stderr.flush()
+                pid = os.fork()
+                if pid == 0:
+                    _cell(spec, loader, events, header["log"], cell_runs, me)  # never returns
+                del spec, loader, task, cell_runs
+                _send(events, {"type": "started", "pid": pid})
+                _, status = os.waitpid(pid, 0)
+                _send(events, {"type": "exit", "pid": pid, "returncode": os.waitstatus_to_exitcode(status)})
+            frame = _read_frame(0)  # the next cell of this model, or a release, or EOF
+    except BaseException:  # noqa: BLE001
+        code = 70
+        try:
+            import traceback
+
+            traceback.print_exc()
+        except BaseException:  # noqa: BLE001
+            pass
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def serve(events: int) -> int:
+    """The server: import torch once, then fork a model process per model; exit at EOF on stdin."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it shuts us down
+    import torch  # noqa: F401  (the point of the server: imported once)
+
+    from dnnbench.measure import runtimes, worker  # noqa: F401
+
+    _single_threaded()
+    prefault = os.environ.get(_PREFAULT_ENV, "1").strip() not in ("0", "false", "no", "off")
+    me = os.getpid()
+    while True:
+        frame = _read_frame(0)
+        if frame is None:
+            return 0  # EOF: the parent is done (or gone)
+        header, payload = frame
+        if header.get("kind") not in ("cell", "prepare"):
+            continue  # a release with no model process left to release
+        n = _single_threaded()
+        if n > 1 and header["kind"] == "prepare":
+            continue  # the cell that follows is told
+        if n > 1:
+            _send(events, {"type": "nofork", "reason": f"the fork server had {n} threads, and forking a "
+                                                       f"multi-threaded process is unsafe"})
+            continue
+        runs = resident_file_pages() if prefault else []
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            _model(header, payload, events, runs, me, prefault)  # never returns
+        del runs, payload
+        _send(events, {"type": "model", "pid": pid})
+        _, status = os.waitpid(pid, 0)
+        rc = os.waitstatus_to_exitcode(status)
+        if rc != 0:  # stdin may be mid-frame: report and stop; the parent starts a new server
+            _send(events, {"type": "model_exit", "pid": pid, "returncode": rc})
+            return 1
+
+
+if __name__ == "__main__":
+    sys.exit(serve(int(sys.argv[1])))
