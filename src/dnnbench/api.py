@@ -147,8 +147,15 @@ BenchEvent = Callable[[str, "CellSpec", object], None]  # ("start"|"progress"|"d
 
 
 def _bench_loader(ref: str, device: str, input_size=None) -> LoadedModel:
-    """Build the model inside a worker process. Module-level, so ``functools.partial`` of it pickles."""
-    lm = load(ref, device=device)
+    """Build the model inside a worker process. Module-level, so ``functools.partial`` of it pickles.
+
+    Initialisers tile a fixed random block (``cheap_init``): timing and memory do not depend on the weights'
+    values, and vgg16 builds in 0.25 s instead of 2.4 s. Weights loaded from a checkpoint replace them.
+    """
+    from dnnbench.sources.meta_build import cheap_init
+
+    with cheap_init():
+        lm = load(ref, device=device)
     size = _parse_input_size(input_size)
     if size is not None:
         lm.inputs = lm.inputs.with_image_size(*size)
