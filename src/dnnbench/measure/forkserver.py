@@ -615,18 +615,28 @@ def _cell(spec, loader, events: int, log_path: str, runs, parent: int) -> None:
         code = worker.serve_cell(spec, loader, out)
         out.close()
     except BaseException:  # noqa: BLE001 - whatever it is goes to the cell's own log, whose tail is reported
-        try:
-            import traceback
-
-            traceback.print_exc()
-        except BaseException:  # noqa: BLE001
-            pass
+        _print_exc()
     finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
+        _exit_flushed(code)
+
+
+def _print_exc() -> None:
+    """The current exception's traceback to stderr (the process's own log), never raising."""
+    try:
+        import traceback
+
+        traceback.print_exc()
+    except BaseException:  # noqa: BLE001
+        pass
+
+
+def _exit_flushed(code: int) -> None:
+    """Flush stdout/stderr and leave at once (a forked process must not run its parent's exit handlers)."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
 
 
 def _unpickle(header: dict, payload: bytes, events: int | None):
@@ -694,18 +704,9 @@ def _model(header: dict, payload: bytes, events: int, runs, parent: int, prefaul
             frame = _read_frame(0)  # the next cell of this model, or a release, or EOF
     except BaseException:  # noqa: BLE001
         code = 70
-        try:
-            import traceback
-
-            traceback.print_exc()
-        except BaseException:  # noqa: BLE001
-            pass
+        _print_exc()
     finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
+        _exit_flushed(code)
 
 
 def serve(events: int) -> int:
