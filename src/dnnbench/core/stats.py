@@ -154,8 +154,10 @@ def block_ci_halfwidth(samples: Sequence[float], confidence: float = 0.95, block
     interval's. ``samples`` must be in the order they were taken. None with too few samples.
     """
     meds = block_medians(samples, blocks)
-    if meds is None:
-        return None
+    return None if meds is None else _batch_means_halfwidth(meds, confidence)
+
+
+def _batch_means_halfwidth(meds: list[float], confidence: float) -> float:
     k = len(meds)
     mean = math.fsum(meds) / k
     sd = math.sqrt(math.fsum((m - mean) ** 2 for m in meds) / (k - 1))
@@ -230,7 +232,8 @@ def summarize(samples: Sequence[float], confidence: float = 0.95, tail_confidenc
     ci = median_ci(xs, confidence)
     ranks = median_ci_ranks(n, confidence)
     median = quantile(xs, 0.5)
-    half = block_ci_halfwidth(samples, confidence)
+    meds = block_medians(samples)
+    half = _batch_means_halfwidth(meds, confidence) if meds is not None else None
     lo, hi = ci if ci else (None, None)
     if ci and half is not None:
         lo, hi = min(lo, median - half), max(hi, median + half)
@@ -251,7 +254,7 @@ def summarize(samples: Sequence[float], confidence: float = 0.95, tail_confidenc
         ci_coverage=ranks[2] if ranks else None,
         ci_order_low=ci[0] if ci else None,
         ci_order_high=ci[1] if ci else None,
-        ci_blocks=len(block_medians(samples)) if half is not None else None,
+        ci_blocks=len(meds) if meds is not None else None,
         ci_blocks_halfwidth=half,
     )
 

@@ -620,6 +620,14 @@ def _cell(spec, loader, events: int, log_path: str, runs, parent: int) -> None:
         _exit_flushed(code)
 
 
+def _fork(prefault: bool) -> tuple[int, list[tuple[int, int]]]:
+    """Fork with output flushed; also the resident file pages the child maps again (``prefault``)."""
+    runs = resident_file_pages() if prefault else []
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return os.fork(), runs
+
+
 def _print_exc() -> None:
     """The current exception's traceback to stderr (the process's own log), never raising."""
     try:
@@ -691,10 +699,7 @@ def _model(header: dict, payload: bytes, events: int, runs, parent: int, prefaul
                                                                f"after preparing this model, and forking a "
                                                                f"multi-threaded process is unsafe"})
                     break
-                cell_runs = resident_file_pages() if prefault else []
-                sys.stdout.flush()
-                sys.stderr.flush()
-                pid = os.fork()
+                pid, cell_runs = _fork(prefault)
                 if pid == 0:
                     _cell(spec, loader, events, header["log"], cell_runs, me)  # never returns
                 del spec, loader, task, cell_runs
@@ -733,10 +738,7 @@ def serve(events: int) -> int:
             _send(events, {"type": "nofork", "reason": f"the fork server had {n} threads, and forking a "
                                                        f"multi-threaded process is unsafe"})
             continue
-        runs = resident_file_pages() if prefault else []
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
+        pid, runs = _fork(prefault)
         if pid == 0:
             _model(header, payload, events, runs, me, prefault)  # never returns
         del runs, payload

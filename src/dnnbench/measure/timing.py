@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from dnnbench.core.measurements import Timing, TimingSpec
-from dnnbench.core.stats import BLOCKS, MIN_BLOCK_SAMPLES, block_ci_halfwidth, median_ci, quantile, t_quantile
+from dnnbench.core.stats import BLOCKS, MIN_BLOCK_SAMPLES, summarize, t_quantile
 
 Progress = Callable[[str, int, float, "float | None"], None]  # phase, samples so far, elapsed s, CI rel
 PROGRESS_EVERY_S = 0.2
@@ -64,16 +64,9 @@ def is_steady(previous: list[float], last: list[float], tolerance: float) -> boo
 
 
 def ci_rel_halfwidth(samples: list[float], confidence: float) -> float | None:
-    """Relative half-width of the reported CI of the median: the hull of the order-statistic interval and
-    the batch-means interval of consecutive blocks (``samples`` in the order taken)."""
-    xs = sorted(samples)
-    ci = median_ci(xs, confidence)
-    med = quantile(xs, 0.5)
-    if ci is None or med <= 0:
-        return None
-    half = max(med - ci[0], ci[1] - med)
-    blocks = block_ci_halfwidth(samples, confidence)
-    return max(half, blocks or 0.0) / med
+    """Relative half-width of the CI of the median that the cell reports (``core.stats.summarize``: the
+    hull of the order-statistic and batch-means intervals; ``samples`` in the order taken)."""
+    return summarize(samples, confidence).ci_rel_halfwidth
 
 
 def _settle(samples: list[float], warm: list[float], spec: TimingSpec, one: Callable[[], float]) -> bool:
