@@ -9,7 +9,7 @@ import torch
 
 from dnnbench.core.measurements import TimingSpec
 from dnnbench.measure import noise
-from dnnbench.measure.timing import CpuTimer, is_steady, measure
+from dnnbench.measure.timing import CpuTimer, measure, warmup_cut
 
 
 class FakeClock:
@@ -30,7 +30,7 @@ class FakeClock:
 
 def run(durations, **spec):
     clock = FakeClock(durations)
-    spec = TimingSpec(**{"warmup_min_s": 0.0, **spec})
+    spec = TimingSpec(**spec)
     timing = measure(clock.call, spec, CpuTimer(clock.now), wall=clock.now)
     return timing, clock, spec
 
@@ -39,29 +39,60 @@ def test_cold_start_is_kept_apart_and_constant_calls_stop_at_the_minimum():
     timing, clock, spec = run(itertools.chain([0.5], itertools.repeat(0.001)), min_samples=16,
                               min_sampling_fraction=0.0)
     assert timing.cold_start_s == 0.5
-    assert timing.warmup_steady and len(timing.warmup_s) == 2 * spec.warmup_window
+    assert timing.warmup_steady and timing.warmup_s == []  # warm after the cold call: no call wasted
     assert len(timing.samples_s) == 16 and timing.stop_reason == "ci"
     assert timing.stats.median_s == pytest.approx(0.001)
     assert clock.calls == 1 + len(timing.warmup_s) + len(timing.samples_s)  # every call is accounted for
 
 
-def test_warmup_runs_until_steady_not_a_fixed_count():
+def test_warmup_is_cut_after_the_fact_where_the_samples_reach_the_steady_state():
     slow = [0.010 * 0.8 ** i + 0.001 for i in range(40)]  # a slowly settling cache/JIT/clock ramp
-    timing, _, spec = run(itertools.chain([0.5], slow, itertools.repeat(0.001)))
+    timing, clock, spec = run(itertools.chain([0.5], slow, itertools.repeat(0.001)))
     assert timing.warmup_steady
-    assert len(timing.warmup_s) > 2 * spec.warmup_window  # the ramp made it wait longer than the minimum
-    w = spec.warmup_window
-    assert is_steady(timing.warmup_s[-2 * w:-w], timing.warmup_s[-w:], spec.warmup_tolerance)
-    assert not is_steady(timing.warmup_s[:w], timing.warmup_s[w:2 * w], spec.warmup_tolerance)
-    assert max(timing.samples_s) < 1.05 * min(timing.samples_s)  # sampling started on the plateau
+    assert timing.warmup_s == pytest.approx(slow[:len(timing.warmup_s)])  # the leading calls, in order
+    # the ramp is within 5 % of 1 ms from i = 24 on (0.010 * 0.8**24 = 0.047 ms); a window of 5 calls
+    # decides by its median, its third call: the first window within 5 % starts at 22
+    assert len(timing.warmup_s) == 22
+    assert max(timing.samples_s[2:]) < 1.05 * min(timing.samples_s)  # the window's first two may be above
+    assert timing.stats.median_s == pytest.approx(0.001, rel=1e-6)
+    assert clock.calls == 1 + len(timing.warmup_s) + len(timing.samples_s)
 
 
-def test_warmup_gives_up_at_its_share_of_the_cap():
-    drift = (0.001 * 1.01 ** i for i in itertools.count())  # keeps slowing down: never two agreeing windows
+def test_warmup_cut_by_hand():
+    spec = TimingSpec()
+    assert warmup_cut([1.0, 1.0, 1.0], spec) == (0, True)
+    assert warmup_cut([4.0, 3.0, 3.0], spec) == (1, True)  # 4 > 1.05 x median(3, 3)
+    assert warmup_cut([3.1, 3.0, 3.0], spec) == (0, True)  # within 5 %: noise, not warm-up
+    # 40 samples: windows of 4 calls; one slow call among fast ones does not make a warm-up
+    assert warmup_cut([1.0, 9.0, 1.0, 1.0] + [1.0] * 36, spec) == (0, True)
+    # ... but four slow calls in front do, and the cut is where a window's median comes down
+    assert warmup_cut([9.0] * 4 + [1.0] * 36, spec) == (3, True)  # window [9, 1, 1, 1]: median 1
+    # never more than half of the samples
+    long_cap = TimingSpec(max_time_s=100.0)
+    assert warmup_cut([2.0] * 10 + [1.0] * 10, long_cap) == (10, True)
+    assert warmup_cut([2.0] * 11 + [1.0] * 9, long_cap) == (0, False)
+    # nor more than a quarter of the cap's time (here 2.5 s), beyond 2 windows of calls
+    assert warmup_cut([2.0] * 10 + [1.0] * 10, spec) == (0, False)
+
+
+def test_slow_drift_is_not_taken_for_warmup():
+    # 1000 samples of 10 ms drifting slowly from 11 to 10 ms: a quarter of the 10 s cap holds 250 calls,
+    # the cut stops there and the samples are kept, with the drift left to the CI and its warning
+    drift = [0.011 - 0.001 * i / 1000 for i in range(1000)]
+    d, steady = warmup_cut(drift, TimingSpec())
+    assert (d, steady) == (0, False)
+    # the same slope over fewer calls, within the quarter's budget, is a warm-up ramp and is cut
+    d, steady = warmup_cut(drift[::10], TimingSpec())
+    assert steady and 0 < d <= 50
+
+
+def test_no_steady_state_keeps_the_samples_and_says_so():
+    drift = (0.001 * 1.01 ** i for i in itertools.count())  # keeps slowing down: the later half is slower
     timing, _, spec = run(itertools.chain([0.0], drift), max_time_s=1.0)
-    warm_time = sum(timing.warmup_s)
-    assert not timing.warmup_steady
-    assert spec.max_time_s * spec.warmup_max_fraction <= warm_time < spec.max_time_s * spec.warmup_max_fraction + 0.005
+    assert timing.warmup_steady and timing.warmup_s == []  # slower later is not warm-up
+    ramp = (0.003 - 0.000002 * i for i in itertools.count())  # keeps getting faster for the whole cell
+    timing, _, spec = run(itertools.chain([0.0], ramp), max_time_s=1.0, min_sampling_fraction=1.0)
+    assert not timing.warmup_steady and timing.warmup_s == []
     assert any(w.code == "warmup" for w in noise.check(timing, spec, None, None, None, 1))
 
 
@@ -193,17 +224,7 @@ def test_cuda_timer_synchronises_and_times_the_gpu():
     assert timing.timer == "cuda_events" and timing.stats.median_s > 0
 
 
-def test_slow_calls_get_shorter_warmup_windows():
-    # 0.3 s calls, 10 s cap: a quarter of it holds 8 calls, so windows of 4 instead of 5
-    timing, _, spec = run(itertools.chain([1.0], itertools.repeat(0.3)), max_time_s=10.0)
-    assert timing.warmup_steady and len(timing.warmup_s) == 8
-    # 3 s calls: two windows of two would take 12 s of a 2.5 s share, so one warm-up call, then warm-up is
-    # judged after the fact: the samples are steady
-    timing, _, _ = run(itertools.chain([1.0], itertools.repeat(3.0)), max_time_s=10.0)
-    assert len(timing.warmup_s) == 1 and timing.warmup_steady and len(timing.samples_s) == 3
-
-
-def test_calls_slower_than_the_warmup_share_skip_the_warmup_loop_and_drop_slow_leading_samples():
+def test_slow_calls_spend_no_call_on_warmup_and_drop_slow_leading_samples():
     # cold 5 s, then a call still warming up (4 s), then steady 3 s calls: no call is spent on warm-up
     # in advance; the 4 s sample turns out to be warm-up, and a new sample restores the floor of 3
     timing, clock, spec = run(itertools.chain([5.0, 4.0], itertools.repeat(3.0)), max_time_s=10.0)
@@ -219,6 +240,7 @@ def test_calls_slower_than_the_warmup_share_skip_the_warmup_loop_and_drop_slow_l
 
 def test_slow_calls_that_keep_getting_faster_say_the_warmup_never_settled():
     ramp = (10.0 * 0.8 ** i for i in itertools.count())
-    timing, _, spec = run(itertools.chain([12.0], ramp), max_time_s=10.0)
-    assert not timing.warmup_steady and len(timing.warmup_s) == 2 * spec.warmup_window
+    timing, clock, spec = run(itertools.chain([12.0], ramp), max_time_s=10.0)
+    # past the cap, up to 2 windows of calls more are spent looking for a steady state, then it says so
+    assert not timing.warmup_steady and clock.calls == 1 + spec.floor_samples + 2 * spec.warmup_window
     assert any(w.code == "warmup" for w in noise.check(timing, spec, None, None, None, 1))

@@ -85,16 +85,17 @@ def parse_batch_sizes(value) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class TimingSpec:
-    """When a timing cell warms up and stops.
+    """When a timing cell stops, and how its warm-up is told apart.
 
-    Warm-up runs until the median of the last ``warmup_window`` calls is within ``warmup_tolerance`` of the
-    window before (and at least ``warmup_min_s`` passed), or until ``warmup_max_fraction`` of the time cap.
-    Calls so slow that two windows would not fit in that share get shorter windows, down to 2 calls.
-    Sampling stops when the ``confidence`` CI of the median lies within ``target_ci`` (relative) of the
-    median — never before ``min_samples``, nor before the 15 samples that checking them for drift needs
-    (see ``core.stats``), nor before sampling has lasted ``min_sampling_fraction`` of the cap, so that the
-    drift check spans more than one passing state of the machine — or when ``max_time_s`` (cold start and warm-up included)
-    is spent, but never before ``floor_samples``; or at ``max_samples``.
+    After the cold call every call is a sample; warm-up is judged after the fact (``measure.timing.
+    warmup_cut``): the leading samples until a window of up to ``warmup_window`` calls has a median within
+    ``warmup_tolerance`` of the later half's median are warm-up calls — at most half of the samples, and
+    no more than ``warmup_max_fraction`` of the time cap holds (or 2 windows of calls).
+    Sampling stops when the ``confidence`` CI of the median of the steady samples lies within ``target_ci``
+    (relative) of the median — never before ``min_samples``, nor before the 15 samples that checking them
+    for drift needs (see ``core.stats``), nor before sampling has lasted ``min_sampling_fraction`` of the
+    cap, so that the drift check spans more than one passing state of the machine — or when ``max_time_s``
+    (cold start included) is spent, but never before ``floor_samples`` steady ones; or at ``max_samples``.
     """
 
     target_ci: float = 0.02
@@ -105,7 +106,6 @@ class TimingSpec:
     confidence: float = 0.95
     warmup_window: int = 5
     warmup_tolerance: float = 0.05
-    warmup_min_s: float = 0.05
     warmup_max_fraction: float = 0.25
     min_sampling_fraction: float = 0.2
 
@@ -137,7 +137,7 @@ class CellSpec:
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "CellSpec":
         d = dict(d)
-        d["timing"] = TimingSpec(**d.get("timing", {}))
+        d["timing"] = TimingSpec(**_init_kwargs(TimingSpec, d.get("timing", {})))
         return CellSpec(**_init_kwargs(CellSpec, d))
 
 
@@ -216,7 +216,7 @@ class Timing:
     warmup_s: list[float]
     samples_s: list[float]  # one forward of a whole batch each
     stop_reason: str  # "ci" (target reached), "time_cap", "max_samples"
-    warmup_steady: bool  # False: warm-up hit its time share before the steady-state test passed
+    warmup_steady: bool  # False: no steady state found among the samples (see TimingSpec)
     wall_s: float  # wall time of the whole cell: cold start, warm-up and sampling
     confidence: float = 0.95
     timer: str = "perf_counter"  # or "cuda_events"

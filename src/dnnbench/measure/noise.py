@@ -42,8 +42,9 @@ def check(timing: Timing, spec: TimingSpec, env: Environment | None, throttle_be
                                            f"(minimum {spec.min_samples})",
                                 f"raise --max-time-per-cell to at least {_suggest(timing, spec):g} s"))
     if not timing.warmup_steady:
-        out.append(NoiseWarning("warmup", f"warm-up did not settle within {100 * spec.warmup_max_fraction:.0f} % of the "
-                                          f"time cap ({len(timing.warmup_s)} calls): early samples may still be slow",
+        out.append(NoiseWarning("warmup", f"no steady state: the early samples stayed more than "
+                                          f"{100 * spec.warmup_tolerance:.0f} % slower than the later ones' median "
+                                          f"({timing.stats.n} samples, all kept): the warm-up may not have ended",
                                 "raise --max-time-per-cell"))
     if env is not None:
         cores = env.logical_cores or 0

@@ -1,4 +1,4 @@
-"""Time one callable: cold start apart, warm-up until steady, then sample until the median's CI is tight.
+"""Time one callable: cold start apart, then sample until the median's CI is tight; warm-up judged after the fact.
 
 A timer times one call (``CpuTimer``: ``time.perf_counter`` around it; ``CudaTimer``: CUDA events with a
 synchronize at each boundary). ``wall`` is the clock the time cap is read from. Both are injectable, so the
@@ -57,36 +57,48 @@ class CudaTimer:
         return self.start.elapsed_time(self.end) / 1e3
 
 
-def is_steady(previous: list[float], last: list[float], tolerance: float) -> bool:
-    """Two consecutive windows whose medians agree within ``tolerance`` (relative)."""
-    a, b = statistics.median(previous), statistics.median(last)
-    return a > 0 and abs(b - a) / a <= tolerance
-
-
 def ci_rel_halfwidth(samples: list[float], confidence: float) -> float | None:
     """Relative half-width of the CI of the median that the cell reports (``core.stats.summarize``: the
     hull of the order-statistic and batch-means intervals; ``samples`` in the order taken)."""
     return summarize(samples, confidence).ci_rel_halfwidth
 
 
-def _settle(samples: list[float], warm: list[float], spec: TimingSpec, one: Callable[[], float]) -> bool:
-    """Warm-up after the fact, for slow calls: while the first sample is slower than the median of those
-    after it by more than the warm-up tolerance, it was still warming up — it moves to ``warm`` and a
-    new sample keeps the floor. True when the samples left pass that test (within 2 x the window moves)."""
-    limit = 2 * spec.warmup_window
-    while True:
-        while (len(samples) >= 3 and len(warm) < limit
-               and samples[0] > (1 + spec.warmup_tolerance) * statistics.median(samples[1:])):
-            warm.append(samples.pop(0))
-        if len(samples) >= spec.floor_samples or len(warm) >= limit:
+def warmup_cut(samples: list[float], spec: TimingSpec) -> tuple[int, bool]:
+    """Warm-up judged after the fact: how many leading samples were still warming up, and whether a steady
+    state was found at all.
+
+    The reference is the median of the later half of the samples; the cut is the first position ``d``
+    where the median of a window of calls starting at ``d`` is within ``warmup_tolerance`` of it — a
+    tenth of the samples per window, between 1 and ``warmup_window`` calls, so that one noisy call neither
+    ends nor prolongs the warm-up. The cut never takes more than half of the samples, nor more of them
+    than fit in ``warmup_max_fraction`` of the time cap (but always up to 2 windows of calls): slow drift
+    of the machine is not warm-up. Without such a position nothing is cut and the second value is False.
+    """
+    n = len(samples)
+    if n < 3:
+        return 0, True  # nothing to compare with
+    limit = (1 + spec.warmup_tolerance) * statistics.median(samples[n // 2:])
+    w = max(1, min(spec.warmup_window, n // 10))
+    budget = spec.max_time_s * spec.warmup_max_fraction
+    spent = 0.0
+    for d in range(n // 2 + 1):
+        if statistics.median(samples[d:d + w]) <= limit:
+            return d, True
+        spent += samples[d]
+        if spent > budget and d + 1 >= 2 * spec.warmup_window:
             break
-        samples.append(one())
-    return len(samples) >= 3 and samples[0] <= (1 + spec.warmup_tolerance) * statistics.median(samples[1:])
+    return 0, False
 
 
 def measure(call: Callable[[], object], spec: TimingSpec, timer=None,
             wall: Callable[[], float] = time.perf_counter, progress: Progress | None = None) -> Timing:
-    """Cold start, warm-up until steady, then samples until the stopping rule of ``spec`` holds."""
+    """Cold start, then samples until the stopping rule of ``spec`` holds; warm-up is judged after the fact.
+
+    No call is spent on warming up in advance: every call after the cold one is timed, and the leading
+    ones that ``warmup_cut`` finds still slower than the steady state become warm-up calls — at every
+    check of the stopping rule, so that neither the CI nor the floor counts them. A machine that is warm
+    after the cold call (the usual case) loses nothing to warm-up.
+    """
     timer = timer or CpuTimer()
     for k in range(5, BLOCKS + 1):  # the batch-means CI's t quantiles, computed before the clock starts
         t_quantile(0.5 + spec.confidence / 2, k - 1)
@@ -96,38 +108,12 @@ def measure(call: Callable[[], object], spec: TimingSpec, timer=None,
 
     cold = timer(call)
 
-    warm: list[float] = []
-    steady = False
-    warm_start = wall()  # the warm-up's share of the cap starts after the cold call, however slow that was
-    budget = spec.max_time_s * spec.warmup_max_fraction
-    warm_deadline = warm_start + budget
-    w = spec.warmup_window
-    # calls so slow that two windows of two do not fit in the warm-up's share: warm-up is judged after
-    # the fact instead (leading samples still slower than the rest become warm-up calls)
-    slow = cold >= budget
-    while not slow:
-        warm.append(timer(call))
-        now = wall()
-        if len(warm) == 1 and warm[0] > 0:
-            if 4 * warm[0] > budget:
-                slow = True
-                break
-            # slow calls get shorter windows (down to 2), so that two of them fit in the warm-up's share
-            w = max(2, min(spec.warmup_window, int(budget / (2 * warm[0]))))
-        if (len(warm) >= 2 * w and now - warm_start >= spec.warmup_min_s
-                and is_steady(warm[-2 * w:-w], warm[-w:], spec.warmup_tolerance)):
-            steady = True
-            break
-        if now >= warm_deadline:
-            break
-        if progress and now - last_report >= PROGRESS_EVERY_S:
-            progress("warm-up", 0, now - start, None)
-            last_report = now
-
     samples: list[float] = []
     sampling_start = wall()
     min_sampling_s = spec.max_time_s * spec.min_sampling_fraction
-    next_check = max(spec.min_samples, 1)
+    need = max(spec.min_samples, MIN_BLOCK_SAMPLES)  # steady samples before the CI may stop sampling
+    most_warmup = 2 * spec.warmup_window  # past the cap, calls spent looking for a steady state
+    next_check = need
     rel = None
     stop = ""
     while True:
@@ -135,9 +121,9 @@ def measure(call: Callable[[], object], spec: TimingSpec, timer=None,
         n = len(samples)
         now = wall()
         if n >= next_check:
-            rel = ci_rel_halfwidth(samples, spec.confidence)
-            # never on the CI before the samples could be checked for drift (MIN_BLOCK_SAMPLES)
-            tight = rel is not None and rel <= spec.target_ci and n >= MIN_BLOCK_SAMPLES
+            d, _ = warmup_cut(samples, spec)
+            rel = ci_rel_halfwidth(samples[d:], spec.confidence)
+            tight = rel is not None and rel <= spec.target_ci and n - d >= need
             left = min_sampling_s - (now - sampling_start)
             if tight and left <= 0:
                 stop = "ci"
@@ -146,16 +132,18 @@ def measure(call: Callable[[], object], spec: TimingSpec, timer=None,
             if tight:  # check again when the minimum sampling time will have passed
                 next_check = n + max(1, math.ceil(left / ((now - sampling_start) / n)))
         if now - start >= spec.max_time_s and n >= spec.floor_samples:
-            stop = "time_cap"
-            break
+            d, steady = warmup_cut(samples, spec)
+            if (steady and n - d >= spec.floor_samples) or n >= spec.floor_samples + most_warmup:
+                stop = "time_cap"
+                break
         if n >= spec.max_samples:
             stop = "max_samples"
             break
         if progress and now - last_report >= PROGRESS_EVERY_S:
             progress("sampling", n, now - start, rel)
             last_report = now
-    if slow:
-        steady = _settle(samples, warm, spec, lambda: timer(call))
+    d, steady = warmup_cut(samples, spec)
+    warm, samples = samples[:d], samples[d:]
     end = wall()
     if progress:
         progress("done", len(samples), end - start, ci_rel_halfwidth(samples, spec.confidence))
