@@ -28,6 +28,7 @@ def assert_one_line_error(proc, *needles):
     (["--threads", "0"], ["--threads 0 is not allowed", "Fix:"]),
     (["--target-ci", "0"], ["--target-ci 0.0 is not allowed"]),
     (["--max-time-per-cell", "-1"], ["--max-time-per-cell -1.0 is not allowed"]),
+    (["--processes", "0"], ["--processes 0 is not allowed", "Fix:"]),
 ])
 def test_bad_options_are_one_line_errors(args, needles):
     assert_one_line_error(run_cli("bench", TINY, *args), *needles)

@@ -374,7 +374,7 @@ def bench(model, batch_sizes=DEFAULT_BATCH_SIZES, device: str = "cpu", threads: 
           target_ci: float = 0.02, max_time_per_cell: float = 10.0, in_process: bool = False,
           input_size=None, min_samples: int = 10, on_event: BenchEvent | None = None,
           sensors: str = "auto", estimate_power_w: float | None = None, runtime: str | None = None,
-          precision: str = "fp32") -> "BenchRun":
+          precision: str = "fp32", processes: int | None = None) -> "BenchRun":
     """Time, throughput, memory and power of ``model`` at each batch size on ``device``; one cell per batch size.
 
     Each cell runs in a fresh worker subprocess (``in_process=False``) so that its peak RSS is its own and a
@@ -389,14 +389,19 @@ def bench(model, batch_sizes=DEFAULT_BATCH_SIZES, device: str = "cpu", threads: 
     "fp32" (default), "fp16", "bf16" or "int8". Every configuration but eager fp32 records an output-equivalence
     check against eager fp32 on the same input (``cell.equivalence``). Several configurations: call once each
     (``runtime_configs`` lists those that can run here).
+    ``processes``: worker processes per cell (default 5 for isolated eager cells, else 1): a process runs
+    at a speed of its own, so the samples come from several in turn, each to its share of the cap, and
+    the CI spans their spread — when calls are fast enough (cold start <= a tenth of a share); slower
+    cells run in one process.
     """
-    from dnnbench.core.measurements import (BenchCell, BenchRun, CellSpec, StaticEstimate, TimingSpec,
-                                            check_bench_options, parse_batch_sizes)
+    from dnnbench.core.measurements import (DEFAULT_PROCESSES, BenchCell, BenchRun, CellSpec, StaticEstimate,
+                                            TimingSpec, check_bench_options, parse_batch_sizes)
     from dnnbench.measure import environment, machine
     from dnnbench.measure.worker import prestart, run_cell, run_isolated
 
     sizes = parse_batch_sizes(batch_sizes)
-    check_bench_options(threads, target_ci, max_time_per_cell, min_samples)
+    check_bench_options(threads, target_ci, max_time_per_cell, min_samples,
+                        DEFAULT_PROCESSES if processes is None else processes)
     device = check_device(device)
     threads = threads or environment.default_threads()
     on_gpu = device.startswith("cuda")
@@ -423,7 +428,12 @@ def bench(model, batch_sizes=DEFAULT_BATCH_SIZES, device: str = "cpu", threads: 
     size = _parse_input_size(input_size)
     if size is not None:
         spec_inputs = spec_inputs.with_image_size(*size)
-    tspec = TimingSpec(target_ci=target_ci, max_time_s=float(max_time_per_cell), min_samples=min_samples)
+    if processes is None:  # other runtimes prepare (export, compile, quantize) in every process: one
+        processes = DEFAULT_PROCESSES if runtime == "eager" and not in_process else 1
+    if in_process:
+        processes = 1  # one process is all there is
+    tspec = TimingSpec(target_ci=target_ci, max_time_s=float(max_time_per_cell), min_samples=min_samples,
+                       processes=processes)
     isolation = "in-process" if in_process else "subprocess"
 
     def cell_spec(b: int) -> CellSpec:

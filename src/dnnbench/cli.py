@@ -428,17 +428,22 @@ def _seconds(s) -> str:
               help="What runs the model; a comma list or all compares them [default: eager; onnxruntime for onnx:].")
 @click.option("--precision", default="fp32", show_default=True, metavar="fp32|fp16|bf16|int8|all",
               help="Numeric precision; a comma list or all. Non-reference runs are checked against eager fp32.")
+@click.option("--processes", type=int, default=None, metavar="N",
+              help="Worker processes per cell, each sampling a share of the cap when calls are fast enough "
+                   "[default: 5 for eager, else 1].")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 def bench(model, batch_sizes, device, threads, target_ci, max_time_per_cell, min_samples, in_process, input_size,
-          sensors, estimate_power, runtime, precision, fmt):
+          sensors, estimate_power, runtime, precision, processes, fmt):
     """Inference time, throughput and memory of MODEL at each batch size, measured on this machine.
 
-    Each (model, batch size) cell runs in a fresh worker process: cold start apart, warm-up until steady,
-    then samples until the 95 % CI of the median is within --target-ci or --max-time-per-cell is spent.
+    Each (model, batch size) cell runs in fresh worker processes: cold start apart, warm-up judged after
+    the fact, then samples until the 95 % CI of the median is within --target-ci or --max-time-per-cell is
+    spent. Fast cells pool several processes (--processes), since each process runs at a speed of its own.
     """
-    from dnnbench.core.measurements import check_bench_options, check_device_name
+    from dnnbench.core.measurements import DEFAULT_PROCESSES, check_bench_options, check_device_name
 
-    check_bench_options(threads, target_ci, max_time_per_cell, min_samples)  # before torch is imported
+    check_bench_options(threads, target_ci, max_time_per_cell, min_samples,
+                        DEFAULT_PROCESSES if processes is None else processes)  # before torch is imported
     check_device_name(device)
     from dnnbench import api
 
@@ -451,7 +456,8 @@ def bench(model, batch_sizes, device, threads, target_ci, max_time_per_cell, min
             runs.append(api.bench(model, batch_sizes, device=device, threads=threads, target_ci=target_ci,
                                   max_time_per_cell=max_time_per_cell, in_process=in_process, input_size=input_size,
                                   min_samples=min_samples, on_event=on_event, sensors=sensors,
-                                  estimate_power_w=estimate_power, runtime=rt, precision=prec))
+                                  estimate_power_w=estimate_power, runtime=rt, precision=prec,
+                                  processes=processes))
     if fmt == "json":
         _dump(runs[0].to_dict() if len(runs) == 1 else [r.to_dict() for r in runs])
     else:

@@ -251,6 +251,9 @@ def bench_row(plan: StudyPlan, cell, env: dict, fingerprint: str, study_name: st
     if cell.timing:
         samples["latency_s"] = list(cell.timing.samples_s)
         samples["warmup_s"] = list(cell.timing.warmup_s)
+        if cell.timing.process_samples:  # latency_s came from these worker processes in turn, this many each
+            samples["latency_process_samples"] = [float(n) for n in cell.timing.process_samples]
+            samples["process_cold_start_s"] = list(cell.timing.process_cold_starts_s)
     input_shape = plan.config.get("input_shape")
     return CellRow(
         cell_id=plan.cell_id, fingerprint=fingerprint, environment=env, model_ref=plan.ref,

@@ -10,6 +10,7 @@ A frozen spec says *what* is measured (``TimingSpec``, ``CellSpec``); a record h
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -38,8 +39,11 @@ def check_device_name(device: str) -> str:
     raise InputError(f"unknown device {device!r}", "bench runs on cpu, cuda or cuda:N", "use --device cpu or --device cuda")
 
 
+DEFAULT_PROCESSES = 5  # worker processes per cell whose calls are fast enough to share the cap
+
+
 def check_bench_options(threads=None, target_ci: float = 0.02, max_time_per_cell: float = 10.0,
-                        min_samples: int = 10) -> None:
+                        min_samples: int = 10, processes: int = DEFAULT_PROCESSES) -> None:
     """One-line errors for options that cannot work, before anything is built."""
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise InputError(f"--threads {threads} is not allowed", "at least one thread must run the model",
@@ -53,6 +57,9 @@ def check_bench_options(threads=None, target_ci: float = 0.02, max_time_per_cell
     if not isinstance(min_samples, int) or isinstance(min_samples, bool) or min_samples < 1:
         raise InputError(f"--min-samples {min_samples} is not allowed", "at least one sample is needed",
                          "use --min-samples 10")
+    if not isinstance(processes, int) or isinstance(processes, bool) or not 1 <= processes <= 100:
+        raise InputError(f"--processes {processes} is not allowed", "a cell runs in 1 to 100 worker processes",
+                         f"use --processes {DEFAULT_PROCESSES} (the default), or 1 for one process per cell")
 
 
 def parse_choices(value, known: tuple[str, ...], option: str) -> tuple[str, ...]:
@@ -96,6 +103,9 @@ class TimingSpec:
     for drift needs (see ``core.stats``), nor before sampling has lasted ``min_sampling_fraction`` of the
     cap, so that the drift check spans more than one passing state of the machine — or when ``max_time_s``
     (cold start included) is spent, but never before ``floor_samples`` steady ones; or at ``max_samples``.
+    With ``processes`` > 1 the cell's samples come from that many worker processes in turn, each sampling
+    to its share of the cap — when its cold start shows calls fast enough for that (``measure.timing``);
+    otherwise the one process takes the whole cap.
     """
 
     target_ci: float = 0.02
@@ -107,6 +117,7 @@ class TimingSpec:
     warmup_window: int = 5
     warmup_tolerance: float = 0.05
     warmup_max_fraction: float = 0.25
+    processes: int = 1
     min_sampling_fraction: float = 0.2
 
 
@@ -150,7 +161,9 @@ class LatencyStats:
     ``ci_low_s``/``ci_high_s``: the 95 % CI of the median, the hull of the order-statistic interval
     (``ci_order_*``, right for independent samples) and a batch-means interval over ``ci_blocks``
     consecutive blocks, which widens when the machine's speed drifts during the run. ``drift_rel``: the
-    batch-means half-width over the order-statistic one (about 1 for independent samples).
+    batch-means half-width over the order-statistic one (about 1 for independent samples). When the
+    samples came from ``ci_processes`` worker processes, the hull also spans the between-process interval
+    (half-width ``ci_processes_halfwidth_s``): each process runs at a speed of its own.
     """
 
     n: int
@@ -171,6 +184,8 @@ class LatencyStats:
     ci_order_high_s: float | None = None
     ci_blocks: int | None = None
     drift_rel: float | None = None
+    ci_processes: int | None = None
+    ci_processes_halfwidth_s: float | None = None
 
     @property
     def ci_rel_halfwidth(self) -> float | None:
@@ -184,8 +199,10 @@ class LatencyStats:
         return self.iqr_s / self.median_s if self.median_s > 0 else None
 
     @staticmethod
-    def from_samples(samples: list[float], confidence: float = 0.95) -> "LatencyStats":
-        s = summarize(samples, confidence)
+    def from_samples(samples: list[float], confidence: float = 0.95,
+                     processes: list[int] | None = None) -> "LatencyStats":
+        """``processes``: samples per worker process, in order, when they came from more than one."""
+        s = summarize(samples, confidence, groups=processes if processes and len(processes) > 1 else None)
         why: dict[str, str] = {}
         for name, q in (("p90_s", 0.90), ("p99_s", 0.99)):
             need = min_samples_for_quantile(q)
@@ -200,7 +217,7 @@ class LatencyStats:
             why["stdev_s"] = why["cv"] = "a single sample has no spread"
         return LatencyStats(s.n, s.median, s.mean, s.min, s.max, s.stdev, s.cv, s.iqr, s.p90, s.p99,
                             s.ci_low, s.ci_high, confidence, why, s.ci_order_low, s.ci_order_high, s.ci_blocks,
-                            s.drift_rel)
+                            s.drift_rel, s.ci_groups, s.ci_groups_halfwidth)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -210,7 +227,12 @@ class LatencyStats:
 
 @dataclass(frozen=True)
 class Timing:
-    """Raw observations of one timing cell; statistics are derived on demand from ``samples_s``."""
+    """Raw observations of one timing cell; statistics are derived on demand from ``samples_s``.
+
+    A cell's samples may come from several worker processes in turn (``process_samples``: how many each
+    gave, in order; empty: one process). ``cold_start_s`` is the first process's first call; every
+    process's cold start is in ``process_cold_starts_s``.
+    """
 
     cold_start_s: float  # the first call, kept apart from everything else
     warmup_s: list[float]
@@ -220,13 +242,25 @@ class Timing:
     wall_s: float  # wall time of the whole cell: cold start, warm-up and sampling
     confidence: float = 0.95
     timer: str = "perf_counter"  # or "cuda_events"
+    time_cap_s: float | None = None  # the cap this process sampled to: the cell's, or its share of it
+    process_samples: list[int] = field(default_factory=list)
+    process_cold_starts_s: list[float] = field(default_factory=list)
 
     @functools.cached_property
     def stats(self) -> LatencyStats:
-        return LatencyStats.from_samples(self.samples_s, self.confidence)
+        return LatencyStats.from_samples(self.samples_s, self.confidence, self.process_samples or None)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @staticmethod
+    def pooled(parts: list["Timing"], stop_reason: str) -> "Timing":
+        """One cell's timing from the processes that sampled it in turn (``parts`` in order)."""
+        first = parts[0]
+        return Timing(first.cold_start_s, [x for p in parts for x in p.warmup_s],
+                      [x for p in parts for x in p.samples_s], stop_reason, all(p.warmup_steady for p in parts),
+                      math.fsum(p.wall_s for p in parts), first.confidence, first.timer, first.time_cap_s,
+                      [len(p.samples_s) for p in parts], [p.cold_start_s for p in parts])
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "Timing":

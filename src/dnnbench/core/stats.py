@@ -18,7 +18,7 @@ from functools import lru_cache
 __all__ = [
     "binom_cdf", "median_ci_ranks", "median_ci", "quantile", "min_samples_for_quantile",
     "Summary", "summarize", "linear_fit", "LinearFit", "t_quantile", "block_medians", "block_ci_halfwidth",
-    "BLOCKS", "MIN_BLOCK_SAMPLES",
+    "BLOCKS", "MIN_BLOCK_SAMPLES", "group_medians",
 ]
 
 BLOCKS = 10  # consecutive blocks for the batch-means CI
@@ -199,6 +199,8 @@ class Summary:
     ci_order_high: float | None = None
     ci_blocks: int | None = None  # blocks of the batch-means CI; None with too few samples
     ci_blocks_halfwidth: float | None = None  # its half-width around the median
+    ci_groups: int | None = None  # processes (groups) the samples came from, when more than one
+    ci_groups_halfwidth: float | None = None  # the between-process interval's half-width around the median
 
     @property
     def drift_rel(self) -> float | None:
@@ -217,11 +219,15 @@ class Summary:
         return max(self.median - self.ci_low, self.ci_high - self.median) / self.median
 
 
-def summarize(samples: Sequence[float], confidence: float = 0.95, tail_confidence: float = 0.99) -> Summary:
+def summarize(samples: Sequence[float], confidence: float = 0.95, tail_confidence: float = 0.99,
+              groups: Sequence[int] | None = None) -> Summary:
     """Median, mean, min, p90/p99 (only with enough samples), median CI and CV of ``samples``.
 
     ``samples`` in the order they were taken: the CI is the hull of the order-statistic interval and the
-    batch-means interval of consecutive blocks (see the module docstring).
+    batch-means interval of consecutive blocks (see the module docstring). ``groups``: when the samples
+    came from several processes, how many each gave, in order; with two or more, the hull also spans the
+    between-process interval — the median +/- t(g-1) x stdev(process medians) / sqrt(g) — since a process
+    has a speed of its own (memory layout, page placement) that no number of its own samples averages out.
     """
     xs = sorted(samples)
     n = len(xs)
@@ -237,6 +243,10 @@ def summarize(samples: Sequence[float], confidence: float = 0.95, tail_confidenc
     lo, hi = ci if ci else (None, None)
     if ci and half is not None:
         lo, hi = min(lo, median - half), max(hi, median + half)
+    group_meds = group_medians(samples, groups) if groups else None
+    between = _batch_means_halfwidth(group_meds, confidence) if group_meds else None
+    if ci and between is not None:
+        lo, hi = min(lo, median - between), max(hi, median + between)
     return Summary(
         n=n,
         median=median,
@@ -256,7 +266,22 @@ def summarize(samples: Sequence[float], confidence: float = 0.95, tail_confidenc
         ci_order_high=ci[1] if ci else None,
         ci_blocks=len(meds) if meds is not None else None,
         ci_blocks_halfwidth=half,
+        ci_groups=len(group_meds) if group_meds else None,
+        ci_groups_halfwidth=between,
     )
+
+
+def group_medians(samples: Sequence[float], groups: Sequence[int]) -> list[float] | None:
+    """Medians of consecutive groups of ``samples`` of the sizes ``groups`` (which must add up to
+    ``len(samples)``); None with fewer than two non-empty groups."""
+    if sum(groups) != len(samples):
+        raise ValueError(f"group sizes {list(groups)} do not add up to {len(samples)} samples")
+    meds, i = [], 0
+    for g in groups:
+        if g > 0:
+            meds.append(quantile(sorted(samples[i:i + g]), 0.5))
+        i += g
+    return meds if len(meds) >= 2 else None
 
 
 @dataclass(frozen=True)

@@ -335,6 +335,11 @@ def _fork_unusable(spec: CellSpec) -> str | None:
     return None
 
 
+def forkable(spec: CellSpec, loader) -> bool:
+    """Whether cells like ``spec`` are forked from a server here (else each starts a fresh interpreter)."""
+    return _fork_unusable(spec) is None and _model_key(spec, loader) not in _UNFORKABLE
+
+
 def run(spec: CellSpec, loader, progress=None, timeout_s: float | None = None) -> BenchCell:
     """Run one cell in a child forked from the cached server; a fresh interpreter where that cannot be done.
 

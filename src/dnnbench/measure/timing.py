@@ -18,6 +18,7 @@ from dnnbench.core.stats import BLOCKS, MIN_BLOCK_SAMPLES, summarize, t_quantile
 
 Progress = Callable[[str, int, float, "float | None"], None]  # phase, samples so far, elapsed s, CI rel
 PROGRESS_EVERY_S = 0.2
+SHARE_COLD_CALLS = 10  # a process samples to its share of a multi-process cell's cap if that many cold calls fit
 
 
 class CpuTimer:
@@ -63,7 +64,7 @@ def ci_rel_halfwidth(samples: list[float], confidence: float) -> float | None:
     return summarize(samples, confidence).ci_rel_halfwidth
 
 
-def warmup_cut(samples: list[float], spec: TimingSpec) -> tuple[int, bool]:
+def warmup_cut(samples: list[float], spec: TimingSpec, cap_s: float | None = None) -> tuple[int, bool]:
     """Warm-up judged after the fact: how many leading samples were still warming up, and whether a steady
     state was found at all.
 
@@ -79,7 +80,7 @@ def warmup_cut(samples: list[float], spec: TimingSpec) -> tuple[int, bool]:
         return 0, True  # nothing to compare with
     limit = (1 + spec.warmup_tolerance) * statistics.median(samples[n // 2:])
     w = max(1, min(spec.warmup_window, n // 10))
-    budget = spec.max_time_s * spec.warmup_max_fraction
+    budget = (spec.max_time_s if cap_s is None else cap_s) * spec.warmup_max_fraction
     spent = 0.0
     for d in range(n // 2 + 1):
         if statistics.median(samples[d:d + w]) <= limit:
@@ -107,10 +108,13 @@ def measure(call: Callable[[], object], spec: TimingSpec, timer=None,
     last_report = start
 
     cold = timer(call)
+    cap = spec.max_time_s
+    if spec.processes > 1 and cold * SHARE_COLD_CALLS <= spec.max_time_s / spec.processes:
+        cap = spec.max_time_s / spec.processes  # one of several processes: its share; else the whole cap
 
     samples: list[float] = []
     sampling_start = wall()
-    min_sampling_s = spec.max_time_s * spec.min_sampling_fraction
+    min_sampling_s = cap * spec.min_sampling_fraction
     need = max(spec.min_samples, MIN_BLOCK_SAMPLES)  # steady samples before the CI may stop sampling
     most_warmup = 2 * spec.warmup_window  # past the cap, calls spent looking for a steady state
     next_check = need
@@ -121,7 +125,7 @@ def measure(call: Callable[[], object], spec: TimingSpec, timer=None,
         n = len(samples)
         now = wall()
         if n >= next_check:
-            d, _ = warmup_cut(samples, spec)
+            d, _ = warmup_cut(samples, spec, cap)
             rel = ci_rel_halfwidth(samples[d:], spec.confidence)
             tight = rel is not None and rel <= spec.target_ci and n - d >= need
             left = min_sampling_s - (now - sampling_start)
@@ -131,8 +135,8 @@ def measure(call: Callable[[], object], spec: TimingSpec, timer=None,
             next_check = n + max(1, n // 8)  # sorting is O(n log n): check on a geometric schedule
             if tight:  # check again when the minimum sampling time will have passed
                 next_check = n + max(1, math.ceil(left / ((now - sampling_start) / n)))
-        if now - start >= spec.max_time_s and n >= spec.floor_samples:
-            d, steady = warmup_cut(samples, spec)
+        if now - start >= cap and n >= spec.floor_samples:
+            d, steady = warmup_cut(samples, spec, cap)
             if (steady and n - d >= spec.floor_samples) or n >= spec.floor_samples + most_warmup:
                 stop = "time_cap"
                 break
@@ -142,10 +146,10 @@ def measure(call: Callable[[], object], spec: TimingSpec, timer=None,
         if progress and now - last_report >= PROGRESS_EVERY_S:
             progress("sampling", n, now - start, rel)
             last_report = now
-    d, steady = warmup_cut(samples, spec)
+    d, steady = warmup_cut(samples, spec, cap)
     warm, samples = samples[:d], samples[d:]
     end = wall()
     if progress:
         progress("done", len(samples), end - start, ci_rel_halfwidth(samples, spec.confidence))
     return Timing(cold, warm, samples, stop, steady, end - start, spec.confidence,
-                  getattr(timer, "name", type(timer).__name__))
+                  getattr(timer, "name", type(timer).__name__), cap)

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from dnnbench.core.measurements import BenchCell, CellSpec
+from dnnbench.core.measurements import BenchCell, CellSpec, NoiseWarning, Timing
 from dnnbench.core.specs import LoadedModel
 from dnnbench.measure import environment, noise, runtimes
 from dnnbench.measure.memory import CudaPeak, RssPeak
@@ -176,17 +176,89 @@ def default_timeout(spec: CellSpec) -> float:
 
 def run_isolated(spec: CellSpec, loader: Loader, progress: Progress | None = None,
                  timeout_s: float | None = None) -> BenchCell:
-    """Run one cell in a worker process of its own and return what it measured.
+    """Run one cell in worker processes of its own and return what it measured.
 
     The worker is forked from a fork server (torch imported once) where that is safe, else it is a fresh
     ``python -m dnnbench.measure.worker``; ``cell.environment.extra["worker_start"]`` says which (and
     ``"worker_start_note"`` why not forked). A worker killed by SIGKILL (the kernel's OOM killer) is an
     "oom" cell; any other death, or no answer within ``timeout_s``, an "error" cell with the last line it
-    printed.
+    printed. With ``spec.timing.processes`` > 1 and forked workers, the samples come from several
+    processes in turn (``run_processes``); a fresh interpreter per process would cost seconds each, so
+    there the cell runs in one.
     """
     from dnnbench.measure import forkserver
 
-    return forkserver.run(spec, loader, progress, timeout_s)
+    if spec.timing.processes > 1 and not forkserver.forkable(spec, loader):
+        spec = replace(spec, timing=replace(spec.timing, processes=1))
+    if spec.timing.processes <= 1:
+        return forkserver.run(spec, loader, progress, timeout_s)
+    return run_processes(spec, loader, progress, timeout_s, forkserver.run)
+
+
+MAX_PROCESS_FACTOR = 4  # more processes than planned, while the CI is wide and the cap has time: up to 4x
+_STATISTICAL = {"ci", "cv", "iqr", "drift", "samples", "warmup"}  # warnings about the samples: redone on the pool
+
+
+def run_processes(spec: CellSpec, loader: Loader, progress: Progress | None, timeout_s: float | None,
+                  run_one: Callable[..., BenchCell]) -> BenchCell:
+    """One cell's samples from ``spec.timing.processes`` worker processes in turn, pooled.
+
+    Every process builds the model and has a cold start of its own; each samples to its share of the
+    cap (``measure.timing``). A process whose cold start shows calls too slow for a share takes the
+    whole cap, and is the cell's only one. After the planned processes, more run while the pooled CI
+    (which spans the spread between the processes' medians) is above target and the cap has time left
+    for one more (at most ``MAX_PROCESS_FACTOR`` times the planned count).
+    Memory and power are the first process's (power is measured there only); a later process that fails
+    ends the cell with what was measured and a warning saying so.
+    """
+    cap = spec.timing.max_time_s
+    quiet = replace(spec, sensors="none", estimate_tdp_w=None)  # power once, after the first process's timing
+    parts: list[BenchCell] = []
+    start = time.monotonic()
+    stop = "time_cap"
+    failed: BenchCell | None = None
+    while True:
+        k, offset_n, offset_s = len(parts), sum(len(c.timing.samples_s) for c in parts), time.monotonic() - start
+
+        def relay(phase: str, n: int, elapsed: float, rel: float | None, k=k, offset_n=offset_n, offset_s=offset_s):
+            if progress:
+                progress(f"{phase} (process {k + 1})", offset_n + n, offset_s + elapsed, rel)
+
+        cell = run_one(spec if k == 0 else quiet, loader, relay, timeout_s)
+        if cell.status != "ok" or cell.timing is None:
+            if not parts:
+                return cell
+            failed = cell
+            break
+        parts.append(cell)
+        t = cell.timing
+        if k == 0 and (t.time_cap_s is None or t.time_cap_s >= cap):
+            return cell  # calls too slow to share the cap: this process took all of it
+        elapsed = time.monotonic() - start
+        if len(parts) >= spec.timing.processes:
+            rel = Timing.pooled([c.timing for c in parts], "ci").stats.ci_rel_halfwidth
+            if rel is not None and rel <= spec.timing.target_ci:
+                stop = "ci"
+                break
+            if (t.stop_reason == "max_samples" or elapsed * (len(parts) + 1) / len(parts) > cap
+                    or len(parts) >= MAX_PROCESS_FACTOR * spec.timing.processes):
+                stop = t.stop_reason if t.stop_reason == "max_samples" else "time_cap"
+                break
+    pooled = Timing.pooled([c.timing for c in parts], stop)
+    first = parts[0]
+    warnings = noise.check(pooled, spec.timing, first.environment, None, None, spec.threads)
+    seen = {w.code for w in warnings}
+    for c in parts:
+        for w in c.warnings:
+            if w.code not in _STATISTICAL and w.code not in seen:
+                warnings.append(w)
+                seen.add(w.code)
+    if failed is not None:
+        warnings.append(NoiseWarning(
+            "process", f"process {len(parts) + 1} of the cell ended with status {failed.status}: {failed.message}; "
+                       f"the statistics pool the {len(parts)} processes before it",
+            "run the cell again; if it recurs, run with --processes 1"))
+    return replace(first, spec=spec, timing=pooled, warnings=warnings)
 
 
 def prestart(spec: CellSpec, loader: Loader) -> None:
