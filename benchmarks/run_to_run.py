@@ -73,7 +73,8 @@ def main() -> None:
             codes = [w["code"] for w in c.get("warnings", [])]
             medians.append(st["median_s"])
             ci_txt = f"+/-{100 * ci:.1f} %" if ci is not None else "n/a"
-            line.append(f"run {i}: {1e3 * st['median_s']:.2f} ms CI {ci_txt} n={st['n']} warnings={codes}")
+            line.append(f"run {i}: {1e3 * st['median_s']:.2f} ms CI {ci_txt} n={st['n']} "
+                        f"processes={st.get('ci_processes') or 1} warnings={codes}")
             if (ci is None or ci > 0.02) and not codes:
                 ok = False
         diff = abs(medians[1] - medians[0]) / min(medians)
