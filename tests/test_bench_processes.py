@@ -75,6 +75,8 @@ def test_processes_pool_until_the_planned_count_when_the_ci_is_met():
     cell = run_processes(spec(), None, lambda *e: events.append(e), None, fake)
     assert len(fake.specs) == 5 and cell.timing.process_samples == [20] * 5 and cell.timing.stop_reason == "ci"
     assert fake.specs[0].sensors == "auto" and all(s.sensors == "none" for s in fake.specs[1:])  # power once
+    # the first process decided that calls are fast enough: the later ones sample to their share
+    assert all(s.timing.max_time_s == 2.0 and s.timing.processes == 1 for s in fake.specs[1:])
     assert cell.spec.sensors == "auto"
     assert [w.code for w in cell.warnings] == ["throttle"]  # kept from process 2, not the statistical ones
     assert events[1][0] == "sampling (process 2)" and events[1][1] == 20 + 3  # samples counted across processes

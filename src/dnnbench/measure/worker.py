@@ -212,7 +212,10 @@ def run_processes(spec: CellSpec, loader: Loader, progress: Progress | None, tim
     ends the cell with what was measured and a warning saying so.
     """
     cap = spec.timing.max_time_s
-    quiet = replace(spec, sensors="none", estimate_tdp_w=None)  # power once, after the first process's timing
+    # the later processes: their share of the cap whatever their own cold start says (the first one
+    # decided), and no power (measured once, after the first process's timing)
+    later = replace(spec, sensors="none", estimate_tdp_w=None,
+                    timing=replace(spec.timing, max_time_s=cap / spec.timing.processes, processes=1))
     parts: list[BenchCell] = []
     start = time.monotonic()
     stop = "time_cap"
@@ -224,7 +227,7 @@ def run_processes(spec: CellSpec, loader: Loader, progress: Progress | None, tim
             if progress:
                 progress(f"{phase} (process {k + 1})", offset_n + n, offset_s + elapsed, rel)
 
-        cell = run_one(spec if k == 0 else quiet, loader, relay, timeout_s)
+        cell = run_one(spec if k == 0 else later, loader, relay, timeout_s)
         if cell.status != "ok" or cell.timing is None:
             if not parts:
                 return cell
