@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import dnnbench
-from dnnbench.core.measurements import BenchCell, CellSpec, TimingSpec
+from dnnbench.core.measurements import BenchCell, CellSpec, MemoryPeak, TimingSpec
 from dnnbench.measure.memory import RssPeak
 from dnnbench.measure.worker import classify, run_isolated
 from tests.bench_models import FAKE_CPU_OOM, PreparedLoader, ballast_loader
@@ -146,7 +146,7 @@ def test_cuda_without_a_gpu_is_a_one_line_error():
 
 def test_memory_fit_is_floor_plus_slope_beside_the_static_slope():
     from dnnbench.api import _memory_fit
-    from dnnbench.core.measurements import MemoryPeak, StaticEstimate
+    from dnnbench.core.measurements import StaticEstimate
 
     cells = []
     for b in (1, 2, 4, 8):
@@ -154,10 +154,65 @@ def test_memory_fit_is_floor_plus_slope_beside_the_static_slope():
         mem = MemoryPeak("test", 10_000 + 1_200 * b, 1_000, 9_000 + 1_200 * b)
         cells.append(BenchCell(spec, "ok", memory=mem, static=StaticEstimate(0, 0, 500, 100 + 1_000 * b)))
     cells.append(BenchCell(CellSpec("m", 16, "cpu", 1), "oom", "out of memory"))  # ignored: nothing measured
-    fit, why = _memory_fit(cells, on_gpu=False)
+    fit, why = _memory_fit(cells, "rss_above_baseline_bytes")
     assert why is None and fit.n == 4 and fit.monotonic
     assert fit.floor_bytes == pytest.approx(9_000) and fit.slope_bytes_per_item == pytest.approx(1_200)
     assert fit.static_floor_bytes == pytest.approx(600) and fit.static_slope_bytes_per_item == pytest.approx(1_000)
     assert fit.slope_ratio == pytest.approx(1.2)
-    fit, why = _memory_fit(cells[:1], on_gpu=False)
+    fit, why = _memory_fit(cells[:1], "rss_above_baseline_bytes")
     assert fit is None and "fewer than two" in why
+    fit, why = _memory_fit(cells, "cpu_activation_peak_bytes")  # not measured in these cells
+    assert fit is None and "cpu_activation_peak_bytes" in why
+
+
+def test_allocation_trace_peaks_at_the_most_tensor_bytes_held_at_once():
+    from dnnbench.measure.memory import AllocationTrace
+
+    held = torch.empty(10_000)  # allocated before the trace: not in its peak
+
+    def call():
+        a = torch.empty(1000)  # 4,000 B
+        b = torch.empty(500)  # 6,000 B held
+        del a  # 2,000 B
+        c = torch.empty(2000)  # 10,000 B held: the peak
+        return b, c
+
+    trace = AllocationTrace()
+    with trace:
+        call()
+    assert trace.peak_bytes == 10_000 and held.numel() == 10_000
+    mem = trace.into(MemoryPeak("test"))
+    assert mem.cpu_activation_peak_bytes == 10_000 and "cpu_activation_peak_bytes" not in mem.unavailable
+    untraced = AllocationTrace("unavailable: because a test says so")
+    with untraced:
+        call()
+    mem = untraced.into(MemoryPeak("test"))
+    assert mem.cpu_activation_peak_bytes is None
+    assert mem.unavailable["cpu_activation_peak_bytes"] == "unavailable: because a test says so"
+
+
+def test_cpu_cells_measure_the_activation_peak_beside_the_static_estimate():
+    """tiny = Linear(16, 32), ReLU, Linear(32, 4): the ReLU runs while the first Linear's output is held, so
+    the call's peak is 2 x 32 floats per item = 256 B; the static estimate also counts the 16-float input."""
+    run = dnnbench.bench(ref("tiny"), [1, 4], in_process=True, **FAST)
+    for b in (1, 4):
+        c = run.cell(b)
+        assert c.cpu_activation_peak_bytes == 256 * b
+        assert c.static.activation_peak_bytes == 256 * b + 64 * b
+        assert c.to_dict()["cpu_activation_peak_bytes"] == 256 * b
+    fit = run.activation_fit
+    assert fit.quantity == "cpu_activation_peak_bytes" and fit.monotonic
+    assert fit.slope_bytes_per_item == pytest.approx(256) and fit.static_slope_bytes_per_item == pytest.approx(320)
+    assert fit.static_floor_bytes == pytest.approx(0, abs=1e-6)  # no weights in an activation peak
+    assert fit.slope_ratio == pytest.approx(0.8)
+    cell = dnnbench.bench(ref("tiny"), [2], **FAST).cell(2)  # a forked worker measures it too
+    assert cell.status == "ok" and cell.cpu_activation_peak_bytes == 512
+
+
+def test_the_activation_peak_is_traced_for_eager_cpu_cells_only():
+    from dnnbench.measure.worker import _trace_unavailable
+
+    assert _trace_unavailable(CellSpec("m", 1, "cpu", 1), on_gpu=False) is None
+    assert "cuda_peak_allocated_bytes" in _trace_unavailable(CellSpec("m", 1, "cuda", 1), on_gpu=True)
+    why = _trace_unavailable(CellSpec("m", 1, "cpu", 1, runtime="onnxruntime"), on_gpu=False)
+    assert why.startswith("unavailable:") and "onnxruntime" in why

@@ -45,6 +45,23 @@ def test_cold_start_is_kept_apart_and_constant_calls_stop_at_the_minimum():
     assert clock.calls == 1 + len(timing.warmup_s) + len(timing.samples_s)  # every call is accounted for
 
 
+def test_around_cold_wraps_the_cold_call_and_nothing_else():
+    clock = FakeClock(itertools.chain([0.5], itertools.repeat(0.001)))
+    seen = []
+
+    class Tracer:
+        def __enter__(self):
+            seen.append(("enter", clock.calls))
+
+        def __exit__(self, *exc):
+            seen.append(("exit", clock.calls))
+
+    timing = measure(clock.call, TimingSpec(min_samples=16, min_sampling_fraction=0.0), CpuTimer(clock.now),
+                     wall=clock.now, around_cold=Tracer())
+    assert seen == [("enter", 0), ("exit", 1)] and timing.cold_start_s == 0.5
+    assert len(timing.samples_s) == 16
+
+
 def test_warmup_is_cut_after_the_fact_where_the_samples_reach_the_steady_state():
     slow = [0.010 * 0.8 ** i + 0.001 for i in range(40)]  # a slowly settling cache/JIT/clock ramp
     timing, clock, spec = run(itertools.chain([0.5], slow, itertools.repeat(0.001)))

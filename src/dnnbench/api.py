@@ -248,11 +248,16 @@ def _roofline(cell: "BenchCell", peak: "MachinePeak | None", peak_why: str) -> "
     return Roofline(achieved, peak.peak_flops_per_s, fraction)
 
 
-def _memory_fit(cells: list["BenchCell"], on_gpu: bool) -> "tuple[MemoryFit | None, str | None]":
+def _memory_fit(cells: list["BenchCell"], quantity: str) -> "tuple[MemoryFit | None, str | None]":
+    """``quantity`` over batch sizes, floor + slope x batch, beside the static estimate of the same thing.
+
+    RSS and CUDA's allocated peak hold the weights, so their static counterpart is weights + activation
+    peak; ``cpu_activation_peak_bytes`` holds neither weights nor the input, so its counterpart is the
+    activation peak alone (which counts the input: its slope is higher by one input item).
+    """
     from dnnbench.core.measurements import MemoryFit
     from dnnbench.core.stats import linear_fit
 
-    quantity = "cuda_peak_allocated_bytes" if on_gpu else "rss_above_baseline_bytes"
     points = [(c.batch_size, getattr(c, quantity), c.static) for c in cells
               if c.status == "ok" and getattr(c, quantity) is not None]
     if len(points) < 2:
@@ -264,7 +269,8 @@ def _memory_fit(cells: list["BenchCell"], on_gpu: bool) -> "tuple[MemoryFit | No
     s_floor = s_slope = ratio = None
     if all(p[2] is not None for p in points):
         sfit = linear_fit(bs, [p[2].activation_peak_bytes for p in points])
-        s_floor, s_slope = points[0][2].weight_bytes + sfit.intercept, sfit.slope
+        weights = 0 if quantity == "cpu_activation_peak_bytes" else points[0][2].weight_bytes
+        s_floor, s_slope = weights + sfit.intercept, sfit.slope
         ratio = fit.slope / s_slope if s_slope > 0 else None
     return MemoryFit(quantity, fit.intercept, fit.slope, fit.r2, fit.n, monotonic, s_floor, s_slope, ratio), None
 
@@ -505,14 +511,19 @@ def bench(model, batch_sizes=DEFAULT_BATCH_SIZES, device: str = "cpu", threads: 
     finally:
         torch.set_num_threads(old_threads)
         torch.backends.cudnn.benchmark = old_bench
-    fit, fit_why = _memory_fit(cells, on_gpu)
+    fit, fit_why = _memory_fit(cells, "cuda_peak_allocated_bytes" if on_gpu else "rss_above_baseline_bytes")
     unavailable = {}
     if peak is None:
         unavailable["machine_peak"] = peak_why
     if fit_why:
         unavailable["memory_fit"] = fit_why
+    act_fit = None
+    if not on_gpu:
+        act_fit, act_why = _memory_fit(cells, "cpu_activation_peak_bytes")
+        if act_why:
+            unavailable["activation_fit"] = act_why
     return BenchRun(meta.ref, device, threads, cells, env, peak, fit, unavailable, runtime=runtime,
-                    precision=precision)
+                    precision=precision, activation_fit=act_fit)
 
 
 def machine(device: str = "cpu", threads: int | None = None, cached: bool = False) -> "list[MachinePeak]":

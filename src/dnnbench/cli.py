@@ -564,8 +564,9 @@ def _render_bench(run) -> None:
             out.print(f"batch {c.batch_size}: {c.status}: {c.message}")
         for w in c.warnings:
             out.print(f"batch {c.batch_size}: warning: {w}")
-    fit = run.memory_fit
-    if fit is not None:
+    for fit in (run.memory_fit, run.activation_fit):
+        if fit is None:
+            continue
         line = (f"memory ({fit.quantity.removesuffix('_bytes').replace('_', ' ')}): {_bytes(fit.floor_bytes)} + "
                 f"{_bytes(fit.slope_bytes_per_item)} x batch (least squares over {fit.n} sizes"
                 + (f", r2 {fit.r2:.3f}" if fit.r2 is not None else "") + ("" if fit.monotonic else ", NOT monotonic") + ")")

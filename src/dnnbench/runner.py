@@ -207,7 +207,7 @@ def bench_row(plan: StudyPlan, cell, env: dict, fingerprint: str, study_name: st
         put("cold_start_s", cell.cold_start_s)
         mem_why = (cell.memory.unavailable if cell.memory else {}) or {}
         for name in ("peak_rss_bytes", "rss_above_baseline_bytes", "cuda_peak_allocated_bytes",
-                     "cuda_peak_reserved_bytes"):
+                     "cuda_peak_reserved_bytes", "cpu_activation_peak_bytes"):
             put(name, getattr(cell, name), mem_why.get(name))
         if cell.static:
             put("static_activation_peak_bytes", cell.static.activation_peak_bytes)

@@ -276,6 +276,9 @@ class MemoryPeak:
     ``rss_above_baseline_bytes`` their difference — what this model at this batch size cost.
     CUDA: peak bytes handed out by the caching allocator (``allocated``) and held from the driver
     (``reserved``), after ``reset_peak_memory_stats``.
+    ``cpu_activation_peak_bytes`` (CPU, eager): the peak of bytes torch's CPU allocator handed out during
+    the cold call above what it held when the call began — intermediates and outputs, not weights or the
+    input; what tensors need, where RSS also holds what the C allocator keeps after frees.
     """
 
     method: str
@@ -285,6 +288,7 @@ class MemoryPeak:
     cuda_peak_allocated_bytes: int | None = None
     cuda_peak_reserved_bytes: int | None = None
     cuda_allocated_before_run_bytes: int | None = None  # weights and inputs, before the first forward
+    cpu_activation_peak_bytes: int | None = None
     unavailable: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -547,6 +551,10 @@ class BenchCell:
         return self._mem("cuda_peak_reserved_bytes")
 
     @property
+    def cpu_activation_peak_bytes(self) -> int | None:
+        return self._mem("cpu_activation_peak_bytes")
+
+    @property
     def achieved_flops_per_s(self) -> float | None:
         return self.roofline.achieved_flops_per_s if self.roofline else None
 
@@ -577,6 +585,7 @@ class BenchCell:
             "rss_above_baseline_bytes": self.rss_above_baseline_bytes,
             "cuda_peak_allocated_bytes": self.cuda_peak_allocated_bytes,
             "cuda_peak_reserved_bytes": self.cuda_peak_reserved_bytes,
+            "cpu_activation_peak_bytes": self.cpu_activation_peak_bytes,
             "static_activation_peak_bytes": self.static.activation_peak_bytes if self.static else None,
             "static_weight_bytes": self.static.weight_bytes if self.static else None,
             "flops": self.static.flops if self.static else None,
@@ -625,7 +634,7 @@ class BenchCell:
 class MemoryFit:
     """Measured memory over batch sizes: floor + slope x batch, beside the static estimate's slope."""
 
-    quantity: str  # "rss_above_baseline_bytes" or "cuda_peak_allocated_bytes"
+    quantity: str  # "rss_above_baseline_bytes", "cuda_peak_allocated_bytes" or "cpu_activation_peak_bytes"
     floor_bytes: float
     slope_bytes_per_item: float
     r2: float | None
@@ -653,6 +662,7 @@ class BenchRun:
     unavailable: dict[str, str] = field(default_factory=dict)
     runtime: str = "eager"
     precision: str = "fp32"
+    activation_fit: MemoryFit | None = None  # cpu_activation_peak_bytes over batch sizes (CPU)
 
     def cell(self, batch_size: int) -> BenchCell:
         for c in self.cells:
@@ -666,6 +676,7 @@ class BenchRun:
             "runtime": self.runtime, "precision": self.precision,
             "cells": [c.to_dict(samples) for c in self.cells],
             "memory_fit": self.memory_fit.to_dict() if self.memory_fit else None,
+            "activation_fit": self.activation_fit.to_dict() if self.activation_fit else None,
             "machine_peak": self.machine_peak.to_dict() if self.machine_peak else None,
             "environment": self.environment.to_dict(),
             "unavailable": dict(self.unavailable),

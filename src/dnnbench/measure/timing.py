@@ -7,6 +7,7 @@ stopping rules are tested with a fake clock.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import statistics
@@ -91,23 +92,34 @@ def warmup_cut(samples: list[float], spec: TimingSpec, cap_s: float | None = Non
     return 0, False
 
 
+def prime(spec: TimingSpec) -> None:
+    """Compute what ``measure`` needs before its clock starts (the batch-means CI's t quantiles, cached).
+
+    ``measure`` calls it; a fork server calls it before forking a cell, which then inherits the cache.
+    """
+    for k in range(5, BLOCKS + 1):
+        t_quantile(0.5 + spec.confidence / 2, k - 1)
+
+
 def measure(call: Callable[[], object], spec: TimingSpec, timer=None,
-            wall: Callable[[], float] = time.perf_counter, progress: Progress | None = None) -> Timing:
+            wall: Callable[[], float] = time.perf_counter, progress: Progress | None = None,
+            around_cold: contextlib.AbstractContextManager | None = None) -> Timing:
     """Cold start, then samples until the stopping rule of ``spec`` holds; warm-up is judged after the fact.
 
     No call is spent on warming up in advance: every call after the cold one is timed, and the leading
     ones that ``warmup_cut`` finds still slower than the steady state become warm-up calls — at every
     check of the stopping rule, so that neither the CI nor the floor counts them. A machine that is warm
-    after the cold call (the usual case) loses nothing to warm-up.
+    after the cold call (the usual case) loses nothing to warm-up. ``around_cold`` is entered around the
+    cold call only (a tracer, such as ``memory.AllocationTrace``, that must not touch the samples).
     """
     timer = timer or CpuTimer()
-    for k in range(5, BLOCKS + 1):  # the batch-means CI's t quantiles, computed before the clock starts
-        t_quantile(0.5 + spec.confidence / 2, k - 1)
+    prime(spec)
     gc.collect()  # before the clock starts: a full collection with torch loaded can take a while
     start = wall()
     last_report = start
 
-    cold = timer(call)
+    with around_cold or contextlib.nullcontext():  # e.g. memory.AllocationTrace: one call's allocator peak
+        cold = timer(call)
     cap = spec.max_time_s
     if spec.processes > 1 and cold * SHARE_COLD_CALLS <= spec.max_time_s / spec.processes:
         cap = spec.max_time_s / spec.processes  # one of several processes: its share; else the whole cap

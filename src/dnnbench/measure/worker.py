@@ -30,7 +30,7 @@ import torch
 from dnnbench.core.measurements import BenchCell, CellSpec, NoiseWarning, Timing
 from dnnbench.core.specs import LoadedModel
 from dnnbench.measure import environment, noise, runtimes
-from dnnbench.measure.memory import CudaPeak, RssPeak
+from dnnbench.measure.memory import AllocationTrace, CudaPeak, RssPeak
 from dnnbench.measure.timing import CpuTimer, CudaTimer, Progress, measure
 
 Loader = Callable[[], LoadedModel]  # may have .prepare(): imports to do before the memory baseline
@@ -110,9 +110,10 @@ def run_cell(spec: CellSpec, get_model: Loader, progress: Progress | None = None
             cuda = CudaPeak(device)
             cuda.start()
             timer = CudaTimer(device)
+        trace = AllocationTrace(_trace_unavailable(spec, on_gpu))
         with torch.inference_mode():
-            timing = measure(run.call, spec.timing, timer, progress=progress)
-            memory = rss.finish(cuda)
+            timing = measure(run.call, spec.timing, timer, progress=progress, around_cold=trace)
+            memory = trace.into(rss.finish(cuda))
             if isolated and _WORKER_START == WORKER_FORKED:
                 memory = replace(memory, method=memory.method + _FORKED_MEMORY)
             energy = _energy(spec, run.call, device if on_gpu else None, progress)
@@ -129,6 +130,16 @@ def run_cell(spec: CellSpec, get_model: Loader, progress: Progress | None = None
                            spec.threads)
     return BenchCell(spec, "ok", "", timing, memory, env, warnings=warnings + run.warnings, energy=energy,
                      runtime_info=runtime_info)
+
+
+def _trace_unavailable(spec: CellSpec, on_gpu: bool) -> str | None:
+    """Why a cell has no ``cpu_activation_peak_bytes`` (None: it is traced)."""
+    if on_gpu:
+        return "not a CPU run: see cuda_peak_allocated_bytes"
+    if spec.runtime != "eager":
+        return (f"unavailable: traced for the eager runtime only ({spec.runtime}: its first call prepares the "
+                f"model, or its memory is not torch's)")
+    return None
 
 
 def _energy(spec: CellSpec, call: Callable[[], object], gpu, progress: Progress | None) -> list:
