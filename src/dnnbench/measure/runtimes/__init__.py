@@ -34,7 +34,15 @@ def availability(name: str, device: str = "cpu") -> Availability:
 
 
 def import_libraries(spec: CellSpec) -> None:
-    """The runtime's libraries, imported before the worker's memory baseline (they are not the model's cost)."""
+    """The runtime's libraries, imported before the worker's memory baseline (they are not the model's cost).
+
+    Every runtime's first: ``torch._dynamo``, which building any ``nn.Module`` imports lazily (its init
+    methods are wrapped in ``torch._disable_dynamo``): about 170 MiB resident (sympy and friends) that a
+    model built from a python: file charged to itself, where torchvision and timm models, built on the meta
+    device in ``prepare()``, had it in the baseline.
+    """
+    import torch._dynamo  # noqa: F401
+
     get(spec.runtime).import_libraries()
 
 
