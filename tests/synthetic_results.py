@@ -65,6 +65,7 @@ def _bench_row(name, b, t0, power=True, status="ok"):
         metrics = {"latency_median_s": tpi * b, "latency_per_item_s": tpi, "throughput_items_per_s": 1 / tpi,
                    "latency_cv": 0.01, "peak_rss_bytes": memory_total(name, b),
                    "rss_above_baseline_bytes": memory_total(name, b) - FLOOR + 20 * 2**20,
+                   "cpu_activation_peak_bytes": act * b - 2**20,  # the static estimate also counts the input
                    "static_activation_peak_bytes": act * b, "static_weight_bytes": 4 * params, "flops": 2 * g * 1e9 * b}
         if power:
             metrics.update({"power_w": POWER[b], "idle_power_w": IDLE, "energy_per_item_j": POWER[b] * tpi,

@@ -132,6 +132,10 @@ def test_tables_from_a_synthetic_store(tmp_path):
     assert m.loc["torchvision:alpha", "paper_top1"] == pytest.approx(0.70)
     b = bench_table(df, setup)
     assert len(b) == 15 and b["gmacs_per_item"].round(6).isin([0.3, 0.5, 1.0, 2.0, 4.0]).all()
+    row = b[(b["model_ref"] == "torchvision:gamma") & (b["batch_size"] == 4)].iloc[0]
+    _, params, _, act = S.MODELS["gamma"]
+    assert row["memory_tensors_bytes"] == 4 * params + act * 4 - 2**20  # weights + the allocator's activation peak
+    assert row["memory_model_bytes"] == 4 * params + act * 4 + 20 * 2**20  # RSS above baseline: more
     w = warnings_table(df)
     assert w == [{"model": "gamma", "batch_size": 16, "group": "time+memory+power", "device": "cpu",
                   "message": "std dev is 12.0 % of the mean (above 10 %): the machine may be busy",

@@ -6,7 +6,7 @@ Three views, all pandas DataFrames with SI units in column names:
   top-1 with its source (measured > published with the weights > the paper's 2016 figure).
 - ``bench_table``: one row per ok bench cell of one *setup* (machine fingerprint, device, runtime,
   precision, threads) with derived columns: ``macs_per_item``, ``memory_total_bytes``,
-  ``memory_model_bytes``, ``memory_estimate_bytes`` and the model's columns joined in.
+  ``memory_model_bytes``, ``memory_estimate_bytes``, ``memory_tensors_bytes`` and the model's columns joined in.
 - ``setups``: the setups in the store, the one with most bench cells first.
 
 Memory semantics (what the names mean, on every device):
@@ -15,6 +15,9 @@ CPU (interpreter and runtime included), peak bytes allocated by the CUDA caching
 CUDA context itself is not included). ``memory_model_bytes`` — what this model at this batch size added:
 resident set above the baseline taken before the model was built on CPU, the CUDA peak on GPU.
 ``memory_estimate_bytes`` — the static estimate: weight bytes + activation peak of one forward.
+``memory_tensors_bytes`` — what the tensors needed, measured at the allocator: weight bytes + the CPU
+allocator's peak during one call (``cpu_activation_peak_bytes``) on CPU, the CUDA allocated peak on GPU; it
+leaves out what the C allocator keeps after frees, which RSS holds (and which varies run to run).
 """
 
 from __future__ import annotations
@@ -219,6 +222,8 @@ def bench_table(df: pd.DataFrame, setup: Setup | None, statuses: tuple[str, ...]
     bench["memory_total_bytes"] = col(bench, "cuda_peak_allocated_bytes" if gpu else "peak_rss_bytes")
     bench["memory_model_bytes"] = col(bench, "cuda_peak_allocated_bytes" if gpu else "rss_above_baseline_bytes")
     bench["memory_estimate_bytes"] = col(bench, "static_weight_bytes") + col(bench, "static_activation_peak_bytes")
+    bench["memory_tensors_bytes"] = (col(bench, "cuda_peak_allocated_bytes") if gpu else
+                                     col(bench, "static_weight_bytes") + col(bench, "cpu_activation_peak_bytes"))
     models = models_table(df)
     for c in ("model", "params", "weight_bytes", "top1", "top1_source", "paper_top1", "reported_top1"):
         bench[c] = bench["model_ref"].map(models[c]) if c in models.columns else None

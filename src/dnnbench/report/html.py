@@ -82,6 +82,7 @@ RESULT_COLUMNS = [
     ("images/s", "throughput_items_per_s", u.rate),
     ("memory total", "memory_total_bytes", u.mib),
     ("memory model", "memory_model_bytes", u.mib),
+    ("memory tensors", "memory_tensors_bytes", u.mib),
     ("estimate", "memory_estimate_bytes", u.mib),
     ("GMACs / image", "gmacs_per_item", lambda v: "-" if v is None else f"{v:.3g}"),
     ("% of peak", "fraction_of_peak", lambda v: u.pct(v, 0)),
