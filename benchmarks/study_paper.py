@@ -47,6 +47,11 @@ def main() -> None:
     report(store, load_results(store), wall, summary)
 
 
+def _number(v) -> float:
+    """A stored figure, or 0 for a cell that has none (an error cell made no cold call): never NaN in a sum."""
+    return 0.0 if v is None or v != v else float(v)
+
+
 def report(store, df, wall, summary) -> None:
     rows = []
     with open_store(store) as st:
@@ -54,7 +59,7 @@ def report(store, df, wall, summary) -> None:
             s = st.samples(r.cell_id)
             rows.append(dict(batch_size=r.batch_size, cell_s=(r.finished_at - r.started_at).total_seconds(),
                              timed_s=sum(s.get("latency_s", [])), warmup_s=sum(s.get("warmup_s", [])),
-                             cold_s=sum(s.get("process_cold_start_s", [])) or float(getattr(r, "cold_start_s", 0) or 0),
+                             cold_s=sum(s.get("process_cold_start_s", [])) or _number(getattr(r, "cold_start_s", None)),
                              processes=len(s.get("latency_process_samples", [])) or 1))
     timed = sum(r["timed_s"] for r in rows)
     ok = int((df.status == "ok").sum())

@@ -161,7 +161,7 @@ def test_memory_fit_is_floor_plus_slope_beside_the_static_slope():
     assert fit.slope_ratio == pytest.approx(1.2)
     fit, why = _memory_fit(cells[:1], "rss_above_baseline_bytes")
     assert fit is None and "fewer than two" in why
-    fit, why = _memory_fit(cells, "cpu_activation_peak_bytes")  # not measured in these cells
+    fit, why = _memory_fit(cells, "cpu_activation_peak_bytes", with_weights=False)  # not measured in these cells
     assert fit is None and "cpu_activation_peak_bytes" in why
 
 
@@ -183,12 +183,35 @@ def test_allocation_trace_peaks_at_the_most_tensor_bytes_held_at_once():
     assert trace.peak_bytes == 10_000 and held.numel() == 10_000
     mem = trace.into(MemoryPeak("test"))
     assert mem.cpu_activation_peak_bytes == 10_000 and "cpu_activation_peak_bytes" not in mem.unavailable
+    nothing = AllocationTrace()
+    with nothing:
+        held.view(100, 100)  # a view: no allocation, a measured 0 (the trace's own check allocation is not counted)
+    assert nothing.peak_bytes == 0 and nothing.reason is None
     untraced = AllocationTrace("unavailable: because a test says so")
     with untraced:
         call()
     mem = untraced.into(MemoryPeak("test"))
     assert mem.cpu_activation_peak_bytes is None
     assert mem.unavailable["cpu_activation_peak_bytes"] == "unavailable: because a test says so"
+
+
+def test_a_profiler_that_records_no_allocations_gives_no_figure_rather_than_zero(monkeypatch):
+    import torch.autograd
+
+    from dnnbench.measure.memory import AllocationTrace
+
+    real = torch.autograd._disable_profiler_legacy
+
+    def without_memory_records():
+        return [[e for e in thread if e.kind() != "memory_alloc"] for thread in real()]
+
+    monkeypatch.setattr(torch.autograd, "_disable_profiler_legacy", without_memory_records)
+    trace = AllocationTrace()
+    with trace:
+        torch.empty(1000)
+    assert trace.peak_bytes is None and "did not record a test allocation" in trace.reason
+    mem = trace.into(MemoryPeak("test"))
+    assert mem.cpu_activation_peak_bytes is None and mem.unavailable["cpu_activation_peak_bytes"].startswith("unavailable:")
 
 
 def test_cpu_cells_measure_the_activation_peak_beside_the_static_estimate():

@@ -248,12 +248,13 @@ def _roofline(cell: "BenchCell", peak: "MachinePeak | None", peak_why: str) -> "
     return Roofline(achieved, peak.peak_flops_per_s, fraction)
 
 
-def _memory_fit(cells: list["BenchCell"], quantity: str) -> "tuple[MemoryFit | None, str | None]":
+def _memory_fit(cells: list["BenchCell"], quantity: str,
+                with_weights: bool = True) -> "tuple[MemoryFit | None, str | None]":
     """``quantity`` over batch sizes, floor + slope x batch, beside the static estimate of the same thing.
 
-    RSS and CUDA's allocated peak hold the weights, so their static counterpart is weights + activation
-    peak; ``cpu_activation_peak_bytes`` holds neither weights nor the input, so its counterpart is the
-    activation peak alone (which counts the input: its slope is higher by one input item).
+    RSS and CUDA's allocated peak hold the weights (``with_weights``), so their static counterpart is
+    weights + activation peak; ``cpu_activation_peak_bytes`` holds neither weights nor the input, so its
+    counterpart is the activation peak alone (which counts the input: its slope is higher by one input item).
     """
     from dnnbench.core.measurements import MemoryFit
     from dnnbench.core.stats import linear_fit
@@ -269,8 +270,7 @@ def _memory_fit(cells: list["BenchCell"], quantity: str) -> "tuple[MemoryFit | N
     s_floor = s_slope = ratio = None
     if all(p[2] is not None for p in points):
         sfit = linear_fit(bs, [p[2].activation_peak_bytes for p in points])
-        weights = 0 if quantity == "cpu_activation_peak_bytes" else points[0][2].weight_bytes
-        s_floor, s_slope = weights + sfit.intercept, sfit.slope
+        s_floor, s_slope = (points[0][2].weight_bytes if with_weights else 0) + sfit.intercept, sfit.slope
         ratio = fit.slope / s_slope if s_slope > 0 else None
     return MemoryFit(quantity, fit.intercept, fit.slope, fit.r2, fit.n, monotonic, s_floor, s_slope, ratio), None
 
@@ -519,7 +519,7 @@ def bench(model, batch_sizes=DEFAULT_BATCH_SIZES, device: str = "cpu", threads: 
         unavailable["memory_fit"] = fit_why
     act_fit = None
     if not on_gpu:
-        act_fit, act_why = _memory_fit(cells, "cpu_activation_peak_bytes")
+        act_fit, act_why = _memory_fit(cells, "cpu_activation_peak_bytes", with_weights=False)
         if act_why:
             unavailable["activation_fit"] = act_why
     return BenchRun(meta.ref, device, threads, cells, env, peak, fit, unavailable, runtime=runtime,

@@ -7,7 +7,7 @@ so import-time spikes do not hide the model's own peak; elsewhere ``ru_maxrss`` 
 
 RSS also holds what the C allocator keeps after tensors are freed (glibc raises its mmap threshold once a
 large block is freed, and later blocks of that size come from a heap that does not shrink): for resnet50 it
-grows about 1.5x as fast with batch size as the tensors do. So CPU cells also report
+grew 1.4-2.2x as fast with batch size as the tensors did over five runs (benchmarks/memory_scaling.py). So CPU cells also report
 ``cpu_activation_peak_bytes``: the peak of bytes torch's CPU allocator handed out during the cold call, above
 what it held when the call began (``AllocationTrace``, from the profiler's allocation records).
 """
@@ -131,6 +131,9 @@ class CudaPeak:
         return torch.cuda.max_memory_reserved(self.device)
 
 
+_SENTINEL_ELEMENTS = 4099  # bytes (uint8) of AllocationTrace's check allocation: an odd size, not mistaken for a call's
+
+
 class AllocationTrace:
     """Around one call: the peak of bytes torch's CPU allocator held beyond what it held when the call began.
 
@@ -171,6 +174,10 @@ class AllocationTrace:
         if not self._on:
             return
         self._on = False
+        # A sentinel allocated and freed after the call: its two records prove allocations were recorded, so
+        # a call that allocates nothing reads 0 measured, and a profiler that recorded nothing reads unavailable.
+        sentinel = torch.empty(_SENTINEL_ELEMENTS, dtype=torch.uint8)
+        del sentinel
         try:
             from torch.autograd import _disable_profiler_legacy
 
@@ -181,8 +188,12 @@ class AllocationTrace:
         except Exception as exc:  # noqa: BLE001
             self.reason = f"unavailable: torch's profiler gave no allocation records ({type(exc).__name__}: {exc})"
             return
+        if [n for _, n in allocs[-2:]] != [_SENTINEL_ELEMENTS, -_SENTINEL_ELEMENTS]:
+            self.reason = ("unavailable: torch's profiler did not record a test allocation made after the call, "
+                           "so its allocation records cannot be trusted")
+            return
         live = peak = 0
-        for _, nbytes in allocs:
+        for _, nbytes in allocs[:-2]:
             live += nbytes
             peak = max(peak, live)
         self.peak_bytes = peak
