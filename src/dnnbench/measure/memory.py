@@ -7,7 +7,7 @@ so import-time spikes do not hide the model's own peak; elsewhere ``ru_maxrss`` 
 
 RSS also holds what the C allocator keeps after tensors are freed (glibc raises its mmap threshold once a
 large block is freed, and later blocks of that size come from a heap that does not shrink): for resnet50 it
-grew 1.4-2.2x as fast with batch size as the tensors did over five runs (benchmarks/memory_scaling.py). So CPU cells also report
+grew 1.4-2.2x as fast with batch size as the tensors did over six runs (benchmarks/memory_scaling.py). So CPU cells also report
 ``cpu_activation_peak_bytes``: the peak of bytes torch's CPU allocator handed out during the cold call, above
 what it held when the call began (``AllocationTrace``, from the profiler's allocation records).
 """
