@@ -26,8 +26,8 @@ import torch
 from PIL import Image
 
 import dnnbench.api as api
-from dnnbench.measure.accuracy import default_workers
-from dnnbench.measure.imagedata import imagenet1k_wnids
+from dnnbench.evaluate.accuracy import default_workers
+from dnnbench.evaluate.imagedata import imagenet1k_wnids
 
 
 def make_jpegs(root: str, n: int, size=(500, 375), classes: int = 8, seed: int = 0) -> int:

@@ -42,7 +42,7 @@ def bare_loop(module, x, seconds: float) -> list[float]:
 
 def main() -> int:
     import dnnbench
-    from dnnbench.measure.environment import default_threads
+    from dnnbench.host.environment import default_threads
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=4.0, help="time per harness cell and per bare loop")

@@ -15,7 +15,7 @@ import torch
 from dnnbench import api
 from dnnbench.core.accuracy import Accuracy, wilson_interval
 from dnnbench.core.errors import DatasetError, InputError, ModelBuildError, UnavailableError
-from dnnbench.measure import imagedata
+from dnnbench.evaluate import imagedata
 
 sys.path.insert(0, str(Path(__file__).parent))
 import accuracy_tinynet as tiny  # noqa: E402
@@ -345,7 +345,7 @@ def test_wilson_interval_known_values():
 
 def test_unpicklable_transform_falls_back_to_main_process_decoding(monkeypatch):
     """Spawned workers (macOS, Windows, Python 3.14's forkserver) need the dataset pickled; lambdas cannot be."""
-    from dnnbench.measure import accuracy as acc_mod
+    from dnnbench.evaluate import accuracy as acc_mod
 
     monkeypatch.setattr(torch.multiprocessing, "get_start_method", lambda allow_none=False: "spawn")
     assert not acc_mod._workers_can_start(imagedata.ImageFiles([("x.jpg", 0)], lambda img: img))

@@ -8,8 +8,8 @@ import torch
 
 import dnnbench
 from dnnbench.core.measurements import BenchCell, CellSpec, MemoryPeak, TimingSpec
-from dnnbench.measure.memory import RssPeak
-from dnnbench.measure.worker import classify, run_isolated
+from dnnbench.bench.memory import RssPeak
+from dnnbench.isolation.worker import classify, run_isolated
 from tests.bench_models import FAKE_CPU_OOM, PreparedLoader, ballast_loader
 
 MODELS = os.path.join(os.path.dirname(__file__), "bench_models.py")
@@ -166,7 +166,7 @@ def test_memory_fit_is_floor_plus_slope_beside_the_static_slope():
 
 
 def test_allocation_trace_peaks_at_the_most_tensor_bytes_held_at_once():
-    from dnnbench.measure.memory import AllocationTrace
+    from dnnbench.bench.memory import AllocationTrace
 
     held = torch.empty(10_000)  # allocated before the trace: not in its peak
 
@@ -198,7 +198,7 @@ def test_allocation_trace_peaks_at_the_most_tensor_bytes_held_at_once():
 def test_a_profiler_that_records_no_allocations_gives_no_figure_rather_than_zero(monkeypatch):
     import torch.autograd
 
-    from dnnbench.measure.memory import AllocationTrace
+    from dnnbench.bench.memory import AllocationTrace
 
     real = torch.autograd._disable_profiler_legacy
 
@@ -236,7 +236,7 @@ def test_cpu_cells_measure_the_activation_peak_beside_the_static_estimate():
 
 
 def test_the_activation_peak_is_traced_for_eager_cpu_cells_only():
-    from dnnbench.measure.worker import _trace_unavailable
+    from dnnbench.isolation.worker import _trace_unavailable
 
     assert _trace_unavailable(CellSpec("m", 1, "cpu", 1), on_gpu=False) is None
     assert "cuda_peak_allocated_bytes" in _trace_unavailable(CellSpec("m", 1, "cuda", 1), on_gpu=True)

@@ -7,7 +7,8 @@ import pytest
 
 import dnnbench
 from dnnbench.core.measurements import MachinePeak
-from dnnbench.measure import environment, machine
+from dnnbench.host import environment
+from dnnbench.host import machine
 
 MODELS = os.path.join(os.path.dirname(__file__), "bench_models.py")
 

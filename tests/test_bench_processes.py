@@ -8,8 +8,8 @@ import pytest
 import dnnbench
 from dnnbench.core.measurements import BenchCell, CellSpec, NoiseWarning, Timing, TimingSpec
 from dnnbench.core.stats import group_medians, summarize, t_quantile
-from dnnbench.measure.timing import CpuTimer, measure
-from dnnbench.measure.worker import run_processes
+from dnnbench.bench.timing import CpuTimer, measure
+from dnnbench.isolation.worker import run_processes
 
 MODELS = os.path.join(os.path.dirname(__file__), "bench_models.py")
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from dnnbench.core.measurements import TimingSpec
-from dnnbench.measure import noise
-from dnnbench.measure.timing import CpuTimer, measure, warmup_cut
+from dnnbench.bench import noise
+from dnnbench.bench.timing import CpuTimer, measure, warmup_cut
 
 
 class FakeClock:
@@ -203,7 +203,7 @@ def test_max_samples_bounds_a_run():
 def test_load_and_thread_warnings_carry_their_remedy():
     from dataclasses import replace
 
-    from dnnbench.measure.environment import capture
+    from dnnbench.host.environment import capture
 
     timing, _, spec = run(itertools.repeat(0.001))
     env = replace(capture("cpu"), load_avg=[99.0, 1.0, 1.0], logical_cores=2, physical_cores=2,
@@ -229,7 +229,7 @@ def test_real_clock_on_a_real_module():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_timer_synchronises_and_times_the_gpu():
-    from dnnbench.measure.timing import CudaTimer
+    from dnnbench.bench.timing import CudaTimer
 
     dev = torch.device("cuda")
     a = torch.randn(2048, 2048, device=dev)

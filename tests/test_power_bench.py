@@ -5,7 +5,7 @@ import time
 import pytest
 
 from dnnbench import api
-from dnnbench.measure.power import probe_sensors
+from dnnbench.power import probe_sensors
 from dnnbench.runner import load_results, study
 
 TINY = "python:examples/tiny_transformer.py:build"

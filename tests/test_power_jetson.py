@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from dnnbench.measure.power import SensorSpecError, SensorUnavailable, open_sensors
-from dnnbench.measure.power.jetson import JetsonSensor, find_rails
+from dnnbench.power import SensorSpecError, SensorUnavailable, open_sensors
+from dnnbench.power.jetson import JetsonSensor, find_rails
 
 
 def jetpack4(root):

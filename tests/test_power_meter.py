@@ -2,8 +2,8 @@
 
 import pytest
 
-from dnnbench.measure.power import SensorSpecError, SensorUnavailable, measure_energy, open_sensors
-from dnnbench.measure.power.meter import MeterSensor, meter_energy, parse_meter_log
+from dnnbench.power import SensorSpecError, SensorUnavailable, measure_energy, open_sensors
+from dnnbench.power.meter import MeterSensor, meter_energy, parse_meter_log
 
 T0 = 1_718_000_000.0  # Unix seconds
 

@@ -6,8 +6,8 @@ import types
 
 import pytest
 
-from dnnbench.measure.power import SensorUnavailable, open_sensors, probe_sensors
-from dnnbench.measure.power.nvml import NvmlError
+from dnnbench.power import SensorUnavailable, open_sensors, probe_sensors
+from dnnbench.power.nvml import NvmlError
 
 
 def fake_pynvml(names=("Tesla V100-SXM2-16GB", "Tesla P100-PCIE-16GB"), counter=(True, False),

@@ -7,9 +7,9 @@ import pytest
 
 from dnnbench.core.energy import Energy
 from dnnbench.core.errors import InputError
-from dnnbench.measure.power import (EnergyReading, NullSensor, Sensor, SensorUnavailable, measure_energy,
+from dnnbench.power import (EnergyReading, NullSensor, Sensor, SensorUnavailable, measure_energy,
                                     open_sensors)
-from dnnbench.measure.power.jetson import JetsonSensor
+from dnnbench.power.jetson import JetsonSensor
 
 
 class FakeClock:

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from dnnbench.measure.power import SensorUnavailable, open_sensors
-from dnnbench.measure.power.base import counter_delta
-from dnnbench.measure.power.rapl import RaplSensor
+from dnnbench.power import SensorUnavailable, open_sensors
+from dnnbench.power.base import counter_delta
+from dnnbench.power.rapl import RaplSensor
 
 RANGE = 1_000_000  # max_energy_range_uj of the fake package zone
 

@@ -14,8 +14,8 @@ from dnnbench import api, runner
 from dnnbench.cli import main
 from dnnbench.core.errors import InputError, MissingExtraError
 from dnnbench.core.measurements import BenchCell, Equivalence
-from dnnbench.measure import runtimes
-from dnnbench.measure.runtimes import precision as prec
+from dnnbench import runtimes
+from dnnbench.runtimes import precision as prec
 
 CNN = "python:tests/runtime_models.py:small_cnn"
 FAST = dict(threads=1, max_time_per_cell=0.5, min_samples=3, sensors="none")

@@ -135,7 +135,7 @@ def sensors(spec: str | None = None, root: str | None = None) -> list:
     Returns ``SensorInfo`` records (``name``, ``available``, ``reason``, ``scope``, ``domains``, ``method``,
     ``update_period_s``...). ``root``: the sysfs root (default $DNNBENCH_SYSFS_ROOT, else /sys).
     """
-    from dnnbench.measure.power import probe_sensors
+    from dnnbench.power import probe_sensors
 
     return probe_sensors(spec, root)
 
@@ -277,7 +277,7 @@ def _memory_fit(cells: list["BenchCell"], quantity: str,
 
 def check_sensors(spec: str | None, estimate_power_w: float | None = None) -> str:
     """A power sensor spec that parses and names only sensors that work here; one-line error otherwise."""
-    from dnnbench.measure.power import close_sensors, open_sensors
+    from dnnbench.power import close_sensors, open_sensors
 
     spec = (spec or "none").strip()
     if estimate_power_w is not None and not estimate_power_w > 0:
@@ -311,7 +311,7 @@ def runtime_configs(model, runtimes=None, precisions="fp32", device: str = "cpu"
     (a study of several models checks the runtimes once, then leaves out per model what cannot run it).
     """
     from dnnbench.core.measurements import PRECISIONS, RUNTIMES, parse_choices
-    from dnnbench.measure import runtimes as rts
+    from dnnbench import runtimes as rts
 
     onnx_model = _is_onnx(model)
     words = runtimes.split(",") if isinstance(runtimes, str) else list(runtimes or [])
@@ -357,7 +357,7 @@ def runtimes(device: str = "cpu") -> list[dict]:
     providers, compiler), ``precisions`` (name -> {"runs", "native", "note"}).
     """
     from dnnbench.core.measurements import PRECISIONS, check_device_name
-    from dnnbench.measure import runtimes as rts
+    from dnnbench import runtimes as rts
 
     check_device_name(device)
     out = []
@@ -402,8 +402,9 @@ def bench(model, batch_sizes=DEFAULT_BATCH_SIZES, device: str = "cpu", threads: 
     """
     from dnnbench.core.measurements import (DEFAULT_PROCESSES, BenchCell, BenchRun, CellSpec, StaticEstimate,
                                             TimingSpec, check_bench_options, parse_batch_sizes)
-    from dnnbench.measure import environment, machine
-    from dnnbench.measure.worker import prestart, run_cell, run_isolated
+    from dnnbench.host import environment
+    from dnnbench.host import machine
+    from dnnbench.isolation.worker import prestart, run_cell, run_isolated
 
     sizes = parse_batch_sizes(batch_sizes)
     check_bench_options(threads, target_ci, max_time_per_cell, min_samples,
@@ -529,8 +530,8 @@ def bench(model, batch_sizes=DEFAULT_BATCH_SIZES, device: str = "cpu", threads: 
 def machine(device: str = "cpu", threads: int | None = None, cached: bool = False) -> "list[MachinePeak]":
     """Measure (or with ``cached``, read) this machine's peak FLOP/s and bandwidth; measured peaks are cached."""
     from dnnbench.core.measurements import check_bench_options
-    from dnnbench.measure import environment
-    from dnnbench.measure import machine as probe
+    from dnnbench.host import environment
+    from dnnbench.host import machine as probe
 
     check_bench_options(threads)
     device = check_device(device)
@@ -580,8 +581,8 @@ def accuracy(model, data: str, weights: str | None = "DEFAULT", labels: str | No
     (default: one per CPU, at most 8). ``on_progress(files_done, files_total, images_scored, elapsed_s)``.
     """
     from dnnbench.core.refs import parse_ref
-    from dnnbench.measure.accuracy import measure_accuracy
-    from dnnbench.measure.imagedata import default_transform
+    from dnnbench.evaluate.accuracy import measure_accuracy
+    from dnnbench.evaluate.imagedata import default_transform
 
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise InputError(f"batch size {batch_size!r} is not allowed", "a batch holds at least one item",

@@ -659,7 +659,7 @@ def machine(device, threads, cached, fmt):
 
     check_device_name(device)
     from dnnbench import api
-    from dnnbench.measure.machine import cache_path
+    from dnnbench.host.machine import cache_path
 
     if not cached:
         err.print("measuring peak FLOP/s and bandwidth (about 10 s)...")

@@ -282,7 +282,7 @@ def study(models, batch_sizes=None, metrics=None, device: str = "cpu", store: st
     A runtime named explicitly that cannot run here is a one-line error before anything is measured.
     Cells stored with status "error" are measured again; ok, oom and skipped cells are final.
     """
-    from dnnbench.measure import environment
+    from dnnbench.host import environment
 
     if isinstance(models, str):
         models = [models]
@@ -356,7 +356,7 @@ def study(models, batch_sizes=None, metrics=None, device: str = "cpu", store: st
 def _check_runtimes(runtimes, precisions, device: str) -> None:
     """One-line errors for runtimes or precisions named explicitly (not "all") that cannot run here at all."""
     from dnnbench.core.measurements import PRECISIONS, RUNTIMES, parse_choices
-    from dnnbench.measure import runtimes as rts
+    from dnnbench import runtimes as rts
 
     parse_choices(precisions or "fp32", PRECISIONS, "--precision")
     if runtimes is None:  # the default runtime per model (eager, or onnxruntime for ONNX files)

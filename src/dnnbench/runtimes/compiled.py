@@ -15,10 +15,10 @@ import time
 import torch
 
 from dnnbench.core.measurements import NoiseWarning
-from dnnbench.measure.runtimes.base import (Availability, Context, Prepared, Runtime, eager_outputs, flat_outputs,
+from dnnbench.runtimes.base import (Availability, Context, Prepared, Runtime, eager_outputs, flat_outputs,
                                             register)
-from dnnbench.measure.runtimes.eager import torch_only, unsupported_torch
-from dnnbench.measure.runtimes.precision import cast_inputs, convert_module
+from dnnbench.runtimes.eager import torch_only, unsupported_torch
+from dnnbench.runtimes.precision import cast_inputs, convert_module
 
 CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 
@@ -127,7 +127,7 @@ class Compiled(Runtime):
         if ctx.device.type == "cpu":
             isa = _vec_isa()
             details["vec_isa"] = isa
-            from dnnbench.measure.runtimes.precision import cpu_flags
+            from dnnbench.runtimes.precision import cpu_flags
 
             if isa == "none" and {"avx2", "avx512f", "asimd"} & cpu_flags():
                 warns.append(NoiseWarning(

@@ -29,9 +29,11 @@ import torch
 
 from dnnbench.core.measurements import BenchCell, CellSpec, NoiseWarning, Timing
 from dnnbench.core.specs import LoadedModel
-from dnnbench.measure import environment, noise, runtimes
-from dnnbench.measure.memory import AllocationTrace, CudaPeak, RssPeak
-from dnnbench.measure.timing import CpuTimer, CudaTimer, Progress, measure
+from dnnbench.host import environment
+from dnnbench.bench import noise
+from dnnbench import runtimes
+from dnnbench.bench.memory import AllocationTrace, CudaPeak, RssPeak
+from dnnbench.bench.timing import CpuTimer, CudaTimer, Progress, measure
 
 Loader = Callable[[], LoadedModel]  # may have .prepare(): imports to do before the memory baseline
 WORKER_FRESH = "fresh interpreter"
@@ -145,7 +147,7 @@ def _trace_unavailable(spec: CellSpec, on_gpu: bool) -> str | None:
 def _energy(spec: CellSpec, call: Callable[[], object], gpu, progress: Progress | None) -> list:
     """Power and energy per item with the cell's sensors, after timing (the model is warm)."""
     from dnnbench.core.energy import Energy
-    from dnnbench.measure.power import close_sensors, measure_energy, open_sensors
+    from dnnbench.power import close_sensors, measure_energy, open_sensors
 
     if spec.sensors == "none" and spec.estimate_tdp_w is None:
         return [Energy.not_measured("none", "not requested (--sensors none)")]
@@ -190,14 +192,14 @@ def run_isolated(spec: CellSpec, loader: Loader, progress: Progress | None = Non
     """Run one cell in worker processes of its own and return what it measured.
 
     The worker is forked from a fork server (torch imported once) where that is safe, else it is a fresh
-    ``python -m dnnbench.measure.worker``; ``cell.environment.extra["worker_start"]`` says which (and
+    ``python -m dnnbench.isolation.worker``; ``cell.environment.extra["worker_start"]`` says which (and
     ``"worker_start_note"`` why not forked). A worker killed by SIGKILL (the kernel's OOM killer) is an
     "oom" cell; any other death, or no answer within ``timeout_s``, an "error" cell with the last line it
     printed. With ``spec.timing.processes`` > 1 and forked workers, the samples come from several
     processes in turn (``run_processes``); a fresh interpreter per process would cost seconds each, so
     there the cell runs in one.
     """
-    from dnnbench.measure import forkserver
+    from dnnbench.isolation import forkserver
 
     if spec.timing.processes > 1 and not forkserver.forkable(spec, loader):
         spec = replace(spec, timing=replace(spec.timing, processes=1))
@@ -277,21 +279,21 @@ def run_processes(spec: CellSpec, loader: Loader, progress: Progress | None, tim
 
 def prestart(spec: CellSpec, loader: Loader) -> None:
     """Let the fork server start and prepare ``loader``'s model while the caller does other work (optional)."""
-    from dnnbench.measure import forkserver
+    from dnnbench.isolation import forkserver
 
     forkserver.prestart(spec, loader)
 
 
 def run_fresh(spec: CellSpec, loader: Loader, progress: Progress | None = None,
               timeout_s: float | None = None) -> BenchCell:
-    """Run one cell in a fresh ``python -m dnnbench.measure.worker`` (imports torch again: seconds)."""
+    """Run one cell in a fresh ``python -m dnnbench.isolation.worker`` (imports torch again: seconds)."""
     if timeout_s is None:
         timeout_s = default_timeout(spec)
     payload = pickle.dumps((spec, loader))
     r, w = os.pipe()
     with tempfile.TemporaryFile() as log:
         try:
-            proc = subprocess.Popen([sys.executable, "-m", "dnnbench.measure.worker", str(w)],
+            proc = subprocess.Popen([sys.executable, "-m", "dnnbench.isolation.worker", str(w)],
                                     stdin=subprocess.PIPE, stdout=log, stderr=log, pass_fds=(w,),
                                     env=_child_env(spec.threads))
         finally:

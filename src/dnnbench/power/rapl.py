@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dnnbench.measure.power.base import (SENSORS, EnergyReading, Sensor, SensorSpecError, SensorUnavailable,
+from dnnbench.power.base import (SENSORS, EnergyReading, Sensor, SensorSpecError, SensorUnavailable,
                                          counter_delta, read_text, sysfs_root)
 
 _ZONE = re.compile(r"^intel-rapl:(\d+)(?::(\d+))?$")

@@ -17,8 +17,8 @@ from dnnbench.core.accuracy import Accuracy, wilson_interval
 from dnnbench.core.errors import DatasetError, InputError
 from dnnbench.core.records import ReportedAccuracy
 from dnnbench.core.version import __version__
-from dnnbench.measure import imagedata
-from dnnbench.measure.imagedata import MAX_LISTED, ImageFiles, collate, decode
+from dnnbench.evaluate import imagedata
+from dnnbench.evaluate.imagedata import MAX_LISTED, ImageFiles, collate, decode
 
 TOP_K = 5
 DATA_WAIT_WARN = 0.2  # waiting this share of the wall time for images means loading held inference back

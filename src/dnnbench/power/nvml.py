@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from dnnbench.measure.power.base import (SENSORS, EnergyReading, Sampler, Sensor, SensorSpecError,
+from dnnbench.power.base import (SENSORS, EnergyReading, Sampler, Sensor, SensorSpecError,
                                          SensorUnavailable)
 
 EXTRA_FIX = "pip install 'dnnbench[nvml]' (installs nvidia-ml-py)"

@@ -7,11 +7,11 @@
 Importing this package imports no vendor library: nvidia-ml-py is loaded when the nvml sensor opens.
 """
 
-from dnnbench.measure.power import jetson, meter, nvml, rapl  # noqa: F401  (registers the sensors)
-from dnnbench.measure.power.base import (SENSORS, EnergyReading, NullSensor, Sensor, SensorInfo, SensorSpecError,
+from dnnbench.power import jetson, meter, nvml, rapl  # noqa: F401  (registers the sensors)
+from dnnbench.power.base import (SENSORS, EnergyReading, NullSensor, Sensor, SensorInfo, SensorSpecError,
                                          SensorUnavailable, sysfs_root)
-from dnnbench.measure.power.protocol import measure_energy
-from dnnbench.measure.power.select import close_sensors, open_sensors, parse_spec, probe_sensors
+from dnnbench.power.protocol import measure_energy
+from dnnbench.power.select import close_sensors, open_sensors, parse_spec, probe_sensors
 
 __all__ = ["SENSORS", "EnergyReading", "NullSensor", "Sensor", "SensorInfo", "SensorSpecError", "SensorUnavailable",
            "sysfs_root", "measure_energy", "open_sensors", "close_sensors", "parse_spec", "probe_sensors"]

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 from dnnbench.core.energy import Energy
 from dnnbench.core.errors import DnnbenchError, InputError
-from dnnbench.measure.power.base import EnergyReading, Sensor
+from dnnbench.power.base import EnergyReading, Sensor
 
 
 def measure_energy(work: Callable[[], object], items_per_call: int, sensors: Sequence[Sensor], *,

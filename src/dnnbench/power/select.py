@@ -8,7 +8,7 @@ a registered sensor: ``nvml`` (every GPU) or ``nvml:0`` / ``nvml:0+1``; ``rapl``
 from __future__ import annotations
 
 from dnnbench.core.errors import DnnbenchError
-from dnnbench.measure.power.base import SENSORS, NullSensor, Sensor, SensorInfo, SensorSpecError
+from dnnbench.power.base import SENSORS, NullSensor, Sensor, SensorInfo, SensorSpecError
 
 # "auto" tries every registered sensor that needs no argument.
 _NEEDS_ARG = ("meter",)

@@ -1,7 +1,7 @@
 """A fork server ("zygote") for bench cells: torch is imported once per run, every cell is a forked process.
 
-A fresh ``python -m dnnbench.measure.worker`` per cell spends seconds importing torch and torchvision before it
-measures anything. Instead one long-lived server (``python -m dnnbench.measure.forkserver``, started with the
+A fresh ``python -m dnnbench.isolation.worker`` per cell spends seconds importing torch and torchvision before it
+measures anything. Instead one long-lived server (``python -m dnnbench.isolation.forkserver``, started with the
 cells' thread environment) imports torch once. For a model it forks a *model process* that maps the server's
 resident library pages, runs the loader's ``prepare()`` (torchvision/timm imports) and the runtime's imports,
 then ``os.fork()``s one child per cell; models whose ``prepare()`` imports the same libraries (all torchvision
@@ -86,7 +86,7 @@ class ForkServer:
         self.log = tempfile.TemporaryFile(prefix="dnnbench-forkserver-")
         r, w = os.pipe()
         try:
-            self.proc = subprocess.Popen([sys.executable, "-m", "dnnbench.measure.forkserver", str(w)],
+            self.proc = subprocess.Popen([sys.executable, "-m", "dnnbench.isolation.forkserver", str(w)],
                                          stdin=subprocess.PIPE, stdout=self.log, stderr=self.log, pass_fds=(w,),
                                          env=env)
         except BaseException:
@@ -132,7 +132,7 @@ class ForkServer:
         self.log.close()
 
     def server_tail(self) -> str:
-        from dnnbench.measure.worker import _tail
+        from dnnbench.isolation.worker import _tail
 
         try:
             return _tail(self.log)
@@ -348,7 +348,7 @@ def run(spec: CellSpec, loader, progress=None, timeout_s: float | None = None) -
     tail of the child's own output, no answer within ``timeout_s`` an "error" cell. A server that dies
     gives this cell an "error"; the next cell starts a new server.
     """
-    from dnnbench.measure import worker
+    from dnnbench.isolation import worker
 
     if timeout_s is None:
         timeout_s = worker.default_timeout(spec)
@@ -396,7 +396,7 @@ def prestart(spec: CellSpec, loader) -> None:
     model_key = _model_key(spec, loader)
     if _fork_unusable(spec) or model_key in _UNFORKABLE:
         return
-    from dnnbench.measure import worker
+    from dnnbench.isolation import worker
 
     env = worker._child_env(spec.threads)
     with _LOCK:
@@ -415,7 +415,7 @@ def _model_key(spec: CellSpec, loader) -> bytes:
 
 
 def _fresh(spec: CellSpec, loader, progress, timeout_s: float, why: str) -> BenchCell:
-    from dnnbench.measure import worker
+    from dnnbench.isolation import worker
 
     cell = worker.run_fresh(spec, loader, progress, timeout_s)
     if cell.environment is not None:
@@ -605,7 +605,7 @@ def _cell(spec, loader, events: int, log_path: str, runs, parent: int) -> None:
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
-        from dnnbench.measure import worker
+        from dnnbench.isolation import worker
 
         worker._WORKER_START = worker.WORKER_FORKED
         if runs:
@@ -662,7 +662,7 @@ def _exit_flushed(code: int) -> None:
 
 def _unpickle(header: dict, payload: bytes, events: int | None):
     """(spec, loader), or None after reporting the cell as a fresh worker that cannot read its task would."""
-    from dnnbench.measure import worker
+    from dnnbench.isolation import worker
 
     try:
         return pickle.loads(payload)
@@ -682,7 +682,8 @@ def _model(header: dict, payload: bytes, events: int, runs, parent: int, prefaul
         _forked(parent)
         if runs:
             populate(runs)  # the server's resident library pages, so that this process's own list is complete
-        from dnnbench.measure import runtimes, timing
+        from dnnbench import runtimes
+        from dnnbench.bench import timing
 
         me = os.getpid()
         prepared: set[bytes] = set()  # each loader's prepare() once here (it may not be idempotent)
@@ -733,7 +734,8 @@ def serve(events: int) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it shuts us down
     import torch  # noqa: F401  (the point of the server: imported once)
 
-    from dnnbench.measure import runtimes, worker  # noqa: F401
+    from dnnbench import runtimes  # noqa: F401
+    from dnnbench.isolation import worker
 
     _single_threaded()
     prefault = os.environ.get(_PREFAULT_ENV, "1").strip() not in ("0", "false", "no", "off")

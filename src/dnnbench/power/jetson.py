@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from dnnbench.measure.power.base import (SENSORS, EnergyReading, Sampler, Sensor, SensorSpecError,
+from dnnbench.power.base import (SENSORS, EnergyReading, Sampler, Sensor, SensorSpecError,
                                          SensorUnavailable, read_text, sysfs_root)
 
 INPUT_RAILS = ("VDD_IN", "POM_5V_IN")

@@ -13,9 +13,9 @@ import time
 
 from dnnbench.core.errors import InputError
 from dnnbench.core.measurements import CellSpec, NoiseWarning
-from dnnbench.measure.runtimes import compiled, eager, ort  # noqa: F401  (each registers itself)
-from dnnbench.measure.runtimes import precision as precisions
-from dnnbench.measure.runtimes.base import RUNTIMES, Availability, Context, Prepared, Runtime, compare
+from dnnbench.runtimes import compiled, eager, ort  # noqa: F401  (each registers itself)
+from dnnbench.runtimes import precision as precisions
+from dnnbench.runtimes.base import RUNTIMES, Availability, Context, Prepared, Runtime, compare
 
 __all__ = ["RUNTIMES", "Availability", "Context", "Prepared", "Runtime", "compare", "get", "availability",
            "prepare", "import_libraries", "precisions"]

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from dnnbench.measure.power.base import (SENSORS, EnergyReading, Sensor, SensorSpecError, SensorUnavailable,
+from dnnbench.power.base import (SENSORS, EnergyReading, Sensor, SensorSpecError, SensorUnavailable,
                                          integrate)
 
 

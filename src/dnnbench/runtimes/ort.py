@@ -29,7 +29,7 @@ import torch
 
 from dnnbench.core.errors import InputError, ModelBuildError, UnavailableError
 from dnnbench.core.optional import available, require
-from dnnbench.measure.runtimes.base import (Availability, Context, Prepared, Runtime, eager_outputs, flat_outputs,
+from dnnbench.runtimes.base import (Availability, Context, Prepared, Runtime, eager_outputs, flat_outputs,
                                             register)
 
 PURPOSE = "--runtime onnxruntime"

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from dnnbench.core.version import __version__
 from dnnbench.core.errors import UnavailableError
 from dnnbench.core.measurements import MachinePeak
-from dnnbench.measure import environment
+from dnnbench.host import environment
 
 CACHE_ENV = "DNNBENCH_CACHE_DIR"
 

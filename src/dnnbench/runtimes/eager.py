@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dnnbench.core.errors import InputError
-from dnnbench.measure.runtimes.base import Context, Prepared, Runtime, eager_outputs, flat_outputs, register
-from dnnbench.measure.runtimes.precision import cast_inputs, convert_module
+from dnnbench.runtimes.base import Context, Prepared, Runtime, eager_outputs, flat_outputs, register
+from dnnbench.runtimes.precision import cast_inputs, convert_module
 
 
 def torch_only(ctx: Context) -> None:

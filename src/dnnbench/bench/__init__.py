@@ -1,0 +1,1 @@
+"""The latency engine: timing with adaptive stopping, memory peaks, noise checks. Never imports ``sources``."""
