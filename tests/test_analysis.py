@@ -2,11 +2,12 @@
 
 import math
 
+import numpy as np
 import pytest
 
 from dnnbench.analysis.findings import findings as all_findings
 from dnnbench.analysis.costmodel import fit_cost_model
-from dnnbench.analysis.fit import hyperbolic_fit, linear_fit, loglog_slope, mean_with_loo
+from dnnbench.analysis.fit import LinearFit, hyperbolic_fit, linear_fit, loglog_slope, mean_with_loo
 from dnnbench.analysis.memory import batch_fits, floor_vs_weights, largest_batch
 from dnnbench.analysis.pareto import pareto_front
 from dnnbench.analysis.tables import bench_table, choose_setup, models_table, setups, warnings_table
@@ -49,6 +50,30 @@ def test_two_points_have_no_held_out_error_and_one_point_no_line():
         linear_fit([1], [1])
     with pytest.raises(ValueError):
         linear_fit([2, 2, 2], [1, 2, 3])  # no spread in x: no slope
+
+
+@pytest.mark.parametrize("ys", [[2.0, 2.0, 2.0], [0.1, 0.1, 0.1], [0.3] * 5])
+def test_r2_of_constant_y_is_unavailable_with_the_reason(ys):
+    # 0.1 * 3 sums to 0.30000000000000004: SS_tot around that rounded mean is ~1e-33, not 0, and the old
+    # fits returned R² 0.0 for it (and 1.0 or None for 2.0: the two classes disagreed)
+    f = linear_fit(list(range(len(ys))), ys)
+    assert f.r2 is None and "same value at every point" in f.unavailable["r2"]
+    assert f.slope == pytest.approx(0, abs=1e-12) and f.intercept == pytest.approx(ys[0])
+    assert f.to_dict()["unavailable"] == {"r2": f.unavailable["r2"]}
+    assert hyperbolic_fit([0.001, 0.002, 0.004], ys[:3]).r2 is None  # a constant accuracy: same rule
+
+
+def test_one_linear_fit_for_bench_and_analysis():
+    from dnnbench.core import stats
+
+    assert stats.LinearFit is LinearFit and stats.linear_fit is linear_fit
+    f = stats.linear_fit([1, 2, 4], [110, 120, 140])  # bench's memory fit: floor + slope x batch
+    assert (f.intercept, f.slope, f.r2, f.n) == (pytest.approx(100), pytest.approx(10), pytest.approx(1), 3)
+    assert f.labels == ["0", "1", "2"] and not f.unavailable
+    with pytest.raises(ValueError, match="differ in length"):
+        linear_fit([1, 2, 3], [1, 2])
+    g = linear_fit([1, 2, None, 4, float("nan")], [2, 4, 5, 8, 9], list("abcde"))  # missing points left out
+    assert g.labels == ["a", "b", "d"] and g.slope == pytest.approx(2)
 
 
 def test_off_line_names_the_planted_outlier():
@@ -203,23 +228,45 @@ def test_findings_on_a_profile_only_store(tmp_path):
     assert all(f.text for f in found.values())
 
 
-def test_depthwise_family_is_hinted(tmp_path):
-    from dnnbench.store import CellRow
-
-    cells = [c for c in S.rows() if "dwnet" not in c.model_ref]
-    for c in S.rows():
-        if "dwnet" in c.model_ref:
-            c.model_ref = "torchvision:mobilenet_v2"
-            c.cell_id += "-mb"
-            cells.append(c)
-    df_url = S.write(f"sqlite:///{tmp_path / 'mb.db'}", cells)
+def _ops_time_with(tmp_path, name: str, factor: float):
+    """ops_time over the synthetic store with "dwnet" renamed ``name`` and its batch-1 time ``factor`` x its
+    MACs' line T0 + T1 x GMACs; also returns that model's measured / fitted ratio, by an independent fit."""
     from dnnbench.store import open_store
 
-    with open_store(df_url) as st:
-        df = st.frame()
-    ops = next(f for f in all_findings(df) if f.key == "ops_time")
-    assert any("mobilenet_v2" in d and "depthwise" in d for d in ops.details)
-    assert isinstance(CellRow, type) and not math.isnan(ops.data["fits"][0]["slope"])
+    line = S.T0 + S.T1 * S.MODELS["dwnet"][0]
+    cells = []
+    for c in S.rows():
+        if "dwnet" in c.model_ref:
+            c.model_ref, c.cell_id = f"torchvision:{name}", f"{c.cell_id}-{name}"
+            if c.batch_size == 1 and c.metric_group != "profile":
+                c.metrics = {**c.metrics, "latency_per_item_s": line * factor, "latency_median_s": line * factor}
+        cells.append(c)
+    with open_store(S.write(f"sqlite:///{tmp_path / f'{name}.db'}", cells)) as st:
+        ops = next(f for f in all_findings(st.frame()) if f.key == "ops_time")
+    gm = {m: v[0] for m, v in S.MODELS.items()}
+    ys = {m: line * factor if m == "dwnet" else S.time_per_image(m, 1) for m in gm}
+    slope, intercept = np.polyfit(list(gm.values()), [ys[m] for m in gm], 1)
+    return ops, ys["dwnet"] / (intercept + slope * gm["dwnet"])
+
+
+def test_depthwise_family_is_hinted_when_slower_than_its_macs_say(tmp_path):
+    ops, r = _ops_time_with(tmp_path, "mobilenet_v2", 3.0)
+    assert r > 1.5  # planted far above the line even after the line bends towards it
+    b1, b4, b16 = ops.details
+    assert b1.startswith("cpu, batch 1:")
+    assert b1.endswith(f"Off the line: mobilenet_v2 {r:.1f}x slower than the line — depthwise/grouped convolutions (likely).")
+    assert ops.data["fits"][0]["off_line"] == {"mobilenet_v2": pytest.approx(r)}
+    assert "depthwise" not in b4 + b16 and "Off the line" not in b4 + b16  # on the line at batch 4 and 16
+    assert "slower than their MACs say: mobilenet_v2." in ops.text
+
+
+def test_no_depthwise_hint_for_other_names_or_for_a_faster_model(tmp_path):
+    slow, r = _ops_time_with(tmp_path, "dwnet", 3.0)  # slow, but not a depthwise family by name
+    assert f"Off the line: dwnet {r:.1f}x slower than the line." in slow.details[0]
+    fast, r = _ops_time_with(tmp_path, "efficientnet_b0", 0.1)  # a depthwise family, but fast: nothing to explain
+    assert r < 1 / 1.5
+    assert f"Off the line: efficientnet_b0 {1 / r:.1f}x faster than the line." in fast.details[0]
+    assert not any("depthwise" in d for d in slow.details + fast.details)
 
 
 def test_two_setups_are_kept_apart_and_the_larger_one_is_primary(tmp_path):

@@ -8,7 +8,7 @@ import torch
 
 import dnnbench
 from dnnbench.core.measurements import BenchCell, CellSpec, MemoryPeak, TimingSpec
-from dnnbench.bench.memory import RssPeak
+from dnnbench.latency.memory import RssPeak
 from dnnbench.isolation.worker import classify, run_isolated
 from tests.bench_models import FAKE_CPU_OOM, PreparedLoader, ballast_loader
 
@@ -166,7 +166,7 @@ def test_memory_fit_is_floor_plus_slope_beside_the_static_slope():
 
 
 def test_allocation_trace_peaks_at_the_most_tensor_bytes_held_at_once():
-    from dnnbench.bench.memory import AllocationTrace
+    from dnnbench.latency.memory import AllocationTrace
 
     held = torch.empty(10_000)  # allocated before the trace: not in its peak
 
@@ -198,7 +198,7 @@ def test_allocation_trace_peaks_at_the_most_tensor_bytes_held_at_once():
 def test_a_profiler_that_records_no_allocations_gives_no_figure_rather_than_zero(monkeypatch):
     import torch.autograd
 
-    from dnnbench.bench.memory import AllocationTrace
+    from dnnbench.latency.memory import AllocationTrace
 
     real = torch.autograd._disable_profiler_legacy
 

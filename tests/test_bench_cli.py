@@ -73,12 +73,63 @@ def test_bench_json_is_si_named_and_keeps_raw_samples(tmp_path):
     assert "dnnbench machine" in run["unavailable"]["machine_peak"]
 
 
-def test_bench_table_in_process():
-    proc = run_cli("bench", TINY, "--batch-sizes", "2", "--max-time-per-cell", "0.3", "--in-process")
-    assert proc.returncode == 0, proc.stderr
-    for word in ("median", "95 % CI", "items/s", "peak RSS", "RSS above base", "machine "):
-        assert word in proc.stdout
-    assert "too few samples" in proc.stdout or "p99" in proc.stdout
+_SCALE = {"s": 1.0, "ms": 1e-3, "µs": 1e-6, "ns": 1e-9, "B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
+
+
+def _number(text: str) -> float:
+    """A table cell back to SI: "39.9 ms" -> 0.0399, "997.9 MiB" -> bytes, "+/-1.4 %" -> 0.014, "1,234.5" -> 1234.5."""
+    text = text.removeprefix("+/-").replace(",", "")
+    if text.endswith(" %"):
+        return float(text[:-2]) / 100
+    value, _, unit = text.partition(" ")
+    return float(value) * _SCALE.get(unit, 1.0)
+
+
+def _table_rows(stdout: str) -> list[dict[str, str]]:
+    """The rows of the first rich table in ``stdout``, as {column header: cell text}."""
+    lines = stdout.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("┃"))
+    cols = [c.strip() for c in lines[head].strip("┃").split("┃")]
+    rows = []
+    for line in lines[head + 2:]:
+        if not line.startswith("│"):
+            break
+        rows.append(dict(zip(cols, (c.strip() for c in line.strip("│").split("│")))))
+    return rows
+
+
+def test_bench_table_in_process(monkeypatch, capsys):
+    """Every figure of the table is the run's own, in its unit (read back from the text, not the formatter)."""
+    from dnnbench import api
+    from dnnbench.cli import main
+
+    runs, real = [], api.bench
+    monkeypatch.setattr(api, "bench", lambda *a, **kw: runs.append(real(*a, **kw)) or runs[-1])
+    main(["bench", TINY, "--batch-sizes", "2,3", "--max-time-per-cell", "0.3", "--in-process", "--sensors", "none"])
+    stdout = capsys.readouterr().out
+    (run,) = runs
+    rows = _table_rows(stdout)
+    assert [int(r["batch"]) for r in rows] == [c.batch_size for c in run.cells] == [2, 3]
+    three_digits = dict(rel=5e-3)  # seconds print with 3 significant digits
+    for r, c in zip(rows, run.cells):
+        st = c.latency_s
+        assert c.status == "ok" and r["status"] == "ok" + (" !" if c.warnings else "")
+        assert _number(r["median"]) == pytest.approx(st.median_s, **three_digits)
+        assert _number(r["per item"]) == pytest.approx(st.median_s / c.batch_size, **three_digits)
+        assert _number(r["items/s"]) == pytest.approx(c.batch_size / st.median_s, abs=0.051)
+        assert _number(r["cold start"]) == pytest.approx(c.cold_start_s, **three_digits)
+        assert int(r["n"]) == st.n == len(c.samples_s) >= 3
+        if st.ci_rel_halfwidth is None:  # under 6 samples (a loaded machine): no CI exists
+            assert r["95 % CI"] == "too few samples" and st.n < 6
+        else:
+            assert _number(r["95 % CI"]) == pytest.approx(st.ci_rel_halfwidth, abs=5.1e-4)
+        for col, v in (("p90", st.p90_s), ("p99", st.p99_s)):  # only with enough samples: 64 and 662
+            assert r[col] == "too few samples" if v is None else _number(r[col]) == pytest.approx(v, **three_digits)
+        assert _number(r["peak RSS"]) == pytest.approx(c.peak_rss_bytes, abs=0.051 * 2**20)
+        assert _number(r["static act.+weights"]) == pytest.approx(
+            c.static.activation_peak_bytes + c.static.weight_bytes, abs=0.051 * 2**10)
+    assert f"{run.model} on cpu, {run.threads} threads, eager fp32" in stdout
+    assert f"machine {run.environment.fingerprint}: {run.environment.cpu_model}" in stdout
 
 
 def test_progress_bar_on_a_terminal_survives_skipped_cells(tmp_path):

@@ -60,4 +60,4 @@ def test_bench_reports_percent_of_the_cached_peak(tmp_path, monkeypatch):
     tiny_peak = MachinePeak(fp, "cpu", 1, 1.0, "gemm", 1.0, 1.0, None, [], "now", dnnbench.__version__, 0.0)
     machine.save_peak(tiny_peak)  # an impossible peak: the cell must say the probe or the count is wrong
     run = dnnbench.bench(f"python:{MODELS}:tiny", [2], threads=1, in_process=True, max_time_per_cell=0.3)
-    assert any(w.code == "peak" for w in run.cell(2).warnings)
+    assert any(w.kind == "peak" for w in run.cell(2).warnings)

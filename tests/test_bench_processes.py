@@ -6,9 +6,9 @@ import os
 import pytest
 
 import dnnbench
-from dnnbench.core.measurements import BenchCell, CellSpec, NoiseWarning, Timing, TimingSpec
+from dnnbench.core.measurements import BenchCell, CellSpec, CellWarning, Timing, TimingSpec
 from dnnbench.core.stats import group_medians, summarize, t_quantile
-from dnnbench.bench.timing import CpuTimer, measure
+from dnnbench.latency.timing import CpuTimer, measure
 from dnnbench.isolation.worker import run_processes
 
 MODELS = os.path.join(os.path.dirname(__file__), "bench_models.py")
@@ -61,7 +61,7 @@ class FakeProcesses:
         if isinstance(r, BenchCell):
             return r
         return BenchCell(spec, "ok", "", r, environment=None,
-                         warnings=[NoiseWarning("throttle", "1 event", "cool it")] if len(self.specs) == 2 else [])
+                         warnings=[CellWarning("throttle", "1 event", "cool it")] if len(self.specs) == 2 else [])
 
 
 def spec(processes=5, cap=10.0, target=0.02):
@@ -78,7 +78,7 @@ def test_processes_pool_until_the_planned_count_when_the_ci_is_met():
     # the first process decided that calls are fast enough: the later ones sample to their share
     assert all(s.timing.max_time_s == 2.0 and s.timing.processes == 1 for s in fake.specs[1:])
     assert cell.spec.sensors == "auto"
-    assert [w.code for w in cell.warnings] == ["throttle"]  # kept from process 2, not the statistical ones
+    assert [w.kind for w in cell.warnings] == ["throttle"]  # kept from process 2, not the statistical ones
     assert events[1][0] == "sampling (process 2)" and events[1][1] == 20 + 3  # samples counted across processes
 
 
@@ -89,7 +89,7 @@ def test_processes_continue_while_their_spread_keeps_the_ci_wide():
     cell = run_processes(spec(), None, None, None, fake)  # these fakes take no time: the count limit ends it
     assert len(fake.specs) == 4 * 5 and cell.timing.stats.ci_rel_halfwidth > 0.02
     assert cell.timing.stop_reason == "time_cap"
-    assert any(w.code == "ci" for w in cell.warnings)
+    assert any(w.kind == "ci" for w in cell.warnings)
 
 
 def test_a_slow_first_process_takes_the_whole_cap_alone():
@@ -103,7 +103,7 @@ def test_a_later_process_failing_keeps_what_was_measured():
                           BenchCell(spec(), "error", "the worker exited with code 1")])
     cell = run_processes(spec(), None, None, None, fake)
     assert cell.status == "ok" and cell.timing.process_samples == [20, 20]
-    w = [w for w in cell.warnings if w.code == "process"]
+    w = [w for w in cell.warnings if w.kind == "process"]
     assert w and "process 3 of the cell ended with status error" in w[0].message
     # the first process failing is the cell's failure
     fake = FakeProcesses([BenchCell(spec(), "oom", "killed")])

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from dnnbench.core.measurements import TimingSpec
-from dnnbench.bench import noise
-from dnnbench.bench.timing import CpuTimer, measure, warmup_cut
+from dnnbench.latency import noise
+from dnnbench.latency.timing import CpuTimer, measure, warmup_cut
 
 
 class FakeClock:
@@ -110,7 +110,7 @@ def test_no_steady_state_keeps_the_samples_and_says_so():
     ramp = (0.003 - 0.000002 * i for i in itertools.count())  # keeps getting faster for the whole cell
     timing, _, spec = run(itertools.chain([0.0], ramp), max_time_s=1.0, min_sampling_fraction=1.0)
     assert not timing.warmup_steady and timing.warmup_s == []
-    assert any(w.code == "warmup" for w in noise.check(timing, spec, None, None, None, 1))
+    assert any(w.kind == "warmup" for w in noise.check(timing, spec, None, None, None, 1))
 
 
 def test_noisy_calls_sample_until_the_ci_of_the_median_is_within_target():
@@ -120,7 +120,7 @@ def test_noisy_calls_sample_until_the_ci_of_the_median_is_within_target():
     assert timing.stop_reason == "ci"
     assert timing.stats.ci_rel_halfwidth <= 0.02
     assert len(timing.samples_s) > spec.min_samples  # 30 % spread needs far more than the minimum
-    assert not any(w.code == "ci" for w in noise.check(timing, spec, None, None, None, 1))
+    assert not any(w.kind == "ci" for w in noise.check(timing, spec, None, None, None, 1))
 
 
 def test_time_cap_stops_sampling_when_the_target_cannot_be_reached():
@@ -129,7 +129,7 @@ def test_time_cap_stops_sampling_when_the_target_cannot_be_reached():
     assert timing.stop_reason == "time_cap"
     assert spec.max_time_s <= timing.wall_s < spec.max_time_s + 0.003  # stops right after the cap
     warnings = noise.check(timing, spec, None, None, None, 1)
-    codes = {w.code for w in warnings}
+    codes = {w.kind for w in warnings}
     assert {"ci", "cv", "iqr"} <= codes
     assert all(w.remedy for w in warnings)
 
@@ -140,7 +140,7 @@ def test_floor_of_samples_even_when_one_call_exceeds_the_cap():
     assert len(timing.samples_s) == spec.floor_samples
     st = timing.stats
     assert st.ci_low_s is None and "too few samples" in st.unavailable["ci_low_s"]
-    codes = {w.code for w in noise.check(timing, spec, None, None, None, 1)}
+    codes = {w.kind for w in noise.check(timing, spec, None, None, None, 1)}
     assert {"samples", "ci"} <= codes
 
 
@@ -181,7 +181,7 @@ def test_a_machine_that_slows_down_mid_run_keeps_sampling_and_says_it_drifted():
     assert order_rel < 0.02 < st.ci_rel_halfwidth  # drift is what widened the CI
     assert timing.stop_reason == "time_cap"
     assert st.ci_blocks == 10 and st.drift_rel > 2
-    drift = [w for w in noise.check(timing, spec, None, None, None, 1) if w.code == "drift"]
+    drift = [w for w in noise.check(timing, spec, None, None, None, 1) if w.kind == "drift"]
     assert len(drift) == 1 and "10 consecutive blocks" in drift[0].message and drift[0].remedy
 
 
@@ -191,7 +191,7 @@ def test_independent_noise_gets_no_drift_warning():
     timing, _, spec = run(itertools.chain([0.02] * 11, noisy), target_ci=0.005, max_time_s=10.0)
     assert timing.stop_reason == "ci" and timing.stats.ci_blocks == 10
     assert 0.5 < timing.stats.drift_rel < 2
-    assert not any(w.code == "drift" for w in noise.check(timing, spec, None, None, None, 1))
+    assert not any(w.kind == "drift" for w in noise.check(timing, spec, None, None, None, 1))
 
 
 def test_max_samples_bounds_a_run():
@@ -208,7 +208,7 @@ def test_load_and_thread_warnings_carry_their_remedy():
     timing, _, spec = run(itertools.repeat(0.001))
     env = replace(capture("cpu"), load_avg=[99.0, 1.0, 1.0], logical_cores=2, physical_cores=2,
                   cpu_governor="powersave")
-    ws = {w.code: w for w in noise.check(timing, spec, env, {"cpu0.core": 3}, {"cpu0.core": 5}, threads=4)}
+    ws = {w.kind: w for w in noise.check(timing, spec, env, {"cpu0.core": 3}, {"cpu0.core": 5}, threads=4)}
     assert set(ws) == {"load", "governor", "threads", "throttle"}
     assert "99.00" in ws["load"].message and "2 CPU thermal throttling events" in ws["throttle"].message
     assert "--threads 2" in ws["threads"].remedy
@@ -229,7 +229,7 @@ def test_real_clock_on_a_real_module():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_timer_synchronises_and_times_the_gpu():
-    from dnnbench.bench.timing import CudaTimer
+    from dnnbench.latency.timing import CudaTimer
 
     dev = torch.device("cuda")
     a = torch.randn(2048, 2048, device=dev)
@@ -249,7 +249,7 @@ def test_slow_calls_spend_no_call_on_warmup_and_drop_slow_leading_samples():
     assert timing.warmup_s == [4.0] and timing.warmup_steady
     assert timing.samples_s == [3.0, 3.0, 3.0]
     assert clock.calls == 1 + 1 + 3
-    assert not any(w.code == "warmup" for w in noise.check(timing, spec, None, None, None, 1))
+    assert not any(w.kind == "warmup" for w in noise.check(timing, spec, None, None, None, 1))
     # steady from the start: every call after the cold one is a sample
     timing, clock, _ = run(itertools.chain([5.0], itertools.repeat(3.0)), max_time_s=10.0)
     assert timing.warmup_s == [] and timing.warmup_steady and clock.calls == 4
@@ -260,4 +260,4 @@ def test_slow_calls_that_keep_getting_faster_say_the_warmup_never_settled():
     timing, clock, spec = run(itertools.chain([12.0], ramp), max_time_s=10.0)
     # past the cap, up to 2 windows of calls more are spent looking for a steady state, then it says so
     assert not timing.warmup_steady and clock.calls == 1 + spec.floor_samples + 2 * spec.warmup_window
-    assert any(w.code == "warmup" for w in noise.check(timing, spec, None, None, None, 1))
+    assert any(w.kind == "warmup" for w in noise.check(timing, spec, None, None, None, 1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from dnnbench.counting.profile import profile_model
 from dnnbench.sources import load, sets, torchvision_models
 
 __all__ = ["profile", "profile_many", "load_model", "list_models", "SetResult", "sensors", "bench", "machine",
-           "runtimes", "runtime_configs"]
+           "runtimes", "runtime_configs", "check_study_inputs"]
 
 
 def load_model(ref: str | ModelRef, device: str = "cpu", weights: str | None = None,
@@ -95,20 +96,76 @@ def expand_models(names: list[str]) -> list[sets.SetEntry]:
 
 def profile_many(names: list[str], batch_size: int = 1, input_size=None,
                  on_start: Callable[[sets.SetEntry], None] | None = None) -> Iterator[SetResult]:
-    """Profile each model; a model that fails becomes a result with its error, and the rest go on."""
+    """Profile each model; a model that fails becomes a result with its error, and the rest go on.
+
+    When not one model could be profiled, the results are yielded and then a ``DnnbenchError`` naming each
+    failure is raised: a command whose every model failed did nothing, and must not end as a success.
+    """
+    failures: list[tuple[str, DnnbenchError | None, str]] = []
+    any_ok = False
     for entry in expand_models(names):
         if on_start:
             on_start(entry)
         if entry.ref is None:
+            failures.append((entry.label, None, f"unavailable: {entry.unavailable}"))
             yield SetResult(entry.label, None, None, f"unavailable: {entry.unavailable}", entry.paper_top1)
             continue
         try:
             prof = profile(load(entry.ref, device="meta"), batch_size, input_size)
+            any_ok = True
             yield SetResult(entry.label, entry.ref, prof, None, entry.paper_top1)
         except DnnbenchError as exc:
             if len(names) == 1 and not sets.is_set(names[0]):
                 raise
+            failures.append((entry.label, exc, exc.one_line()))
             yield SetResult(entry.label, entry.ref, None, exc.one_line(), entry.paper_top1)
+    if failures and not any_ok:
+        _raise_all_failed(failures)
+
+
+def _raise_all_failed(failures: list[tuple[str, "DnnbenchError | None", str]]) -> None:
+    """One error for "every model failed": the only failure's own error, else each model's in one line."""
+    errors = [exc for _, exc, _ in failures]
+    if len(failures) == 1 and errors[0] is not None:
+        raise errors[0]
+    kinds = {type(e) for e in errors}
+    cls = kinds.pop() if len(kinds) == 1 and None not in kinds else DnnbenchError
+    whys, fixes = [], []
+    for label, exc, line in failures:
+        if exc is None:
+            whys.append(f"{label} is {line.replace(': ', ' (', 1)})" if ": " in line else f"{label}: {line}")
+            continue
+        whys.append(f"{exc.what.rstrip('.')} ({exc.why.rstrip('.')})" if exc.why else exc.what.rstrip("."))
+        if exc.fix and exc.fix not in fixes:
+            fixes.append(exc.fix.rstrip("."))
+    raise cls(f"none of the {len(failures)} models could be profiled", "; ".join(whys),
+              "; ".join(fixes) or "fix or leave out the models named above")
+
+
+def check_study_inputs(models, input_size=None, target_ci: float = 0.02, max_time_per_cell: float = 10.0,
+                       threads: int | None = None) -> None:
+    """One-line errors for a study's user mistakes, before anything is planned, measured or stored.
+
+    Every model reference must build (on the meta device, as ``bench`` does: an unknown model, a malformed
+    reference or a factory file that does not import raises its own error); set members merely unavailable
+    here (e.g. timm not installed) are not mistakes, the study lists them. ``input_size`` must parse and
+    apply to every model; the bench options must pass ``check_bench_options``.
+    """
+    from dnnbench.core.measurements import check_bench_options
+
+    check_bench_options(threads, target_ci, max_time_per_cell)
+    size = _parse_input_size(input_size)
+    seen: set[str] = set()
+    for entry in expand_models(list(models)):
+        if entry.ref is None or entry.ref in seen:
+            continue
+        seen.add(entry.ref)
+        lm = load(entry.ref, device="meta")
+        if size is not None:
+            try:
+                lm.inputs.with_image_size(*size)
+            except InputError as exc:
+                raise InputError(f"{exc.what} ({lm.ref})", exc.why, exc.fix) from exc
 
 
 def list_models(pattern: str | None = None) -> list[dict]:
@@ -227,54 +284,6 @@ def check_device(device: str) -> str:
     return device
 
 
-def _roofline(cell: "BenchCell", peak: "MachinePeak | None", peak_why: str) -> "Roofline | None":
-    from dnnbench.core.measurements import NoiseWarning, Roofline
-
-    if cell.status != "ok" or cell.latency_s is None:
-        return None
-    if cell.static is None:
-        why = cell.unavailable.get("static", "no static profile")
-        return Roofline(None, peak.peak_flops_per_s if peak else None, None,
-                        {"achieved_flops_per_s": f"unavailable: {why}", "fraction_of_peak": f"unavailable: {why}"})
-    achieved = cell.static.flops / cell.latency_s.median_s
-    if peak is None:
-        return Roofline(achieved, None, None, {"fraction_of_peak": peak_why})
-    fraction = achieved / peak.peak_flops_per_s
-    if fraction > 1:
-        cell.warnings.append(NoiseWarning(
-            "peak", f"achieved {achieved / 1e9:.1f} GFLOP/s is {100 * fraction:.0f} % of the measured peak "
-                    f"{peak.peak_flops_per_s / 1e9:.1f} GFLOP/s: the peak probe or the operation count is wrong",
-            "run `dnnbench machine` again on a quiet machine, and report the model if it persists"))
-    return Roofline(achieved, peak.peak_flops_per_s, fraction)
-
-
-def _memory_fit(cells: list["BenchCell"], quantity: str,
-                with_weights: bool = True) -> "tuple[MemoryFit | None, str | None]":
-    """``quantity`` over batch sizes, floor + slope x batch, beside the static estimate of the same thing.
-
-    RSS and CUDA's allocated peak hold the weights (``with_weights``), so their static counterpart is
-    weights + activation peak; ``cpu_activation_peak_bytes`` holds neither weights nor the input, so its
-    counterpart is the activation peak alone (which counts the input: its slope is higher by one input item).
-    """
-    from dnnbench.core.measurements import MemoryFit
-    from dnnbench.core.stats import linear_fit
-
-    points = [(c.batch_size, getattr(c, quantity), c.static) for c in cells
-              if c.status == "ok" and getattr(c, quantity) is not None]
-    if len(points) < 2:
-        return None, f"unavailable: fewer than two batch sizes with a measured {quantity}"
-    bs = [p[0] for p in points]
-    ys = [p[1] for p in points]
-    fit = linear_fit(bs, ys)
-    monotonic = all(b >= a for a, b in zip(ys, ys[1:]))
-    s_floor = s_slope = ratio = None
-    if all(p[2] is not None for p in points):
-        sfit = linear_fit(bs, [p[2].activation_peak_bytes for p in points])
-        s_floor, s_slope = (points[0][2].weight_bytes if with_weights else 0) + sfit.intercept, sfit.slope
-        ratio = fit.slope / s_slope if s_slope > 0 else None
-    return MemoryFit(quantity, fit.intercept, fit.slope, fit.r2, fit.n, monotonic, s_floor, s_slope, ratio), None
-
-
 def check_sensors(spec: str | None, estimate_power_w: float | None = None) -> str:
     """A power sensor spec that parses and names only sensors that work here; one-line error otherwise."""
     from dnnbench.power import close_sensors, open_sensors
@@ -376,89 +385,109 @@ def runtimes(device: str = "cpu") -> list[dict]:
     return sorted(out, key=lambda r: order.get(r["name"], 9))
 
 
-def bench(model, batch_sizes=DEFAULT_BATCH_SIZES, device: str = "cpu", threads: int | None = None,
-          target_ci: float = 0.02, max_time_per_cell: float = 10.0, in_process: bool = False,
-          input_size=None, min_samples: int = 10, on_event: BenchEvent | None = None,
-          sensors: str = "auto", estimate_power_w: float | None = None, runtime: str | None = None,
-          precision: str = "fp32", processes: int | None = None) -> "BenchRun":
-    """Time, throughput, memory and power of ``model`` at each batch size on ``device``; one cell per batch size.
+@dataclass(frozen=True)
+class BenchPlan:
+    """What one bench call will measure: the model's reference, its inputs, and one spec per batch size."""
 
-    Each cell runs in a fresh worker subprocess (``in_process=False``) so that its peak RSS is its own and a
-    crash or OOM stays in that cell: an OOM marks the larger batch sizes "skipped", an error only its cell.
-    ``model``: a reference (a module object needs ``in_process=True``). ``threads``: default the physical
-    cores. Sampling stops when the 95 % CI of the median is within ``target_ci`` or after
-    ``max_time_per_cell`` seconds. Achieved FLOP/s is compared with the peak ``dnnbench machine`` cached.
-    ``sensors``: power sensors measured after each cell's timing ("auto": every one that works here,
-    "none", "rapl,nvml:0", "meter:FILE"); without a working sensor power is unavailable with the reason.
-    ``estimate_power_w``: a TDP in watts for a labelled estimate when no sensor measures.
-    ``runtime``: "eager" (default), "compile" or "onnxruntime" (the default for an ONNX file); ``precision``:
-    "fp32" (default), "fp16", "bf16" or "int8". Every configuration but eager fp32 records an output-equivalence
-    check against eager fp32 on the same input (``cell.equivalence``). Several configurations: call once each
-    (``runtime_configs`` lists those that can run here).
-    ``processes``: worker processes per cell (default 5 for isolated eager cells, else 1): a process runs
-    at a speed of its own, so the samples come from several in turn, each to its share of the cap, and
-    the CI spans their spread — when calls are fast enough (cold start <= a tenth of a share); slower
-    cells run in one process.
-    """
-    from dnnbench.core.measurements import (DEFAULT_PROCESSES, BenchCell, BenchRun, CellSpec, StaticEstimate,
-                                            TimingSpec, check_bench_options, parse_batch_sizes)
+    ref: str
+    specs: tuple  # CellSpec per batch size, ascending; each spec's digest is its cell's identity
+    inputs: InputSpec
+    environment: object  # the parent's Environment (its fingerprint is in every spec)
+    given: object = None  # a module object to measure in this process, else None
+
+
+def plan_bench(model, config: "BenchConfig") -> BenchPlan:
+    """Validate ``config`` for ``model`` and spell out every cell's full spec (what a study resumes by)."""
+    from dnnbench.core.measurements import DEFAULT_PROCESSES, CellSpec, TimingSpec, check_bench_options
     from dnnbench.host import environment
-    from dnnbench.host import machine
-    from dnnbench.isolation.worker import prestart, run_cell, run_isolated
 
-    sizes = parse_batch_sizes(batch_sizes)
-    check_bench_options(threads, target_ci, max_time_per_cell, min_samples,
-                        DEFAULT_PROCESSES if processes is None else processes)
-    device = check_device(device)
-    threads = threads or environment.default_threads()
-    on_gpu = device.startswith("cuda")
-    emit = on_event or (lambda kind, spec, payload: None)
-    sensors = check_sensors(sensors, estimate_power_w)
-    for name, value in (("runtime", runtime), ("precision", precision)):
+    sizes = config.sizes()
+    check_bench_options(config.threads, config.target_ci, config.max_time_per_cell, config.min_samples,
+                        DEFAULT_PROCESSES if config.processes is None else config.processes)
+    device = check_device(config.device)
+    threads = config.threads or environment.default_threads()
+    sensors = check_sensors(config.sensors, config.estimate_power_w)
+    for name, value in (("runtime", config.runtime), ("precision", config.precision)):
         if value is not None and (not isinstance(value, str) or "," in value or value == "all"):
             raise InputError(f"bench takes one {name}, not {value!r}", "one call measures one configuration",
                              f"call bench once per {name} (runtime_configs lists them)")
-    runtime, precision = runtime_configs(model, runtime, precision, device)[0][0]
-
+    runtime, precision = runtime_configs(model, config.runtime, config.precision, device)[0][0]
     given = model if isinstance(model, (torch.nn.Module, LoadedModel)) else None
-    if given is not None and not in_process:
+    if given is not None and not config.in_process:
         raise InputError("a model object cannot be sent to a worker subprocess",
                          "isolated cells rebuild the model from its reference",
                          "pass a reference (e.g. 'resnet50', 'python:file.py:factory'), or in_process=True")
-    if given is not None:
-        meta = _as_loaded(given)
-        ref = meta.ref
-    else:
-        ref = str(model)
-        meta = load(ref, device="meta")  # an unknown model fails here, before any worker starts
-    spec_inputs = meta.inputs
-    size = _parse_input_size(input_size)
+    meta = _as_loaded(given) if given is not None else load(str(model), device="meta")  # unknown model: fails here
+    inputs = meta.inputs
+    size = _parse_input_size(config.input_size)
     if size is not None:
-        spec_inputs = spec_inputs.with_image_size(*size)
+        inputs = inputs.with_image_size(*size)
+    processes = config.processes
     if processes is None:  # other runtimes prepare (export, compile, quantize) in every process: one
-        processes = DEFAULT_PROCESSES if runtime == "eager" and not in_process else 1
-    if in_process:
+        processes = DEFAULT_PROCESSES if runtime == "eager" and not config.in_process else 1
+    if config.in_process:
         processes = 1  # one process is all there is
-    tspec = TimingSpec(target_ci=target_ci, max_time_s=float(max_time_per_cell), min_samples=min_samples,
-                       processes=processes)
-    isolation = "in-process" if in_process else "subprocess"
-
-    def cell_spec(b: int) -> CellSpec:
-        return CellSpec(meta.ref, b, device, threads, tspec, isolation, sensors=sensors,
-                        estimate_tdp_w=estimate_power_w, runtime=runtime, precision=precision)
-
-    if not in_process:  # the fork server imports torch and the model's libraries while the parent profiles
-        prestart(cell_spec(sizes[0]), BenchLoader(ref, device, input_size))
-
-    statics: dict[int, StaticEstimate | str] = {}
-    for b in sizes:
-        try:
-            p = profile_model(meta, b, spec_inputs)
-            statics[b] = StaticEstimate(p.macs, p.flops, p.weight_bytes, p.activation_peak_bytes)
-        except DnnbenchError as exc:
-            statics[b] = f"the static profile failed: {exc.one_line()}"
-
+    tspec = TimingSpec(target_ci=config.target_ci, max_time_s=float(config.max_time_per_cell),
+                       min_samples=config.min_samples, processes=processes)
     env = environment.capture(device)
+    specs = tuple(CellSpec(meta.ref, b, device, threads, tspec, "in-process" if config.in_process else "subprocess",
+                           sensors=sensors, estimate_tdp_w=config.estimate_power_w, runtime=runtime,
+                           precision=precision, input_shape=tuple(tuple(s) for s in inputs.shapes(b)),
+                           machine=env.fingerprint)
+                  for b in sizes)
+    return BenchPlan(meta.ref if given is not None else str(model), specs, inputs, env, given)
+
+
+def bench(model, batch_sizes=None, *, config: "BenchConfig | None" = None, on_event: BenchEvent | None = None,
+          **options) -> "BenchRun":
+    """Time, throughput, memory and power of ``model`` at each batch size on ``device``; one cell per batch size.
+
+    ``config``: a ``BenchConfig`` (or its fields as keyword ``options``: device, threads, target_ci,
+    max_time_per_cell, in_process, input_size, min_samples, sensors, estimate_power_w, runtime, precision,
+    processes). Each cell runs in worker subprocesses of its own (``in_process=False``) so that its peak RSS
+    is its own and a crash or OOM stays in that cell: an OOM marks the larger batch sizes "skipped", an error
+    only its cell. ``model``: a reference (a module object needs ``in_process=True``). Sampling stops when
+    the 95 % CI of the median is within ``target_ci`` or after ``max_time_per_cell`` seconds. Achieved FLOP/s
+    is compared with the peak ``dnnbench machine`` cached. ``sensors``: power sensors measured after each
+    cell's timing ("auto", "none", "rapl,nvml:0", "meter:FILE"); the headline power is the sensor covering the
+    device measured. Every configuration but eager fp32 records an output-equivalence check against eager
+    fp32 on the same input. ``processes``: worker processes per cell (default 5 for isolated eager cells).
+    Ctrl-C returns the cells finished so far with ``interrupted=True`` (the cell in progress is lost).
+    """
+    from dnnbench.core.measurements import BenchConfig
+
+    config = config or BenchConfig()
+    if batch_sizes is not None:
+        options["batch_sizes"] = batch_sizes
+    if options:
+        config = config.with_(**options)
+    return run_plan(plan_bench(model, config), config, on_event)
+
+
+def run_plan(plan: BenchPlan, config: "BenchConfig", on_event: BenchEvent | None = None,
+             should_stop: Callable[[], bool] | None = None) -> "BenchRun":
+    """Measure every cell of ``plan`` (see ``bench``); ``should_stop`` is asked before each cell (a budget)."""
+    from dnnbench.core.measurements import BenchCell, BenchRun, StaticEstimate, peak_warning
+    from dnnbench.core.record import now_iso
+    from dnnbench.host import machine
+    from dnnbench.isolation.worker import prestart, run_cell, run_isolated
+
+    specs, env = plan.specs, plan.environment
+    first = specs[0]
+    device, threads, runtime, precision = first.device, first.threads, first.runtime, first.precision
+    on_gpu = device.startswith("cuda")
+    emit = on_event or (lambda kind, spec, payload: None)
+    loader = BenchLoader(plan.ref, device, config.input_size)
+    if not config.in_process:  # the fork server imports torch and the model's libraries while the parent profiles
+        prestart(first, loader)
+    meta = _as_loaded(plan.given) if plan.given is not None else load(plan.ref, device="meta")
+    statics: dict[int, StaticEstimate | str] = {}
+    for s in specs:
+        try:
+            p = profile_model(meta, s.batch_size, plan.inputs)
+            statics[s.batch_size] = StaticEstimate(p.macs, p.flops, p.weight_bytes, p.activation_peak_bytes)
+        except DnnbenchError as exc:
+            statics[s.batch_size] = f"the static profile failed: {exc.one_line()}"
     peak = machine.load_peak(env.fingerprint, device, threads)
     peak_why = (f"unavailable: no measured peak for this machine (fingerprint {env.fingerprint}) at {threads} "
                 f"threads in {machine.cache_path(env.fingerprint)}; run `dnnbench machine --device "
@@ -468,67 +497,69 @@ def bench(model, batch_sizes=DEFAULT_BATCH_SIZES, device: str = "cpu", threads: 
     old_threads, old_bench = torch.get_num_threads(), torch.backends.cudnn.benchmark
     cells: list[BenchCell] = []
     oom_at = None
+    interrupted = False
     try:
-        if in_process:
+        if config.in_process:
             torch.set_num_threads(threads)
-            if given is not None:
-                lm = _as_loaded(given, device=device)
+            if plan.given is not None:
+                lm = _as_loaded(plan.given, device=device)
                 lm.module.to(device)
-                if size is not None:
-                    lm.inputs = spec_inputs
+                lm.inputs = plan.inputs
             else:
-                lm = _bench_loader(ref, device, input_size)
-        for b in sizes:
-            spec = cell_spec(b)
+                lm = _bench_loader(plan.ref, device, config.input_size)
+        for spec in specs:
+            if should_stop is not None and should_stop():
+                break
+            b = spec.batch_size
             if oom_at is not None:
-                cell = BenchCell(spec, "skipped", f"batch size {oom_at} already ran out of memory")
+                now = now_iso()
+                cell = BenchCell(spec, "skipped", f"batch size {oom_at} already ran out of memory",
+                                 started_at=now, finished_at=now)
             else:
                 emit("start", spec, None)
 
                 def progress(phase, n, elapsed, rel, _spec=spec):
                     emit("progress", _spec, (phase, n, elapsed, rel))
 
-                if in_process:
+                if config.in_process:
                     cell = run_cell(spec, lambda: lm, progress, isolated=False)
                 else:
-                    cell = run_isolated(spec, BenchLoader(ref, device, input_size), progress)
+                    cell = run_isolated(spec, loader, progress)
                 if cell.status == "oom":
                     oom_at = b
-            static = statics[b]
-            if isinstance(static, str):
-                cell.unavailable["static"] = static
-            else:
-                cell.static = static
-            cell.roofline = _roofline(cell, peak, peak_why)
-            if precision != "fp32" and cell.roofline is not None and cell.roofline.peak_flops_per_s is not None:
-                from dataclasses import replace
-
-                cell.warnings = [w for w in cell.warnings if w.code != "peak"]
-                cell.roofline = replace(cell.roofline, fraction_of_peak=None, unavailable={
-                    **cell.roofline.unavailable, "fraction_of_peak": f"unavailable: the measured peak is fp32's and "
-                                                                     f"this cell ran {precision}"})
+            cell = _finish_cell(cell, statics[b], peak, peak_why)
             emit("done", spec, cell)
             cells.append(cell)
+    except KeyboardInterrupt:
+        interrupted = True  # what finished is kept and returned; the cell in progress is lost
     finally:
         torch.set_num_threads(old_threads)
         torch.backends.cudnn.benchmark = old_bench
-    fit, fit_why = _memory_fit(cells, "cuda_peak_allocated_bytes" if on_gpu else "rss_above_baseline_bytes")
-    unavailable = {}
+    return BenchRun(plan.ref, device, threads, cells, env, peak, runtime=runtime, precision=precision,
+                    interrupted=interrupted, unavailable={} if peak is not None else {"machine_peak": peak_why})
+
+
+def _finish_cell(cell, static, peak, peak_why: str):
+    """The worker's cell with the parent's static counts and the machine's measured peak."""
+    from dnnbench.core.measurements import peak_warning
+
+    unavailable = dict(cell.unavailable)
+    if isinstance(static, str):
+        unavailable["static"] = static
+        static = None
     if peak is None:
         unavailable["machine_peak"] = peak_why
-    if fit_why:
-        unavailable["memory_fit"] = fit_why
-    act_fit = None
-    if not on_gpu:
-        act_fit, act_why = _memory_fit(cells, "cpu_activation_peak_bytes", with_weights=False)
-        if act_why:
-            unavailable["activation_fit"] = act_why
-    return BenchRun(meta.ref, device, threads, cells, env, peak, fit, unavailable, runtime=runtime,
-                    precision=precision, activation_fit=act_fit)
+    cell = cell.with_(static=static, machine_peak_flops_per_s=peak.peak_flops_per_s if peak else None,
+                      unavailable=unavailable)
+    warning = peak_warning(cell.roofline)
+    return cell.with_(warnings=cell.warnings + (warning,)) if warning else cell
 
 
 def machine(device: str = "cpu", threads: int | None = None, cached: bool = False) -> "list[MachinePeak]":
-    """Measure (or with ``cached``, read) this machine's peak FLOP/s and bandwidth; measured peaks are cached."""
+    """Measure (or with ``cached``, read) this machine's peak FLOP/s and bandwidth; measured peaks are cached.
+
+    A peak that could not be cached is returned all the same, with ``unavailable["cache"]`` saying why.
+    """
     from dnnbench.core.measurements import check_bench_options
     from dnnbench.host import environment
     from dnnbench.host import machine as probe
@@ -544,8 +575,8 @@ def machine(device: str = "cpu", threads: int | None = None, cached: bool = Fals
                                    "run `dnnbench machine` without --cached to measure it")
         return peaks
     peak = probe.probe(device, threads or environment.default_threads())
-    probe.save_peak(peak)
-    return [peak]
+    # an unwritable cache must not discard seconds of measurement: the peak says why it was not cached
+    return [probe.save_or_explain(peak)]
 
 
 # ---- accuracy: reported (offline) and measured top-1/top-5 -------------------------------------------
@@ -637,8 +668,22 @@ def _stored(store: str | None):
     if path and path != ":memory:" and not os.path.exists(path):
         raise NoResultsError(f"there is no store at {path}", "nothing has been measured into it yet",
                              f"run e.g. `dnnbench study resnet18 mobilenet_v2 alexnet --quick --store {path}` first")
-    with open_store(url) as st:
+    with open_store(url, readonly=True) as st:
         return st.frame(), st.environments(), st.where
+
+
+def _check_setup_device(device: str | None) -> None:
+    """A --device for pick/report names a device results can come from; else one line (not a study hint
+    that study would refuse)."""
+    from dnnbench.core.measurements import check_device_name
+
+    if device is None:
+        return
+    try:
+        check_device_name(device)
+    except InputError as exc:
+        raise InputError(f"unknown device {device!r}", "results are measured on cpu, cuda or cuda:N",
+                         "use --device cpu or --device cuda, or drop --device") from exc
 
 
 def pick(store: str | None = None, batch_size: int = 1, max_latency_ms: float | None = None,
@@ -652,6 +697,7 @@ def pick(store: str | None = None, batch_size: int = 1, max_latency_ms: float | 
     budgets = dict(max_latency_ms=max_latency_ms, min_throughput=min_throughput, max_memory_mb=max_memory_mb,
                    max_energy_mj=max_energy_mj, max_power_w=max_power_w, min_top1=min_top1)
     build_constraints(batch_size, tuple(where), **budgets)  # contradictions are refused before the store is read
+    _check_setup_device(device)
     df, _, where_text = _stored(store)
     return pick_frame(df, batch_size=batch_size, where=tuple(where), objective=objective, device=device,
                       store_where=where_text, **budgets)
@@ -661,5 +707,71 @@ def report(store: str | None = None, out: str | None = None, device: str | None 
     """Write the HTML report (one self-contained file), its figures (PNG, SVG) and findings.json into ``out``."""
     from dnnbench.report import build
 
+    _check_setup_device(device)
     df, envs, where_text = _stored(store)
-    return build(df, envs, out or DEFAULT_REPORT_DIR, store_where=where_text, device=device)
+    out = out or DEFAULT_REPORT_DIR
+    _check_out_dir(out, "--out")  # before seconds of drawing figures
+    try:
+        return build(df, envs, out, store_where=where_text, device=device)
+    except OSError as exc:  # the folder became unwritable, or the disk filled up, while writing
+        raise write_error(getattr(exc, "filename", None) or out, exc, "--out") from exc
+
+
+__all__ += ["write_output", "write_error"]
+
+_WRITE_WHY = {  # errno -> why, for the errors a user's output path causes
+    errno.ENOENT: "its folder does not exist",
+    errno.EISDIR: "it is a directory",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.ENOSPC: "no space is left on the device",
+    errno.EDQUOT: "the disk quota is exhausted",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "the file system is read-only",
+    errno.EEXIST: "a file of that name is in the way",
+}
+
+
+def write_error(path, exc: OSError, option: str) -> DnnbenchError:
+    """The one-line error for an output path that cannot be written (``option``: the CLI option naming it)."""
+    why = _WRITE_WHY.get(exc.errno) or f"{type(exc).__name__}: {exc.strerror or exc}"
+    where = ("a folder you can write to (it is created if missing)" if option == "--out"
+             else "a file path in an existing folder you can write to")
+    return InputError(f"cannot write {path}", why, f"give {option} {where}, on a device with free space")
+
+
+def _check_out_dir(out: str, option: str) -> None:
+    """``out`` is (or can be made) a folder: a one-line error now, not a traceback after the work."""
+    import os
+
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise InputError(f"cannot write the report into {out}", "it is a file, not a folder",
+                         f"give {option} a folder (it is created if missing)")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise write_error(out, exc, option) from exc
+
+
+def write_output(path: str, content: "str | bytes | Callable[[object], None]", option: str = "--output") -> None:
+    """Write ``content`` (text, bytes, or a callable that writes into a binary file object) to ``path``.
+
+    A path that cannot be written (missing folder, a directory, no permission, a full device) is one line
+    naming ``option``. A regular file this call created is removed again when writing it fails.
+    """
+    import os
+
+    existed = os.path.exists(path)
+    try:
+        with open(path, "wb") as fh:
+            if callable(content):
+                content(fh)
+            else:
+                fh.write(content.encode("utf-8") if isinstance(content, str) else content)
+    except OSError as exc:
+        if not existed and os.path.isfile(path):
+            try:
+                os.remove(path)  # a half-written file would pass for the whole table
+            except OSError:
+                pass
+        raise write_error(path, exc, option) from exc

@@ -214,9 +214,11 @@ def bench_table(df: pd.DataFrame, setup: Setup | None, statuses: tuple[str, ...]
     bench = bench[_setup_mask(bench, setup) & bench["status"].isin(statuses)].copy()
     if bench.empty:
         return bench.assign(model=pd.Series(dtype=object))
-    # the newest cell wins when a (model, batch) was measured twice under different settings
-    bench = bench.sort_values("started_at").drop_duplicates(["model_ref", "batch_size"], keep="last")
-    bench = bench.sort_values(["model_ref", "batch_size"]).reset_index(drop=True)
+    # cells of one model at other input sizes are other rows (never silently one of them); the newest cell
+    # wins when a (model, input, batch) was measured twice under different settings
+    bench["input_key"] = bench["input_shape"].map(_input_key) if "input_shape" in bench.columns else ""
+    bench = bench.sort_values("started_at").drop_duplicates(["model_ref", "input_key", "batch_size"], keep="last")
+    bench = bench.sort_values(["model_ref", "input_key", "batch_size"]).reset_index(drop=True)
     gpu = setup.device.startswith("cuda")
     bench["macs_per_item"] = col(bench, "flops") / 2 / bench["batch_size"].astype(float)
     bench["memory_total_bytes"] = col(bench, "cuda_peak_allocated_bytes" if gpu else "peak_rss_bytes")
@@ -228,6 +230,9 @@ def bench_table(df: pd.DataFrame, setup: Setup | None, statuses: tuple[str, ...]
     for c in ("model", "params", "weight_bytes", "top1", "top1_source", "paper_top1", "reported_top1"):
         bench[c] = bench["model_ref"].map(models[c]) if c in models.columns else None
     bench["model"] = bench["model"].fillna(bench["model_ref"].map(short_name))
+    sizes = bench.groupby("model_ref")["input_key"].nunique()
+    several = bench["model_ref"].map(sizes) > 1
+    bench.loc[several, "model"] = bench.loc[several, "model"] + " @" + bench.loc[several, "input_key"]
     missing = bench["macs_per_item"].isna()
     if missing.any():
         bench.loc[missing, "macs_per_item"] = bench.loc[missing, "model_ref"].map(models["macs_per_item"])
@@ -244,18 +249,26 @@ def profile_at(df: pd.DataFrame, model_ref: str, batch_size: int) -> dict | None
     return None if p.empty else p.iloc[-1].to_dict()
 
 
+def _input_key(shape) -> str:
+    """Per-item input shape as text ("3x224x224"; several inputs joined by "+"), "" when unknown."""
+    if not isinstance(shape, (list, tuple)) or not shape:
+        return ""
+    return "+".join("x".join(str(d) for d in s[1:]) for s in shape if isinstance(s, (list, tuple)))
+
+
 def warnings_table(df: pd.DataFrame) -> list[dict]:
-    """Every stored warning: model, batch, group, message and remedy (split at '. Remedy: ')."""
+    """Every stored warning: model, batch, group, kind, message and remedy (structured in the record)."""
+    from dnnbench.core.record import CellWarning
+
     out = []
     if df.empty or "warnings" not in df.columns:
         return out
     for _, r in df.iterrows():
         for w in r["warnings"] or []:
-            text = str(w)
-            msg, sep, remedy = text.partition(". Remedy: ")
+            w = CellWarning.from_dict(w)
             out.append({"model": short_name(r["model_ref"]), "batch_size": int(r["batch_size"]),
-                        "group": r["metric_group"], "device": r["device"], "message": msg if sep else text,
-                        "remedy": remedy if sep else ""})
+                        "group": r["metric_group"], "device": r["device"], "kind": w.kind, "message": w.message,
+                        "remedy": w.remedy})
     return out
 
 

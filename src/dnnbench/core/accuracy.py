@@ -7,12 +7,11 @@ figure (``ReportedAccuracy``) travels with the measured one so report and ``pick
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from dnnbench.core.records import ReportedAccuracy
-
-Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -25,7 +24,7 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
         raise ValueError("a binomial interval needs at least one trial")
     if not 0 <= successes <= n:
         raise ValueError(f"successes {successes} outside [0, {n}]")
-    z = Z95 if confidence == 0.95 else _normal_quantile(0.5 + confidence / 2)
+    z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
     p = successes / n
     z2 = z * z
     denom = 1 + z2 / n
@@ -35,18 +34,6 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     low = 0.0 if successes == 0 else max(0.0, centre - half)
     high = 1.0 if successes == n else min(1.0, centre + half)
     return low, high
-
-
-def _normal_quantile(q: float) -> float:
-    """Inverse standard normal CDF by bisection on erf (only for confidences other than 95 %)."""
-    lo, hi = -10.0, 10.0
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < q:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
 
 
 @dataclass(frozen=True)

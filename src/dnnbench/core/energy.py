@@ -64,3 +64,42 @@ class Energy:
     def not_measured(sensor: str, reason: str, **kw: Any) -> "Energy":
         """A record whose every figure is unavailable for ``reason``."""
         return Energy(sensor, "unavailable", reason=reason, unavailable={f: reason for f in FIGURES}, **kw)
+
+
+def covers(sensor: str, device: str) -> bool:
+    """Whether ``sensor``'s domains include the device a cell ran on.
+
+    CPU cells: RAPL (package/DRAM), a wall meter (the whole machine) or a Jetson's rails (the module).
+    CUDA cells: that GPU's NVML (``nvml:N`` for ``cuda:N``; ``cuda`` is index 0), a Jetson, or a wall meter.
+    An estimate covers what its TDP was given for; it is only a headline when nothing measured.
+    """
+    kind, _, index = sensor.partition(":")
+    if kind in ("meter", "jetson", "estimate"):
+        return True
+    if device == "cpu":
+        return kind == "rapl"
+    if device.startswith("cuda"):
+        want = device.partition(":")[2] or "0"
+        return kind == "nvml" and (index or "0") == want
+    return False
+
+
+def headline(energies, device: str) -> "tuple[Energy | None, str | None]":
+    """The energy record whose sensor covers ``device`` (measured first, then an estimate), or None and why.
+
+    A sensor that measured something else (an idle GPU's board power for a CPU cell) is never the
+    headline; it stays beside it under its own name.
+    """
+    energies = list(energies)
+    if not energies:
+        return None, None
+    for status in ("measured", "estimate"):
+        for e in energies:
+            if e.status == status and covers(e.sensor, device):
+                return e, None
+    measured = [e.sensor for e in energies if e.status == "measured"]
+    if measured:
+        return None, (f"unavailable: no sensor covering {device} measured ({', '.join(measured)} measured other "
+                      f"devices and are kept beside, under their names)")
+    first = energies[0]
+    return first, None  # every record is unavailable: the first one says why

@@ -16,9 +16,10 @@ from typing import Any
 
 from dnnbench.core.errors import InputError
 from dnnbench.core.energy import Energy
+from dnnbench.core.record import CellRecord, CellWarning, now_iso
 from dnnbench.core.stats import MIN_BLOCK_SAMPLES, min_samples_for_quantile, summarize
 
-STATUSES = ("ok", "oom", "error", "skipped")
+STATUSES = ("ok", "oom", "error", "skipped", "interrupted")
 RUNTIMES = ("eager", "compile", "onnxruntime")  # what runs one batch (measure/runtimes registers each)
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 REFERENCE = ("eager", "fp32")  # the configuration every other one is checked against
@@ -48,6 +49,18 @@ def check_bench_options(threads=None, target_ci: float = 0.02, max_time_per_cell
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise InputError(f"--threads {threads} is not allowed", "at least one thread must run the model",
                          "use --threads 1 or more (default: the physical cores)")
+    if threads is not None:
+        import os
+
+        # Far more threads than cores cannot be measured meaningfully, and the OpenMP runtime fails to
+        # create them with messages that name neither the option nor the cause (a cuDNN symbol error in a
+        # worker, a bare libgomp line in-process). Up to 4 per core leaves room for oversubscription studies.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        if threads > 4 * cores:
+            raise InputError(f"--threads {threads} is more than this machine can run",
+                             f"this process may use {cores} logical core(s), and at most 4 threads per core "
+                             f"({4 * cores}) are allowed",
+                             f"use --threads {cores} or fewer (default: the physical cores)")
     if not 0 < target_ci < 1:
         raise InputError(f"--target-ci {target_ci} is not allowed", "it is a fraction of the median, between 0 and 1",
                          "use e.g. --target-ci 0.02 for +/-2 %")
@@ -136,6 +149,8 @@ class CellSpec:
     estimate_tdp_w: float | None = None  # --estimate-power: label a TDP-based estimate when nothing measures
     runtime: str = "eager"  # one of RUNTIMES: what runs one batch
     precision: str = "fp32"  # one of PRECISIONS
+    input_shape: tuple | None = None  # every input tensor's shape at this batch size, e.g. ((1, 3, 224, 224),)
+    machine: str = ""  # the fingerprint of the machine it runs on: the same spec elsewhere is another cell
 
     @property
     def is_reference(self) -> bool:
@@ -143,12 +158,23 @@ class CellSpec:
         return (self.runtime, self.precision) == REFERENCE
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["input_shape"] = [list(s) for s in self.input_shape] if self.input_shape else None
+        return d
+
+    @property
+    def cell_id(self) -> str:
+        """The digest of the whole spec: what a study resumes by."""
+        from dnnbench.core.record import digest
+
+        return digest(self.to_dict())
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "CellSpec":
         d = dict(d)
         d["timing"] = TimingSpec(**_init_kwargs(TimingSpec, d.get("timing", {})))
+        if d.get("input_shape"):
+            d["input_shape"] = tuple(tuple(s) for s in d["input_shape"])
         return CellSpec(**_init_kwargs(CellSpec, d))
 
 
@@ -290,6 +316,7 @@ class MemoryPeak:
     cuda_allocated_before_run_bytes: int | None = None  # weights and inputs, before the first forward
     cpu_activation_peak_bytes: int | None = None
     unavailable: dict[str, str] = field(default_factory=dict)
+    cuda_process_used_bytes: int | None = None  # NVML: device memory this process held (ORT's arena included)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -337,6 +364,7 @@ class Environment:
     timestamp: str  # UTC, ISO 8601
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. cudnn.benchmark, TF32 flags
     unavailable: dict[str, str] = field(default_factory=dict)
+    hostname: str | None = None
 
     # What the fingerprint hashes: the machine and the software that sets its speed; not load, clocks or time.
     IDENTITY = ("cpu_model", "physical_cores", "logical_cores", "arch", "gpu_name", "gpu_driver",
@@ -348,21 +376,6 @@ class Environment:
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "Environment":
         return Environment(**_init_kwargs(Environment, d))
-
-
-@dataclass(frozen=True)
-class NoiseWarning:
-    """Something that makes a measurement less trustworthy, with what to do about it."""
-
-    code: str  # "cv", "iqr", "ci", "load", "throttle", "governor", "warmup", "samples", "peak"
-    message: str
-    remedy: str
-
-    def __str__(self) -> str:
-        return f"{self.message}. Remedy: {self.remedy}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -459,9 +472,43 @@ class RuntimeInfo:
         return RuntimeInfo(**d)
 
 
-@dataclass
+def derive_roofline(status: str, flops: int | None, median_s: float | None, precision: str,
+                    peak_flops_per_s: float | None, peak_why: str | None,
+                    static_why: str | None = None) -> Roofline | None:
+    """Achieved FLOP/s (static FLOPs / median latency) against the machine's measured fp32 peak; None if not ok."""
+    if status != "ok" or median_s is None or median_s <= 0:
+        return None
+    if flops is None:
+        why = f"unavailable: {static_why or 'no static profile'}"
+        return Roofline(None, peak_flops_per_s, None, {"achieved_flops_per_s": why, "fraction_of_peak": why})
+    achieved = flops / median_s
+    if peak_flops_per_s is None:
+        return Roofline(achieved, None, None, {"fraction_of_peak": peak_why or "unavailable: no measured peak"})
+    if precision != "fp32":
+        return Roofline(achieved, peak_flops_per_s, None, {
+            "fraction_of_peak": f"unavailable: the measured peak is fp32's and this cell ran {precision}"})
+    return Roofline(achieved, peak_flops_per_s, achieved / peak_flops_per_s)
+
+
+def peak_warning(roofline: Roofline | None) -> CellWarning | None:
+    """A result above 100 % of the measured peak means the probe or the operation count is wrong."""
+    if roofline is None or roofline.fraction_of_peak is None or roofline.fraction_of_peak <= 1:
+        return None
+    return CellWarning(
+        "peak", f"achieved {roofline.achieved_flops_per_s / 1e9:.1f} GFLOP/s is "
+                f"{100 * roofline.fraction_of_peak:.0f} % of the measured peak "
+                f"{roofline.peak_flops_per_s / 1e9:.1f} GFLOP/s: the peak probe or the operation count is wrong",
+        "run `dnnbench machine` again on a quiet machine, and report the model if it persists")
+
+
+@dataclass(frozen=True)
 class BenchCell:
-    """The result of one (model, batch size) cell: status, timing, memory, roofline, provenance, warnings."""
+    """The typed form of one bench cell's record: status, raw timing, memory, energy, provenance, warnings.
+
+    Built by the worker that measured it and finished by ``api.bench`` (static counts, machine peak);
+    ``to_record()`` is the one document it travels and is stored as, ``from_record`` reads it back.
+    Every statistic (``latency_s``, throughput, roofline) is derived from the raw samples on demand.
+    """
 
     spec: CellSpec
     status: str  # one of STATUSES
@@ -470,21 +517,30 @@ class BenchCell:
     memory: MemoryPeak | None = None
     environment: Environment | None = None
     static: StaticEstimate | None = None
-    roofline: Roofline | None = None
-    warnings: list[NoiseWarning] = field(default_factory=list)
+    machine_peak_flops_per_s: float | None = None  # the fp32 peak `dnnbench machine` measured here
+    warnings: tuple[CellWarning, ...] = ()
     unavailable: dict[str, str] = field(default_factory=dict)
-    energy: list[Energy] = field(default_factory=list)  # one record per power sensor (or one unavailable)
+    energy: tuple[Energy, ...] = ()  # one record per power sensor (or one unavailable)
     runtime_info: RuntimeInfo | None = None
+    started_at: str = field(default_factory=now_iso)
+    finished_at: str = field(default_factory=now_iso)
+
+    def __post_init__(self):  # lists given by callers become tuples: the cell is frozen all the way down
+        object.__setattr__(self, "warnings", tuple(self.warnings))
+        object.__setattr__(self, "energy", tuple(self.energy))
+
+    def with_(self, **changes: Any) -> "BenchCell":
+        from dataclasses import replace
+
+        return replace(self, **changes)
 
     # -- derived views, SI names --
     @property
     def power(self) -> Energy | None:
-        """The headline energy record: the first measured one, else an estimate, else the first (unavailable)."""
-        for status in ("measured", "estimate"):
-            for e in self.energy:
-                if e.status == status:
-                    return e
-        return self.energy[0] if self.energy else None
+        """The headline energy record: the sensor that covers the device measured (see ``core.energy.headline``)."""
+        from dnnbench.core.energy import headline
+
+        return headline(self.energy, self.spec.device)[0]
 
     @property
     def model(self) -> str:
@@ -510,9 +566,9 @@ class BenchCell:
     def batch_size(self) -> int:
         return self.spec.batch_size
 
-    @property
+    @functools.cached_property
     def latency_s(self) -> LatencyStats | None:
-        return self.timing.stats if self.timing else None
+        return self.timing.stats if self.timing and self.timing.samples_s else None
 
     @property
     def latency_per_item_s(self) -> float | None:
@@ -530,6 +586,13 @@ class BenchCell:
     @property
     def samples_s(self) -> list[float]:
         return self.timing.samples_s if self.timing else []
+
+    @property
+    def roofline(self) -> Roofline | None:
+        st = self.latency_s
+        return derive_roofline(self.status, self.static.flops if self.static else None, st.median_s if st else None,
+                               self.spec.precision, self.machine_peak_flops_per_s,
+                               self.unavailable.get("machine_peak"), self.unavailable.get("static"))
 
     def _mem(self, name: str):
         return getattr(self.memory, name) if self.memory else None
@@ -556,78 +619,69 @@ class BenchCell:
 
     @property
     def achieved_flops_per_s(self) -> float | None:
-        return self.roofline.achieved_flops_per_s if self.roofline else None
+        r = self.roofline
+        return r.achieved_flops_per_s if r else None
 
     @property
     def fraction_of_peak(self) -> float | None:
-        return self.roofline.fraction_of_peak if self.roofline else None
+        r = self.roofline
+        return r.fraction_of_peak if r else None
 
-    def to_dict(self, samples: bool = True) -> dict[str, Any]:
-        """Flat, SI-named JSON: the headline figures first, then the records they come from.
+    # -- the record --
+    def to_record(self) -> CellRecord:
+        """The cell as its one result document (raw observations only: no statistic is written)."""
+        samples: dict[str, list[float]] = {}
+        result: dict[str, Any] = {}
+        if self.timing is not None:
+            t = self.timing
+            samples["latency_s"] = list(t.samples_s)
+            samples["warmup_s"] = list(t.warmup_s)
+            if t.process_samples:  # latency_s came from these worker processes in turn, this many each
+                samples["latency_process_samples"] = [float(n) for n in t.process_samples]
+                samples["process_cold_start_s"] = list(t.process_cold_starts_s)
+            result["timing"] = {k: v for k, v in t.to_dict().items()
+                                if k not in ("samples_s", "warmup_s", "process_samples", "process_cold_starts_s")}
+        if self.memory is not None:
+            result["memory"] = self.memory.to_dict()
+        if self.static is not None:
+            result["static"] = self.static.to_dict()
+        if self.machine_peak_flops_per_s is not None:
+            result["machine_peak_flops_per_s"] = self.machine_peak_flops_per_s
+        if self.energy:
+            result["energy"] = [e.to_dict() for e in self.energy]
+        if self.runtime_info is not None:
+            result["runtime_info"] = self.runtime_info.to_dict()
+        return CellRecord("bench", self.spec.to_dict(), self.status, self.message,
+                          self.environment.to_dict() if self.environment else {}, samples, result,
+                          dict(self.unavailable), self.warnings, self.started_at, self.finished_at)
 
-        ``samples=False`` leaves out the raw samples (``samples_s``, ``timing.warmup_s``); only a dict
-        with them reads back with ``from_dict``.
-        """
-        st = self.latency_s
-        d: dict[str, Any] = {
-            "model": self.model, "batch_size": self.batch_size, "device": self.spec.device,
-            "threads": self.spec.threads, "isolation": self.spec.isolation,
-            "runtime": self.runtime, "precision": self.precision,
-            "status": self.status, "message": self.message,
-            "latency_s": st.to_dict() if st else None,
-            "latency_per_item_s": self.latency_per_item_s,
-            "throughput_items_per_s": self.throughput_items_per_s,
-            "cold_start_s": self.cold_start_s,
-            "prepare_s": self.prepare_s,
-            "equivalence_max_abs_diff": self.equivalence.max_abs_diff if self.equivalence else None,
-            "equivalence_top1_agreement": self.equivalence.top1_agreement if self.equivalence else None,
-            "peak_rss_bytes": self.peak_rss_bytes,
-            "rss_above_baseline_bytes": self.rss_above_baseline_bytes,
-            "cuda_peak_allocated_bytes": self.cuda_peak_allocated_bytes,
-            "cuda_peak_reserved_bytes": self.cuda_peak_reserved_bytes,
-            "cpu_activation_peak_bytes": self.cpu_activation_peak_bytes,
-            "static_activation_peak_bytes": self.static.activation_peak_bytes if self.static else None,
-            "static_weight_bytes": self.static.weight_bytes if self.static else None,
-            "flops": self.static.flops if self.static else None,
-            "achieved_flops_per_s": self.achieved_flops_per_s,
-            "fraction_of_peak": self.fraction_of_peak,
-            "power_w": self.power.power_w if self.power else None,
-            "energy_per_item_j": self.power.energy_per_item_j if self.power else None,
-            "energy_per_item_above_idle_j": self.power.energy_per_item_above_idle_j if self.power else None,
-            "warnings": [w.to_dict() for w in self.warnings],
-            "unavailable": dict(self.unavailable),
-            "energy": [e.to_dict() for e in self.energy],
-            "runtime_info": self.runtime_info.to_dict() if self.runtime_info else None,
-            "spec": self.spec.to_dict(),
-            "timing": self.timing.to_dict() if self.timing else None,
-            "memory": self.memory.to_dict() if self.memory else None,
-            "static": self.static.to_dict() if self.static else None,
-            "roofline": self.roofline.to_dict() if self.roofline else None,
-            "environment": self.environment.to_dict() if self.environment else None,
-        }
-        if d["timing"]:  # the raw samples appear once, at the top level
-            d["timing"] = {k: v for k, v in d["timing"].items()
-                           if k != "samples_s" and (samples or k != "warmup_s")}
-        if samples:
-            d["samples_s"] = self.samples_s
-        return d
+    @staticmethod
+    def from_record(rec: CellRecord) -> "BenchCell":
+        r, smp = rec.result, rec.samples
+        timing = None
+        if "timing" in r:
+            timing = Timing.from_dict({**r["timing"], "samples_s": smp.get("latency_s", []),
+                                       "warmup_s": smp.get("warmup_s", []),
+                                       "process_samples": [int(n) for n in smp.get("latency_process_samples", [])],
+                                       "process_cold_starts_s": smp.get("process_cold_start_s", [])})
+        return BenchCell(
+            spec=CellSpec.from_dict(rec.spec), status=rec.status, message=rec.message, timing=timing,
+            memory=MemoryPeak.from_dict(r["memory"]) if r.get("memory") else None,
+            environment=Environment.from_dict(rec.environment) if rec.environment else None,
+            static=StaticEstimate(**r["static"]) if r.get("static") else None,
+            machine_peak_flops_per_s=r.get("machine_peak_flops_per_s"),
+            warnings=rec.warnings, unavailable=dict(rec.unavailable),
+            energy=tuple(Energy.from_dict(e) for e in r.get("energy", [])),
+            runtime_info=RuntimeInfo.from_dict(r["runtime_info"]) if r.get("runtime_info") else None,
+            started_at=rec.started_at, finished_at=rec.finished_at)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record's JSON document (what the worker sends, ``bench --format json`` prints, the store keeps)."""
+        return self.to_record().to_dict()
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "BenchCell":
-        return BenchCell(
-            spec=CellSpec.from_dict(d["spec"]),
-            status=d["status"],
-            message=d.get("message", ""),
-            timing=Timing.from_dict({"samples_s": d.get("samples_s", []), **d["timing"]}) if d.get("timing") else None,
-            memory=MemoryPeak.from_dict(d["memory"]) if d.get("memory") else None,
-            environment=Environment.from_dict(d["environment"]) if d.get("environment") else None,
-            static=StaticEstimate(**d["static"]) if d.get("static") else None,
-            roofline=Roofline(**d["roofline"]) if d.get("roofline") else None,
-            warnings=[NoiseWarning(**w) for w in d.get("warnings", [])],
-            unavailable=dict(d.get("unavailable", {})),
-            energy=[Energy.from_dict(e) for e in d.get("energy", [])],
-            runtime_info=RuntimeInfo.from_dict(d["runtime_info"]) if d.get("runtime_info") else None,
-        )
+        return BenchCell.from_record(CellRecord.from_dict(d))
 
 
 @dataclass(frozen=True)
@@ -648,9 +702,35 @@ class MemoryFit:
         return asdict(self)
 
 
-@dataclass
+def fit_memory(cells: "list[BenchCell]", quantity: str,
+               with_weights: bool = True) -> "tuple[MemoryFit | None, str | None]":
+    """``quantity`` over batch sizes, floor + slope x batch, beside the static estimate of the same thing.
+
+    RSS and CUDA's allocated peak hold the weights (``with_weights``), so their static counterpart is
+    weights + activation peak; ``cpu_activation_peak_bytes`` holds neither weights nor the input, so its
+    counterpart is the activation peak alone (which counts the input: its slope is higher by one input item).
+    """
+    from dnnbench.core.stats import linear_fit
+
+    points = [(c.batch_size, getattr(c, quantity), c.static) for c in cells
+              if c.status == "ok" and getattr(c, quantity) is not None]
+    if len(points) < 2:
+        return None, f"unavailable: fewer than two batch sizes with a measured {quantity}"
+    bs = [p[0] for p in points]
+    ys = [p[1] for p in points]
+    fit = linear_fit(bs, ys)
+    monotonic = all(b >= a for a, b in zip(ys, ys[1:]))
+    s_floor = s_slope = ratio = None
+    if all(p[2] is not None for p in points):
+        sfit = linear_fit(bs, [p[2].activation_peak_bytes for p in points])
+        s_floor, s_slope = (points[0][2].weight_bytes if with_weights else 0) + sfit.intercept, sfit.slope
+        ratio = fit.slope / s_slope if s_slope > 0 else None
+    return MemoryFit(quantity, fit.intercept, fit.slope, fit.r2, fit.n, monotonic, s_floor, s_slope, ratio), None
+
+
+@dataclass(frozen=True)
 class BenchRun:
-    """All cells of one ``bench`` call, with the machine's provenance and roofline peak."""
+    """All cells of one ``bench`` call, with the machine's provenance and roofline peak; fits derived on demand."""
 
     model: str
     device: str
@@ -658,11 +738,10 @@ class BenchRun:
     cells: list[BenchCell]
     environment: Environment
     machine_peak: MachinePeak | None
-    memory_fit: MemoryFit | None = None
     unavailable: dict[str, str] = field(default_factory=dict)
     runtime: str = "eager"
     precision: str = "fp32"
-    activation_fit: MemoryFit | None = None  # cpu_activation_peak_bytes over batch sizes (CPU)
+    interrupted: bool = False  # Ctrl-C stopped the run: ``cells`` are those finished before it
 
     def cell(self, batch_size: int) -> BenchCell:
         for c in self.cells:
@@ -670,14 +749,77 @@ class BenchRun:
                 return c
         raise KeyError(batch_size)
 
-    def to_dict(self, samples: bool = True) -> dict[str, Any]:
+    @functools.cached_property
+    def _fits(self) -> dict[str, tuple]:
+        on_gpu = self.device.startswith("cuda")
+        fits = {"memory_fit": fit_memory(self.cells, "cuda_peak_allocated_bytes" if on_gpu
+                                         else "rss_above_baseline_bytes")}
+        if not on_gpu:
+            fits["activation_fit"] = fit_memory(self.cells, "cpu_activation_peak_bytes", with_weights=False)
+        return fits
+
+    @property
+    def memory_fit(self) -> MemoryFit | None:
+        """RSS above baseline (CPU) or CUDA's allocated peak over batch sizes: floor + slope x batch."""
+        return self._fits["memory_fit"][0]
+
+    @property
+    def activation_fit(self) -> MemoryFit | None:
+        """The CPU allocator's activation peak over batch sizes (CPU only)."""
+        return self._fits.get("activation_fit", (None, None))[0]
+
+    def why_unavailable(self) -> dict[str, str]:
+        """Run-level figures that are missing, with why (the machine peak, the fits)."""
+        out = dict(self.unavailable)
+        for name, (fit, why) in self._fits.items():
+            if fit is None and why:
+                out[name] = why
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run as JSON: each cell's record (the document the store keeps) and the view derived from it."""
+        from dnnbench.core.view import metrics
+
+        records = [c.to_record() for c in self.cells]
         return {
             "model": self.model, "device": self.device, "threads": self.threads,
-            "runtime": self.runtime, "precision": self.precision,
-            "cells": [c.to_dict(samples) for c in self.cells],
+            "runtime": self.runtime, "precision": self.precision, "interrupted": self.interrupted,
+            "records": [r.to_dict() for r in records],
+            "metrics": [metrics(r).as_dict() for r in records],
             "memory_fit": self.memory_fit.to_dict() if self.memory_fit else None,
             "activation_fit": self.activation_fit.to_dict() if self.activation_fit else None,
             "machine_peak": self.machine_peak.to_dict() if self.machine_peak else None,
             "environment": self.environment.to_dict(),
-            "unavailable": dict(self.unavailable),
+            "unavailable": self.why_unavailable(),
         }
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """How ``bench`` measures (everything but the model): validated by ``api.plan_bench``."""
+
+    batch_sizes: Any = (1, 2, 4, 8, 16, 32, 64)  # ints, or "1,2,4"
+    device: str = "cpu"
+    threads: int | None = None  # default: the physical cores
+    target_ci: float = 0.02
+    max_time_per_cell: float = 10.0
+    min_samples: int = 10
+    in_process: bool = False
+    input_size: Any = None  # "H[,W]" or (H, W): the image size in pixels (default: native)
+    sensors: str = "auto"
+    estimate_power_w: float | None = None
+    runtime: str | None = None  # None: eager (onnxruntime for an ONNX file)
+    precision: str = "fp32"
+    processes: int | None = None  # None: 5 for isolated eager cells, else 1
+
+    def sizes(self) -> tuple[int, ...]:
+        return parse_batch_sizes(self.batch_sizes)
+
+    def with_(self, **changes: Any) -> "BenchConfig":
+        from dataclasses import replace
+
+        names = {f.name for f in fields(BenchConfig)}
+        bad = sorted(set(changes) - names)
+        if bad:
+            raise TypeError(f"unknown bench option(s) {', '.join(bad)}; options are {', '.join(sorted(names))}")
+        return replace(self, **changes)

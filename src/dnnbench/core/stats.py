@@ -1,4 +1,4 @@
-"""Pure statistics that measurement needs for its stopping rule and its summaries. No torch, no numpy.
+"""Pure statistics for the stopping rule, the summaries and the fits of analysis. No torch, no numpy.
 
 Latency distributions are skewed and multi-modal, so the CI of the median comes from order statistics
 (binomial ranks), never from a normal approximation of the mean. Order statistics assume independent
@@ -11,14 +11,16 @@ k consecutive blocks of samples — which widens exactly when the median moves d
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 __all__ = [
     "binom_cdf", "median_ci_ranks", "median_ci", "quantile", "min_samples_for_quantile",
     "Summary", "summarize", "linear_fit", "LinearFit", "t_quantile", "block_medians", "block_ci_halfwidth",
-    "BLOCKS", "MIN_BLOCK_SAMPLES", "group_medians",
+    "BLOCKS", "MIN_BLOCK_SAMPLES", "group_medians", "R2_CONSTANT_Y", "finite_points",
+    "least_squares_line",
 ]
 
 BLOCKS = 10  # consecutive blocks for the batch-means CI
@@ -284,28 +286,113 @@ def group_medians(samples: Sequence[float], groups: Sequence[int]) -> list[float
     return meds if len(meds) >= 2 else None
 
 
+# R² = 1 - SS_res / SS_tot is 0/0 when y has no spread. A line through constant y fits it exactly, but it
+# explains nothing (x could be anything), so 1.0 would read as "x predicts y" — the opposite of the truth
+# for, say, a time that does not grow with MACs. R² is therefore None, with the reason, whenever y is
+# constant, exact fit or not.
+R2_CONSTANT_Y = "unavailable: y has the same value at every point, so there is no spread for x to explain"
+
+
 @dataclass(frozen=True)
 class LinearFit:
-    """y = intercept + slope * x by ordinary least squares; r2 is None when y has no spread."""
+    """y = intercept + slope * x by ordinary least squares over ``n`` points, with its quality.
 
-    intercept: float
+    ``r2`` is None when y is constant (``unavailable["r2"]`` says so; see R2_CONSTANT_Y). ``loo_errors``:
+    label -> relative error of predicting that point from a fit of all the others ((predicted - measured)
+    / measured); needs n >= 3, else empty. ``ratios``: label -> measured / fitted value (1 = on the line;
+    2 = twice as slow/large as the line says).
+    """
+
     slope: float
+    intercept: float
     r2: float | None
     n: int
+    x: list[float] = field(default_factory=list)
+    y: list[float] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    loo_errors: dict[str, float] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    def predict(self, x: float) -> float:
+        return self.intercept + self.slope * x
+
+    @property
+    def ratios(self) -> dict[str, float]:
+        out = {}
+        for x, y, lab in zip(self.x, self.y, self.labels):
+            p = self.predict(x)
+            if p > 0:
+                out[lab] = y / p
+        return out
+
+    @property
+    def loo_median_abs_error(self) -> float | None:
+        """Median |relative error| of leave-one-out predictions: the error to expect for a new model."""
+        return statistics.median(abs(e) for e in self.loo_errors.values()) if self.loo_errors else None
+
+    @property
+    def loo_max_abs_error(self) -> float | None:
+        return max((abs(e) for e in self.loo_errors.values()), default=None)
+
+    def off_line(self, factor: float = 1.5) -> dict[str, float]:
+        """Points at least ``factor`` times above or below the line: label -> measured / fitted."""
+        return {lab: r for lab, r in sorted(self.ratios.items(), key=lambda kv: -abs(math.log(kv[1])))
+                if r >= factor or r <= 1 / factor}
+
+    def to_dict(self) -> dict:
+        return {"slope": self.slope, "intercept": self.intercept, "r2": self.r2, "n": self.n,
+                "loo_median_abs_error": self.loo_median_abs_error, "loo_max_abs_error": self.loo_max_abs_error,
+                "loo_errors": dict(self.loo_errors), "ratios": self.ratios, "unavailable": dict(self.unavailable),
+                "points": [{"label": l, "x": x, "y": y} for l, x, y in zip(self.labels, self.x, self.y)]}
 
 
-def linear_fit(xs: Sequence[float], ys: Sequence[float]) -> LinearFit:
-    """Least-squares line through (xs, ys); needs at least two distinct x."""
-    n = len(xs)
-    if n != len(ys) or n < 2:
-        raise ValueError("a line needs at least two points")
-    mx, my = math.fsum(xs) / n, math.fsum(ys) / n
-    sxx = math.fsum((x - mx) ** 2 for x in xs)
-    if sxx == 0:
-        raise ValueError("a line needs at least two distinct x")
-    sxy = math.fsum((x - mx) * (y - my) for x, y in zip(xs, ys))
-    slope = sxy / sxx
-    intercept = my - slope * mx
-    ss_tot = math.fsum((y - my) ** 2 for y in ys)
-    ss_res = math.fsum((y - intercept - slope * x) ** 2 for x, y in zip(xs, ys))
-    return LinearFit(intercept, slope, (1.0 - ss_res / ss_tot) if ss_tot > 0 else None, n)
+def least_squares_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """(slope, intercept) by least squares; ValueError unless x has two distinct values."""
+    try:
+        return statistics.linear_regression(xs, ys)
+    except statistics.StatisticsError as e:  # "x is constant" (or fewer than two points)
+        raise ValueError(f"a line needs at least two distinct x values ({e})") from e
+
+
+def finite_points(xs, ys, labels) -> tuple[list[float], list[float], list[str]]:
+    """The (x, y, label) triples whose x and y are both present and finite, as three lists of floats/str."""
+    xs, ys = list(xs), list(ys)
+    labels = [str(i) for i in range(len(xs))] if labels is None else [str(l) for l in labels]
+    if not len(xs) == len(ys) == len(labels):
+        raise ValueError(f"x, y and labels differ in length ({len(xs)}, {len(ys)}, {len(labels)})")
+    kept = [(float(x), float(y), l) for x, y, l in zip(xs, ys, labels)
+            if x is not None and y is not None and math.isfinite(float(x)) and math.isfinite(float(y))]
+    return [k[0] for k in kept], [k[1] for k in kept], [k[2] for k in kept]
+
+
+def linear_fit(xs: Sequence[float], ys: Sequence[float], labels: Sequence[str] | None = None) -> LinearFit:
+    """Least-squares line through (xs, ys), with R² and leave-one-out relative errors.
+
+    Points with a missing or non-finite x or y are left out; what is left needs two distinct x values,
+    else ValueError (callers say "not enough data", never draw a made-up line). ``labels`` name the points
+    (default "0", "1", ...).
+    """
+    xs, ys, labels = finite_points(xs, ys, labels)
+    if len(xs) < 2:
+        raise ValueError(f"a line needs at least two points, got {len(xs)}")
+    slope, intercept = least_squares_line(xs, ys)
+    unavailable = {}
+    if len(set(ys)) == 1:  # exactly constant: SS_tot computed around a rounded mean would be noise, not 0
+        r2 = None
+        unavailable["r2"] = R2_CONSTANT_Y
+    else:
+        my = math.fsum(ys) / len(ys)
+        ss_tot = math.fsum((y - my) ** 2 for y in ys)
+        ss_res = math.fsum((y - (intercept + slope * x)) ** 2 for x, y in zip(xs, ys))
+        r2 = 1.0 - ss_res / ss_tot
+    loo: dict[str, float] = {}
+    if len(xs) >= 3:
+        for i, lab in enumerate(labels):
+            try:
+                s, c = least_squares_line(xs[:i] + xs[i + 1:], ys[:i] + ys[i + 1:])
+            except ValueError:  # the others share one x: no line to predict this point from
+                continue
+            if ys[i] != 0:
+                loo[lab] = (c + s * xs[i] - ys[i]) / ys[i]
+    return LinearFit(slope=slope, intercept=intercept, r2=r2, n=len(xs), x=xs, y=ys, labels=labels,
+                     loo_errors=loo, unavailable=unavailable)

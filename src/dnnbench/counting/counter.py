@@ -42,25 +42,50 @@ def _stat_dtype(t: torch.Tensor) -> torch.dtype:
 
 def _fast_batch_norm(args, kwargs):
     x = args[0]
-    stat = torch.empty((x.shape[1],), dtype=_stat_dtype(x), device="meta")
+    if x.dim() < 2:
+        raise RuntimeError(f"batch norm expects an input with a channel dimension, got {x.dim()}-D input")
+    channels = x.shape[1]
+    for what, t in zip(("weight", "bias", "running_mean", "running_var"), args[1:5]):
+        if t is not None and t.numel() != channels:
+            raise RuntimeError(f"{what} should contain {channels} elements not {t.numel()}")
+    stat = torch.empty((channels,), dtype=_stat_dtype(x), device="meta")
     return torch.empty_like(x), stat, torch.empty_like(stat)
 
 
 def _fast_layer_norm(args, kwargs):
-    x, normalized = args[0], args[1]
+    x, normalized = args[0], list(args[1])
+    weight, bias = (list(args[2:4]) + [None, None])[:2]
+    if x.dim() < len(normalized) or list(x.shape[x.dim() - len(normalized):]) != normalized:
+        raise RuntimeError(f"Given normalized_shape={normalized}, expected input with shape "
+                           f"[*, {', '.join(map(str, normalized))}], but got input of size{list(x.shape)}")
+    for what, t in (("weight", weight), ("bias", bias)):
+        if t is not None and list(t.shape) != normalized:
+            raise RuntimeError(f"Expected {what} to be of same shape as normalized_shape, but got {what} of shape "
+                               f"{list(t.shape)} and normalized_shape = {normalized}")
     keep = x.dim() - len(normalized)
     stat = torch.empty((*x.shape[:keep], *([1] * len(normalized))), dtype=_stat_dtype(x), device="meta")
     return torch.empty_like(x), stat, torch.empty_like(stat)
 
 
 def _fast_addmm(args, kwargs):
-    a, b = args[1], args[2]
-    return torch.empty((a.shape[0], b.shape[1]), dtype=a.dtype, device="meta")
+    bias, a, b = args[0], args[1], args[2]
+    if a.dim() != 2 or b.dim() != 2:
+        raise RuntimeError(f"mat1 and mat2 must be matrices, got {a.dim()}-D and {b.dim()}-D tensors")
+    if a.shape[1] != b.shape[0]:
+        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({a.shape[0]}x{a.shape[1]} and "
+                           f"{b.shape[0]}x{b.shape[1]})")
+    out_shape = (a.shape[0], b.shape[1])
+    if bias.dim() > 2 or any(s not in (1, o) for s, o in zip(reversed(bias.shape), reversed(out_shape))):
+        raise RuntimeError(f"the bias of shape {list(bias.shape)} does not broadcast to the output "
+                           f"{list(out_shape)}")
+    return torch.empty(out_shape, dtype=a.dtype, device="meta")
 
 
 # PyTorch's meta kernels for these ops are Python reference decompositions costing ~1-2 ms a call,
 # which dominated profiling time; on meta tensors their output metadata is simple enough to produce
-# directly (tests compare these against the real meta kernels).
+# directly (tests compare these against the real meta kernels). Meta tensors hold no data, so a shape
+# check is all that tells a model that cannot run from one that can: each shortcut keeps the kernel's
+# checks (raising as the real CPU kernel would), or nn.Linear(10, 4) on a (2, 7) input would "count".
 META_SHORTCUTS = {
     torch.ops.aten.native_batch_norm.default: _fast_batch_norm,
     torch.ops.aten.native_layer_norm.default: _fast_layer_norm,

@@ -124,11 +124,12 @@ def _short(exc: BaseException) -> str:
 
 def _rejected(ref: str, spec: InputSpec, batch_size: int, exc: BaseException) -> InputError:
     shapes = " and ".join(str(s) for s in spec.shapes(batch_size))
-    return InputError(
-        f"{ref} rejected input of shape {shapes}",
-        f"{type(exc).__name__}: {_short(exc)}",
-        "pass an --input-size the model accepts (its weights metadata gives the native size)",
-    )
+    if ref.startswith("python:"):  # a factory's own example input sets the shape: that is where to look
+        fix = ("make the factory's example input one the model accepts (its shape after the batch dimension "
+               "is what is counted), or pass an --input-size the model accepts for an image model")
+    else:
+        fix = "pass an --input-size the model accepts (its weights metadata gives the native size)"
+    return InputError(f"{ref} rejected input of shape {shapes}", f"{type(exc).__name__}: {_short(exc)}", fix)
 
 
 def _count(module: torch.nn.Module, spec: InputSpec, batch_size: int, device: str):

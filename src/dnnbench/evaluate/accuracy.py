@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 import torch
 
 from dnnbench.core.accuracy import Accuracy, wilson_interval
-from dnnbench.core.errors import DatasetError, InputError
+from dnnbench.core.errors import DatasetError, DnnbenchError, InputError
 from dnnbench.core.records import ReportedAccuracy
 from dnnbench.core.version import __version__
 from dnnbench.evaluate import imagedata
@@ -56,6 +56,8 @@ def _probe(module: torch.nn.Module, samples, transform, device: str) -> tuple[in
             continue
         try:
             x = transform(img)
+        except DnnbenchError:  # already one line with what/why/fix (a source's stand-in for a transform it lacks)
+            raise
         except Exception as exc:
             raise InputError(f"the preprocessing transform failed on {path}", f"{type(exc).__name__}: {str(exc)[:160]}",
                              "fix the model's preprocess transform") from exc
@@ -108,6 +110,11 @@ def measure_accuracy(
     if workers < 0:
         raise InputError(f"--workers {workers} is not allowed", "0 decodes in the main process, N > 0 in N workers",
                          "use --workers 0 or more")
+    # A source that failed to give the model's preprocessing or class names (timm) hands over a stand-in that
+    # carries the error: raised here, before any work, instead of a default transform or a guessed class order.
+    unresolved = getattr(transform, "unresolved", None)
+    if isinstance(unresolved, DnnbenchError):
+        raise unresolved
     notes = list(notes or [])
     module.eval()
     module.to(device)

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import shutil
+import socket
 import subprocess
 from datetime import datetime, timezone
 
@@ -219,4 +220,5 @@ def capture(device: str = "cpu") -> Environment:
         timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         extra=extra,
         unavailable=why,
+        hostname=socket.gethostname() or None,
     )

@@ -35,6 +35,9 @@ CUDA_CONVS = (
     ("conv alexnet.3 192->384 3x3 @13", 512, 192, 384, 3, 13, 1),
     ("conv vgg 256->256 3x3 @56", 64, 256, 256, 3, 56, 1),
 )
+CPU_GEMMS, CUDA_GEMMS = (1024, 2048), (4096, 8192)  # n of the n x n x n GEMM probes
+CPU_COPY_BYTES, CUDA_COPY_BYTES = 256 << 20, 1 << 30  # the bandwidth probe copies this many bytes
+PROBE_BUDGET_S = 0.6  # seconds of repeats per probe: the best of many calls is the peak
 
 
 def cache_dir() -> Path:
@@ -88,9 +91,25 @@ def save_peak(peak: MachinePeak) -> Path:
         tmp.write_text(json.dumps(data, indent=2))
         os.replace(tmp, path)
     except OSError as exc:
-        raise UnavailableError(f"cannot write the machine cache {path}", str(exc),
+        raise UnavailableError(f"cannot write the machine cache {path}", f"{type(exc).__name__}: {exc}",
                                f"set {CACHE_ENV} to a writable directory") from exc
     return path
+
+
+def save_or_explain(peak: MachinePeak) -> MachinePeak:
+    """Cache ``peak``; when the cache cannot be written, ``peak`` with ``unavailable["cache"]`` saying why.
+
+    The probe's seconds of measurement are worth showing even when they cannot be kept.
+    """
+    try:
+        save_peak(peak)
+    except UnavailableError as exc:
+        from dataclasses import replace
+
+        why = (f"not cached: {exc.one_line()} This result is shown but not kept, so `dnnbench bench` cannot "
+               "report a % of peak from it.")
+        return replace(peak, unavailable={**peak.unavailable, "cache": why})
+    return peak
 
 
 def _best_time(fn: Callable[[], object], sync: Callable[[], None], budget_s: float, min_reps: int = 3) -> float:
@@ -110,8 +129,12 @@ def _best_time(fn: Callable[[], object], sync: Callable[[], None], budget_s: flo
     return best
 
 
-def probe(device: str = "cpu", threads: int | None = None, budget_s: float = 0.6) -> MachinePeak:
-    """Measure peak fp32 FLOP/s and copy bandwidth on ``device`` at ``threads`` (about 5 s on a CPU)."""
+def probe(device: str = "cpu", threads: int | None = None, budget_s: float | None = None) -> MachinePeak:
+    """Measure peak fp32 FLOP/s and copy bandwidth on ``device`` at ``threads`` (about 5 s on a CPU).
+
+    ``budget_s``: seconds of repeats per probe (default ``PROBE_BUDGET_S``).
+    """
+    budget_s = PROBE_BUDGET_S if budget_s is None else budget_s
     threads = threads or environment.default_threads()
     on_gpu = device.startswith("cuda")
     if on_gpu and not torch.cuda.is_available():
@@ -125,8 +148,7 @@ def probe(device: str = "cpu", threads: int | None = None, budget_s: float = 0.6
     probes = []
     try:
         with torch.inference_mode():
-            gemm_sizes = (4096, 8192) if on_gpu else (1024, 2048)
-            for n in gemm_sizes:
+            for n in CUDA_GEMMS if on_gpu else CPU_GEMMS:
                 a = torch.randn(n, n, device=dev)
                 b = torch.randn(n, n, device=dev)
                 t = _best_time(lambda: torch.mm(a, b), sync, budget_s)
@@ -141,7 +163,7 @@ def probe(device: str = "cpu", threads: int | None = None, budget_s: float = 0.6
                 t = _best_time(lambda: F.conv2d(x, w, padding=pad), sync, budget_s)
                 probes.append({"name": name, "kind": "conv", "flops": flops, "best_s": t, "flops_per_s": flops / t})
                 del x, w
-            nbytes = (1 << 30) if on_gpu else (256 << 20)
+            nbytes = CUDA_COPY_BYTES if on_gpu else CPU_COPY_BYTES
             src = torch.empty(nbytes // 4, device=dev).fill_(1.0)
             dst = torch.empty_like(src)
             t = _best_time(lambda: dst.copy_(src), sync, budget_s)

@@ -683,7 +683,7 @@ def _model(header: dict, payload: bytes, events: int, runs, parent: int, prefaul
         if runs:
             populate(runs)  # the server's resident library pages, so that this process's own list is complete
         from dnnbench import runtimes
-        from dnnbench.bench import timing
+        from dnnbench.latency import timing
 
         me = os.getpid()
         prepared: set[bytes] = set()  # each loader's prepare() once here (it may not be idempotent)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import selectors
 import signal
 import subprocess
@@ -27,13 +28,13 @@ from typing import Any
 
 import torch
 
-from dnnbench.core.measurements import BenchCell, CellSpec, NoiseWarning, Timing
+from dnnbench.core.measurements import BenchCell, CellSpec, CellWarning, Timing
 from dnnbench.core.specs import LoadedModel
 from dnnbench.host import environment
-from dnnbench.bench import noise
+from dnnbench.latency import noise
 from dnnbench import runtimes
-from dnnbench.bench.memory import AllocationTrace, CudaPeak, RssPeak
-from dnnbench.bench.timing import CpuTimer, CudaTimer, Progress, measure
+from dnnbench.latency.memory import AllocationTrace, CudaPeak, RssPeak
+from dnnbench.latency.timing import CpuTimer, CudaTimer, Progress, measure
 
 Loader = Callable[[], LoadedModel]  # may have .prepare(): imports to do before the memory baseline
 WORKER_FRESH = "fresh interpreter"
@@ -41,18 +42,35 @@ WORKER_FORKED = "forked from a fork server"
 _WORKER_START = WORKER_FRESH  # how this process started, when it serves one isolated cell (set by the fork child)
 _FORKED_MEMORY = ("; the worker was forked from a fork server: the server's resident file-backed pages were "
                   "mapped into it before the baseline, as a fresh interpreter has them")
-_OOM_HINTS = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory",
-              "failed to allocate")
+# Allocation failures that arrive as a plain RuntimeError, recognised by their allocator's own message only (a
+# user's model whose error merely says "failed to allocate" is an error, not an OOM that skips larger batches).
+# torch 2.14's CPU allocator raises RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0.
+# DefaultCPUAllocator: can't allocate memory: you tried to allocate N bytes. Error code 12 ..."), "not enough
+# memory" on Windows; cuBLAS/cuDNN name their own status; ONNX Runtime's arena (its own exception type) says
+# "Failed to allocate memory for requested buffer of size N".
+_ALLOCATOR_OOM = re.compile(r"DefaultCPUAllocator: (can't allocate memory|not enough memory): you tried to allocate "
+                            r"\d+ bytes|^CUDA error: out of memory|CUBLAS_STATUS_ALLOC_FAILED|CUDNN_STATUS_ALLOC_FAILED")
+_ORT_OOM = re.compile(r"Failed to allocate memory for requested buffer of size \d+")
 
 
 def classify(exc: BaseException) -> str:
-    """"oom" for any flavour of allocation failure (CPU or CUDA), else "error"."""
-    if isinstance(exc, MemoryError):
-        return "oom"
-    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
-    if oom is not None and isinstance(exc, oom):
-        return "oom"
-    return "oom" if any(h in str(exc).lower() for h in _OOM_HINTS) else "error"
+    """"oom" for an allocation failure (CPU or CUDA), by exception type or the allocator's own message, else "error".
+
+    A cause chained explicitly (``raise ... from``: an exporter or compiler wrapping the OOM) counts too.
+    """
+    oom_types = tuple(t for t in (MemoryError, getattr(torch, "OutOfMemoryError", None),
+                                  getattr(torch.cuda, "OutOfMemoryError", None)) if isinstance(t, type))
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, oom_types):
+            return "oom"
+        text = str(exc)
+        if isinstance(exc, RuntimeError) and _ALLOCATOR_OOM.search(text):
+            return "oom"
+        if type(exc).__module__.startswith("onnxruntime") and _ORT_OOM.search(text):
+            return "oom"
+        exc, seen = exc.__cause__, seen + 1
+    return "error"
 
 
 def describe(exc: BaseException) -> str:
@@ -70,6 +88,9 @@ def run_cell(spec: CellSpec, get_model: Loader, progress: Progress | None = None
     With ``isolated`` this process is fresh and serves this cell only: the RSS baseline is taken before
     the model is built. Failures become a cell with status "oom" or "error", never an exception.
     """
+    from dnnbench.core.record import now_iso
+
+    started = now_iso()
     if isolated:
         torch.set_num_threads(spec.threads)
     env = environment.capture(spec.device)
@@ -115,7 +136,7 @@ def run_cell(spec: CellSpec, get_model: Loader, progress: Progress | None = None
         trace = AllocationTrace(_trace_unavailable(spec, on_gpu))
         with torch.inference_mode():
             timing = measure(run.call, spec.timing, timer, progress=progress, around_cold=trace)
-            memory = trace.into(rss.finish(cuda))
+            memory = trace.into(rss.finish(cuda, spec.runtime))
             if isolated and _WORKER_START == WORKER_FORKED:
                 memory = replace(memory, method=memory.method + _FORKED_MEMORY)
             energy = _energy(spec, run.call, device if on_gpu else None, progress)
@@ -127,11 +148,11 @@ def run_cell(spec: CellSpec, get_model: Loader, progress: Progress | None = None
         del lm, module, args, kwargs, run
         if on_gpu:
             torch.cuda.empty_cache()
-        return BenchCell(spec, status, describe(exc), environment=env)
+        return BenchCell(spec, status, describe(exc), environment=env, started_at=started)
     warnings = noise.check(timing, spec.timing, env, throttle_before, environment.throttle_counts(),
                            spec.threads)
     return BenchCell(spec, "ok", "", timing, memory, env, warnings=warnings + run.warnings, energy=energy,
-                     runtime_info=runtime_info)
+                     runtime_info=runtime_info, started_at=started)
 
 
 def _trace_unavailable(spec: CellSpec, on_gpu: bool) -> str | None:
@@ -263,18 +284,18 @@ def run_processes(spec: CellSpec, loader: Loader, progress: Progress | None, tim
     pooled = Timing.pooled([c.timing for c in parts], stop)
     first = parts[0]
     warnings = noise.check(pooled, spec.timing, first.environment, None, None, spec.threads)
-    seen = {w.code for w in warnings}
+    seen = {w.kind for w in warnings}
     for c in parts:
         for w in c.warnings:
-            if w.code not in _STATISTICAL and w.code not in seen:
+            if w.kind not in _STATISTICAL and w.kind not in seen:
                 warnings.append(w)
-                seen.add(w.code)
+                seen.add(w.kind)
     if failed is not None:
-        warnings.append(NoiseWarning(
+        warnings.append(CellWarning(
             "process", f"process {len(parts) + 1} of the cell ended with status {failed.status}: {failed.message}; "
                        f"the statistics pool the {len(parts)} processes before it",
             "run the cell again; if it recurs, run with --processes 1"))
-    return replace(first, spec=spec, timing=pooled, warnings=warnings)
+    return replace(first, spec=spec, timing=pooled, warnings=warnings, finished_at=parts[-1].finished_at)
 
 
 def prestart(spec: CellSpec, loader: Loader) -> None:

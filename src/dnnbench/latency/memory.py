@@ -3,7 +3,12 @@ allocator's peak during one call.
 
 tracemalloc cannot see tensors, so CPU memory is the process's peak RSS (``VmHWM``), meaningful only in a
 fresh process per cell. On Linux the peak is reset after the baseline is read (``/proc/self/clear_refs``),
-so import-time spikes do not hide the model's own peak; elsewhere ``ru_maxrss`` is the fallback.
+so import-time spikes do not hide the model's own peak; where it cannot be reset (``ru_maxrss`` elsewhere, or
+clear_refs not writable) the peak is reported but the RSS above the baseline is unavailable, with why — never a
+difference clamped to 0.
+
+CUDA: torch's caching-allocator peaks, except for ONNX Runtime, whose arena torch does not see: its cells get
+NVML's per-process GPU memory where pynvml is installed (``cuda_memory``), else no device figure, with why.
 
 RSS also holds what the C allocator keeps after tensors are freed (glibc raises its mmap threshold once a
 large block is freed, and later blocks of that size come from a heap that does not shrink): for resnet50 it
@@ -14,9 +19,11 @@ what it held when the call began (``AllocationTrace``, from the profiler's alloc
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 from dataclasses import replace
+from typing import Any
 
 import torch
 
@@ -55,6 +62,11 @@ def _reset_hwm() -> bool:
         return False
 
 
+_NO_RESET = ("unavailable: the process's peak RSS could not be reset (no /proc/self/clear_refs write access): its "
+             "peak so far may be an import's, not this model's, so the peak minus the baseline is not the model's "
+             "cost; run on Linux >= 4.0 with /proc writable by this user")
+
+
 class RssPeak:
     """Baseline before the model is built, peak after the cell ran; ``isolated``: a fresh process per cell."""
 
@@ -69,11 +81,11 @@ class RssPeak:
         self.reset = _reset_hwm()
         if "VmRSS" in status and self.reset:
             self.baseline, self.method = status["VmRSS"], "VmHWM after resetting it to VmRSS via /proc/self/clear_refs"
-        elif "VmHWM" in status:
-            # Without a reset the peak so far is the baseline: growth above it is the model's.
-            self.baseline, self.method = status["VmHWM"], "VmHWM (peak could not be reset)"
+        elif "VmRSS" in status:
+            # The resident set now is the baseline; the peak, not reset, still holds every earlier spike.
+            self.baseline, self.method = status["VmRSS"], "VmHWM (the peak could not be reset)"
         else:
-            self.baseline, self.method = _ru_maxrss_bytes(), "ru_maxrss"
+            self.baseline, self.method = _ru_maxrss_bytes(), "ru_maxrss (a peak since start-up; it cannot be reset)"
 
     def restart_peak(self) -> int | None:
         """Reset the peak to the current resident set, keeping the baseline; return the peak before the reset.
@@ -87,13 +99,23 @@ class RssPeak:
         before = _status_bytes().get("VmHWM")
         return before if before is not None and _reset_hwm() else None
 
-    def finish(self, cuda: "CudaPeak | None" = None) -> MemoryPeak:
+    def finish(self, cuda: "CudaPeak | None" = None, runtime: str = "eager") -> MemoryPeak:
         status = _status_bytes()
         peak = status.get("VmHWM") if "VmHWM" in status else _ru_maxrss_bytes()
         why: dict[str, str] = {}
         above = None
         if self.isolated:
-            above = max(0, peak - self.baseline) if peak is not None and self.baseline is not None else None
+            # Never clamped: a difference that is not the model's cost is None with why, not 0.
+            if not self.reset:
+                why["rss_above_baseline_bytes"] = _NO_RESET
+            elif peak is None or self.baseline is None:
+                why["rss_above_baseline_bytes"] = "unavailable: the peak or the baseline resident set was not readable"
+            elif peak < self.baseline:
+                why["rss_above_baseline_bytes"] = (
+                    f"unavailable: the peak after the preparation ({peak} B) is below the baseline ({self.baseline} B): "
+                    "memory counted in the baseline was released during the cell, so the model's cost is not known")
+            else:
+                above = peak - self.baseline
         else:
             why["rss_above_baseline_bytes"] = ("unavailable: --in-process shares one process across cells, so "
                                                "there is no baseline before this model was built; run without "
@@ -102,13 +124,86 @@ class RssPeak:
                 peak = None
                 why["peak_rss_bytes"] = ("unavailable: --in-process and the peak cannot be reset on this system; "
                                          "run without --in-process")
-        if cuda is None:
-            for name in ("cuda_peak_allocated_bytes", "cuda_peak_reserved_bytes", "cuda_allocated_before_run_bytes"):
-                why[name] = "not a CUDA run"
-            return MemoryPeak(self.method, peak, self.baseline if self.isolated else None, above, unavailable=why)
-        return MemoryPeak(self.method + "; CUDA: torch.cuda.max_memory_allocated/reserved after reset_peak_memory_stats",
-                          peak, self.baseline if self.isolated else None, above,
-                          cuda.peak_allocated(), cuda.peak_reserved(), cuda.before_run, unavailable=why)
+        figures, cuda_why, cuda_method = cuda_memory(runtime, str(cuda.device) if cuda is not None else "cpu", cuda)
+        why.update(cuda_why)
+        return MemoryPeak(self.method + cuda_method, peak, self.baseline if self.isolated else None, above,
+                          figures["cuda_peak_allocated_bytes"], figures["cuda_peak_reserved_bytes"],
+                          figures["cuda_allocated_before_run_bytes"], unavailable=why,
+                          cuda_process_used_bytes=figures.get("cuda_process_used_bytes"))
+
+
+_TORCH_CUDA = ("cuda_peak_allocated_bytes", "cuda_peak_reserved_bytes", "cuda_allocated_before_run_bytes")
+_ARENA = ("unavailable: ONNX Runtime allocates device memory in its own arena, which torch's allocator does not "
+          "see (torch's figures would hold little more than the input)")
+
+
+def cuda_memory(runtime: str, device: str, cuda: "CudaPeak | None" = None, nvml: Any = None,
+                pid: int | None = None) -> tuple[dict[str, int | None], dict[str, str], str]:
+    """A cell's CUDA memory figures: (value of each field, why each missing one is missing, method text to append).
+
+    torch's caching-allocator peaks for the PyTorch runtimes; for ONNX Runtime none of them (its arena is its
+    own), and instead, where NVML is importable, the GPU memory NVML says this process uses (``pid``, default
+    this one) — returned as ``cuda_process_used_bytes`` and written into the method text, since MemoryPeak has
+    no field for it yet. ``nvml``: a pynvml stand-in for tests.
+    """
+    figures: dict[str, int | None] = dict.fromkeys((*_TORCH_CUDA, "cuda_process_used_bytes"))
+    why: dict[str, str] = {}
+    if not device.startswith("cuda"):
+        return figures, dict.fromkeys(_TORCH_CUDA, "not a CUDA run"), ""
+    if runtime == "onnxruntime":
+        used, how = nvml_process_used_bytes(nvml, pid)
+        figures["cuda_process_used_bytes"] = used
+        if used is None:
+            why["cuda_process_used_bytes"] = how
+            return figures, {**dict.fromkeys(_TORCH_CUDA, _ARENA), **why}, \
+                f"; CUDA: no device figure (ONNX Runtime's arena is not torch's; {how.removeprefix('unavailable: ')})"
+        seen = f"; NVML saw this process use {used} B of GPU memory after the run (cuda_process_used_bytes, see method)"
+        return figures, dict.fromkeys(_TORCH_CUDA, _ARENA + seen), f"; CUDA: cuda_process_used_bytes={used} ({how})"
+    if cuda is None:
+        return figures, dict.fromkeys(_TORCH_CUDA, "unavailable: the CUDA peaks were not started"), ""
+    figures.update(cuda_peak_allocated_bytes=cuda.peak_allocated(), cuda_peak_reserved_bytes=cuda.peak_reserved(),
+                   cuda_allocated_before_run_bytes=cuda.before_run)
+    return figures, why, "; CUDA: torch.cuda.max_memory_allocated/reserved after reset_peak_memory_stats"
+
+
+def nvml_process_used_bytes(nvml: Any = None, pid: int | None = None) -> tuple[int | None, str]:
+    """(bytes, how measured) of GPU memory NVML lists for process ``pid`` over all GPUs, or (None, why not)."""
+    pid = os.getpid() if pid is None else pid
+    if nvml is None:
+        try:
+            import pynvml as nvml
+        except ImportError:
+            return None, ("unavailable: NVML's Python binding is not installed, so this process's GPU memory cannot "
+                          "be read either; pip install 'dnnbench[nvml]'")
+    try:
+        nvml.nvmlInit()
+    except Exception as exc:  # noqa: BLE001 - NVML's own error types differ by binding version
+        return None, f"unavailable: NVML did not start ({type(exc).__name__}: {exc})"
+    try:
+        used, gpus, hidden = 0, [], False
+        for i in range(nvml.nvmlDeviceGetCount()):
+            for proc in nvml.nvmlDeviceGetComputeRunningProcesses(nvml.nvmlDeviceGetHandleByIndex(i)):
+                if proc.pid != pid:
+                    continue
+                if proc.usedGpuMemory is None:  # NVML_VALUE_NOT_AVAILABLE: no permission, or MIG/vGPU
+                    hidden = True
+                    continue
+                used += int(proc.usedGpuMemory)
+                gpus.append(str(i))
+    except Exception as exc:  # noqa: BLE001
+        return None, f"unavailable: NVML's process list failed ({type(exc).__name__}: {exc})"
+    finally:
+        try:
+            nvml.nvmlShutdown()
+        except Exception:  # noqa: BLE001
+            pass
+    if not gpus:
+        return None, (f"unavailable: NVML reports no memory for this process (pid {pid})" +
+                      (": it hides per-process memory here (MIG, vGPU or no permission)" if hidden else
+                       ": it is not among the GPUs' compute processes (in a container NVML lists host process ids)"))
+    return used, (f"NVML nvmlDeviceGetComputeRunningProcesses for pid {pid} on GPU {'+'.join(gpus)} after the run: "
+                  "ONNX Runtime's arena (which keeps its peak chunks), the CUDA context and torch's cache; "
+                  "the current use, not a peak")
 
 
 class CudaPeak:

@@ -66,17 +66,40 @@ def _timestamp(text: str) -> float:
     return dt.timestamp()  # naive -> this machine's local time
 
 
+def _check_text(path: str, head: bytes) -> None:
+    """SensorUnavailable when the log's start is binary, not an instrument's CSV.
+
+    A serial logger may garble a line now and then (it is skipped and counted); a file whose first 4 KiB
+    are over 5 % bytes that are not UTF-8 text (or NUL) is not a log at all.
+    """
+    text = head.decode("utf-8", errors="replace")
+    if len(head) >= 4096:  # a multi-byte character cut by the read is not garbage
+        text = text[:-1]
+    bad = text.count("\ufffd") + text.count("\0")
+    if bad > max(8, len(head) // 20):
+        first = next(i for i, ch in enumerate(text) if ch in "\ufffd\0")
+        offset = len(text[:first].encode("utf-8", errors="replace"))
+        raise SensorUnavailable(f"meter log {path} is not a text file",
+                                f"its start is not UTF-8 text (the first bad byte at offset {offset}); "
+                                "the log must be a CSV of timestamp,watts lines",
+                                "point meter:FILE at the CSV the instrument writes")
+
+
 def parse_meter_log(path: str) -> MeterLog:
     """Read a meter CSV; malformed lines are skipped and counted (see the module docstring)."""
     log = MeterLog(path)
     try:
-        f = open(path, newline="")
+        f = open(path, newline="", encoding="utf-8", errors="replace")
+        with open(path, "rb") as raw:
+            _check_text(path, raw.read(4096))
     except OSError as exc:
         raise SensorUnavailable(f"cannot read meter log {path}", exc.strerror or str(exc),
                                 "check the path given to --sensors meter:FILE") from exc
     with f:
         first = True
-        for lineno, row in enumerate(csv.reader(f), start=1):
+        # past a text start, a garbled byte is one malformed line (skipped and counted), never an exception
+        lines = (line.replace("\0", "\ufffd") for line in f)
+        for lineno, row in enumerate(csv.reader(lines), start=1):
             if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
                 continue
             try:

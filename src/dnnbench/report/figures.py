@@ -3,6 +3,10 @@
 Each figure is a function of ``ReportData`` that either draws into a matplotlib Figure or returns
 ``NoData(reason)`` — then a figure that says "no data: <why and how to get it>" is drawn in its place, so
 a figure is never silently blank. Every figure is titled with device, runtime, precision and date.
+
+What a figure drew is read back from its artists before it is saved (``Plotted``: lines, scatter points,
+bars, point labels and free text, in data units), so a figure can be checked by the numbers it shows, and a
+"no data" panel is told apart by plotting nothing.
 """
 
 from __future__ import annotations
@@ -56,6 +60,75 @@ class NoData:
     reason: str
 
 
+@dataclass(frozen=True)
+class Plotted:
+    """The data a figure drew, read back from its matplotlib artists, in the axes' data units.
+
+    Each artist is named by its gid, else its legend label. ``lines``: Line2D points (x, y) — an axhline's
+    or axvline's other coordinate is in axes fractions (0 to 1); lines without points (legend entries) are
+    left out. ``points``: scatter offsets (x, y). ``bars``: per bar group, (category, length) where the
+    category is the tick label at the bar's centre and the length its width (barh) or height (bar).
+    ``labels``: annotations (text, x, y) — each point's model name where it is drawn. ``texts``: free text.
+    """
+
+    lines: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    points: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    bars: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    labels: list[tuple[str, float, float]] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        """Nothing plotted: a "no data" panel."""
+        return not (self.lines or self.points or self.bars)
+
+    def labelled(self) -> dict[str, tuple[float, float]]:
+        """Annotation text -> where it is drawn (the last one of a text drawn twice)."""
+        return {t: (x, y) for t, x, y in self.labels}
+
+
+def _unique(d: dict, name: str) -> str:
+    k, i = name, 2
+    while k in d:
+        k, i = f"{name} ({i})", i + 1
+    return k
+
+
+def plotted(fig) -> Plotted:
+    """What ``fig`` draws, read back from its artists (see ``Plotted``)."""
+    from matplotlib.container import BarContainer
+    from matplotlib.text import Annotation
+
+    out = Plotted()
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            xy = [(float(x), float(y)) for x, y in line.get_xydata()]
+            if xy:
+                out.lines[_unique(out.lines, line.get_gid() or line.get_label())] = xy
+        for coll in ax.collections:
+            xy = [(float(x), float(y)) for x, y in coll.get_offsets()]
+            if xy:
+                out.points[_unique(out.points, coll.get_gid() or coll.get_label())] = xy
+        for cont in ax.containers:
+            if not isinstance(cont, BarContainer) or not cont.patches:
+                continue
+            horizontal = cont.orientation == "horizontal"
+            ticks = ax.get_yticklabels() if horizontal else ax.get_xticklabels()
+            where = [(t.get_position()[1 if horizontal else 0], t.get_text()) for t in ticks]
+            bars = []
+            for r in cont.patches:
+                centre = r.get_y() + r.get_height() / 2 if horizontal else r.get_x() + r.get_width() / 2
+                cat = min(where, key=lambda w: abs(w[0] - centre))[1] if where else f"{centre:g}"
+                bars.append((cat, float(r.get_width() if horizontal else r.get_height())))
+            out.bars[_unique(out.bars, cont.get_label())] = bars
+        for t in ax.texts:
+            if isinstance(t, Annotation):
+                out.labels.append((t.get_text(), float(t.xy[0]), float(t.xy[1])))
+            else:
+                out.texts.append(t.get_text())
+    return out
+
+
 @dataclass
 class FigureOut:
     key: str
@@ -64,6 +137,7 @@ class FigureOut:
     png: bytes
     no_data: str | None = None  # the reason, when the figure is a "no data" placeholder
     files: list[str] = field(default_factory=list)  # PNG and SVG paths written
+    plotted: Plotted = field(default_factory=Plotted)  # what the figure drew (empty for a "no data" panel)
 
     @property
     def width_px(self) -> int:
@@ -155,7 +229,8 @@ def ball_chart(data: ReportData, fig_ax):
     colors = data.colors()
     sizes = (m["params"].fillna(0) / 1e6).clip(lower=0.5) * 8
     gm = m["macs_per_item"] / 1e9
-    ax.scatter(gm, m["top1"] * 100, s=sizes, c=[colors.get(n) for n in m["model"]], alpha=0.6, edgecolors="k")
+    ax.scatter(gm, m["top1"] * 100, s=sizes, c=[colors.get(n) for n in m["model"]], alpha=0.6, edgecolors="k",
+               gid="models")
     _label_points(ax, gm, m["top1"] * 100, m["model"])
     ax.set_xlabel("GMACs per image (paper's G-Ops = 2 x GMACs)")
     ax.set_ylabel("top-1 accuracy (%)")
@@ -211,7 +286,8 @@ def memory_vs_batch(data: ReportData, fig_ax):
         g = g.sort_values("batch_size")
         ax.plot(g["batch_size"], g["memory_model_bytes"] / 2**20, "o-", color=colors.get(m), label=m)
         if col(g, "memory_estimate_bytes").notna().any():
-            ax.plot(g["batch_size"], g["memory_estimate_bytes"] / 2**20, "x--", color=colors.get(m), alpha=0.7)
+            ax.plot(g["batch_size"], g["memory_estimate_bytes"] / 2**20, "x--", color=colors.get(m), alpha=0.7,
+                    gid=f"{m} (static estimate)")
     # one legend entry per model (its colour) and one per line style, instead of two per model
     ax.plot([], [], "k-", marker="o", label="measured")
     ax.plot([], [], "k--", marker="x", alpha=0.7, label="static estimate")
@@ -233,13 +309,14 @@ def memory_vs_weights(data: ReportData, fig_ax):
         return NoData("no memory measured at batch 1: add 1 to --batch-sizes")
     fig, ax = fig_ax()
     x, y = b["weight_bytes"] / 2**20, b["memory_total_bytes"] / 2**20
-    ax.scatter(x, y, c=[data.colors().get(n) for n in b["model"]], edgecolors="k")
+    ax.scatter(x, y, c=[data.colors().get(n) for n in b["model"]], edgecolors="k", gid="models")
     _label_points(ax, x, y, b["model"])
     if len(b) >= 2 and x.nunique() >= 2:
         f = linear_fit(x, y)
         xs = [0, float(x.max()) * 1.05]
-        ax.plot(xs, [f.predict(v) for v in xs], "k--",
-                label=f"floor {f.intercept:.0f} MiB + {f.slope:.2f} x weights (R² {f.r2:.2f})")
+        r2 = "n/a" if f.r2 is None else f"{f.r2:.2f}"  # None: every model needed the same memory
+        ax.plot(xs, [f.predict(v) for v in xs], "k--", gid="fit",
+                label=f"floor {f.intercept:.0f} MiB + {f.slope:.2f} x weights (R² {r2})")
     ax.axhline(paper.MEMORY_FLOOR_BYTES / 2**20, ls=":", color="#e39c4b", label="paper's floor on the TX1 (~200 MB)")
     ax.set_xlabel("weight size (MiB)")
     gpu = data.setup is not None and data.setup.device.startswith("cuda")
@@ -272,9 +349,9 @@ def ops_vs_time(data: ReportData, fig_ax):
         if len(g) >= 2 and x.nunique() >= 2:
             f = linear_fit(x, y)
             xs = [0, float(x.max()) * 1.05]
-            ax.plot(xs, [f.predict(v) for v in xs], "--", color=color, alpha=0.8)
-            label += f": {f.intercept:.3g} ms + {f.slope:.3g} ms/GMAC, R² {f.r2:.2f}" if f.r2 is not None else ""
-        ax.scatter(x, y, marker=marker, color=color, label=label, edgecolors="k")
+            ax.plot(xs, [f.predict(v) for v in xs], "--", color=color, alpha=0.8, gid=f"batch {bs} fit")
+            label += f": {f.intercept:.3g} ms + {f.slope:.3g} ms/GMAC, R² " + ("n/a" if f.r2 is None else f"{f.r2:.2f}")
+        ax.scatter(x, y, marker=marker, color=color, label=label, edgecolors="k", gid=f"batch {bs}")
         _label_points(ax, x, y, g["model"], 6)
     ax.set_xlabel("GMACs per image")
     ax.set_ylabel("time per image (ms, median)")
@@ -322,7 +399,7 @@ def accuracy_vs_throughput(data: ReportData, fig_ax):
     fig, ax = fig_ax()
     x, y = g["throughput_items_per_s"], g["top1"] * 100
     sizes = (g["gmacs_per_item"].fillna(0.1)).clip(lower=0.05) * 60
-    ax.scatter(x, y, s=sizes, c=[data.colors().get(n) for n in g["model"]], alpha=0.6, edgecolors="k")
+    ax.scatter(x, y, s=sizes, c=[data.colors().get(n) for n in g["model"]], alpha=0.6, edgecolors="k", gid="models")
     _label_points(ax, x, y, g["model"])
     front = pareto_front({m: {"t": t, "a": a} for m, t, a in zip(g["model"], x, y)}, maximize=["t", "a"])
     fr = g[g["model"].isin(front)].sort_values("throughput_items_per_s")
@@ -333,7 +410,7 @@ def accuracy_vs_throughput(data: ReportData, fig_ax):
         p = float(power.median())
         e = p / x
         for level in _nice_levels(float(e.min()), float(e.max())):
-            ax.axvline(p / level, ls=":", color="#888")
+            ax.axvline(p / level, ls=":", color="#888", gid=f"{level:g} J per image")
             ax.text(p / level, ax.get_ylim()[0], f" {level * 1e3:.3g} mJ", rotation=90, fontsize=7, color="#555",
                     va="bottom")
         note = f"dotted: energy per image at the\nmedian measured power {p:.3g} W"
@@ -352,7 +429,8 @@ def accuracy_density(data: ReportData, fig_ax):
         return NoData("needs params and top-1: run `dnnbench study MODELS --metrics profile`")
     d = (m["top1"] * 100 / (m["params"] / 1e6)).sort_values()
     fig, ax = fig_ax()
-    ax.barh(range(len(d)), d.values, color=[data.colors().get(m.loc[r, "model"]) for r in d.index])
+    ax.barh(range(len(d)), d.values, color=[data.colors().get(m.loc[r, "model"]) for r in d.index],
+            label="top-1 points per million parameters")  # names the bars for ``plotted``; no legend is drawn
     ax.set_yticks(range(len(d)), [m.loc[r, "model"] for r in d.index], fontsize=8)
     ax.set_xlabel("top-1 points per million parameters")
     return fig
@@ -441,6 +519,7 @@ def render(data: ReportData, out_dir: Path | None = None) -> list[FigureOut]:
         res = fn(data, lambda t=title: _ax(t, data))
         no_data = res.reason if isinstance(res, NoData) else None
         fig = _no_data_figure(title, no_data, data) if no_data else res
+        drawn = plotted(fig)
         fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format="png")
@@ -454,5 +533,5 @@ def render(data: ReportData, out_dir: Path | None = None) -> list[FigureOut]:
                     fig.savefig(path, format="svg")
                 files.append(str(path))
         plt.close(fig)
-        outs.append(FigureOut(key, title, caption, buf.getvalue(), no_data, files))
+        outs.append(FigureOut(key, title, caption, buf.getvalue(), no_data, files, drawn))
     return outs

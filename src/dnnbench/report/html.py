@@ -13,7 +13,7 @@ from html import escape
 import pandas as pd
 
 from dnnbench.analysis import paper
-from dnnbench.analysis import units as u
+from dnnbench.core import units as u
 from dnnbench.analysis.findings import Finding
 from dnnbench.report.figures import FigureOut, ReportData
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from dnnbench.core.errors import InputError
-from dnnbench.core.measurements import CellSpec, NoiseWarning
+from dnnbench.core.measurements import CellSpec, CellWarning
 from dnnbench.runtimes import compiled, eager, ort  # noqa: F401  (each registers itself)
 from dnnbench.runtimes import precision as precisions
 from dnnbench.runtimes.base import RUNTIMES, Availability, Context, Prepared, Runtime, compare
@@ -60,8 +60,11 @@ def prepare(spec: CellSpec, module, args: tuple, kwargs: dict, device, owns_modu
     prepared.prepare_s = time.perf_counter() - t0 - (prepared.first_call_s or 0.0)
     prepared.details.setdefault("threads", spec.threads)
     sup = precisions.support(spec.precision, spec.device)
+    if sup.isa:  # what "native" rested on, kept with the cell (an int8 figure means little without it)
+        prepared.details.setdefault("isa", sup.isa)
+        prepared.details.setdefault("precision_native", sup.native)
     if sup.note and not sup.native:
-        prepared.warnings.append(NoiseWarning(
+        prepared.warnings.append(CellWarning(
             "precision", f"{spec.precision} is not native here: {sup.note}",
             f"read this {spec.precision} figure as this machine's, not as {spec.precision} hardware's; "
             f"measure {spec.precision} on a device that has it natively"))

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from dnnbench.core.measurements import Equivalence, NoiseWarning, RuntimeInfo, Timing
+from dnnbench.core.measurements import Equivalence, CellWarning, RuntimeInfo, Timing
 from dnnbench.core.registry import Registry
 
 
@@ -72,7 +72,7 @@ class Prepared:
     restart_peak: bool = False  # one-off preparation happened: the memory peak restarts before timing
     details: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    warnings: list[NoiseWarning] = field(default_factory=list)
+    warnings: list[CellWarning] = field(default_factory=list)
     cleanups: list[Callable[[], None]] = field(default_factory=list)
     prepare_peak_rss_bytes: int | None = None
 

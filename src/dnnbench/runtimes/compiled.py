@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from dnnbench.core.measurements import NoiseWarning
+from dnnbench.core.record import CellWarning
 from dnnbench.runtimes.base import (Availability, Context, Prepared, Runtime, eager_outputs, flat_outputs,
                                             register)
 from dnnbench.runtimes.eager import torch_only, unsupported_torch
@@ -130,14 +130,14 @@ class Compiled(Runtime):
             from dnnbench.runtimes.precision import cpu_flags
 
             if isa == "none" and {"avx2", "avx512f", "asimd"} & cpu_flags():
-                warns.append(NoiseWarning(
+                warns.append(CellWarning(
                     "compile", "Inductor generated scalar C++: its SIMD probe (compile and load a test library) "
                                "failed in this process although the CPU has " +
                                "/".join(sorted({"avx2", "avx512f", "asimd"} & cpu_flags())),
                     "run again; a probe that timed out under load makes the compiled code many times slower"))
         if graphs == 0:
             reason = next(iter(counters["graph_break"]), "no graph was captured").strip().splitlines()[0]
-            warns.append(NoiseWarning("compile", "torch.compile compiled nothing: the model runs eagerly under "
+            warns.append(CellWarning("compile", "torch.compile compiled nothing: the model runs eagerly under "
                                                  f"dynamo's frame evaluation ({reason[:160]})",
                                       "this figure is eager PyTorch plus dynamo's overhead, not compiled code; "
                                       "use --runtime eager for this model (e.g. int8 dynamic quantization does "

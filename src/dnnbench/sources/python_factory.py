@@ -35,18 +35,29 @@ def _import(target: str):
         sys.modules[mod_name] = module
         try:
             spec.loader.exec_module(module)
+        except SystemExit as exc:
+            raise _exited(f"importing {target}", exc) from None
         except Exception as exc:
             raise ModelBuildError(f"importing {target} failed", f"{type(exc).__name__}: {exc}",
                                   "fix the error in that file") from exc
         return module
     try:
         return importlib.import_module(target)
+    except SystemExit as exc:
+        raise _exited(f"importing {target}", exc) from None
     except ModuleNotFoundError as exc:
         raise UnknownModelError(f"cannot import module {target!r}", str(exc),
                                 "check the module path, or give a file: python:path/to/file.py:factory") from exc
     except Exception as exc:
         raise ModelBuildError(f"importing {target} failed", f"{type(exc).__name__}: {exc}",
                               "fix the error in that module") from exc
+
+
+def _exited(who: str, exc: SystemExit) -> ModelBuildError:
+    # SystemExit is no Exception: uncaught, it would end dnnbench with the factory's code and no word of why
+    code = exc.code if exc.code is None or isinstance(exc.code, int) else repr(exc.code)
+    return ModelBuildError(f"{who} called sys.exit({code})", "building a model must return it, not end the process",
+                           "remove the sys.exit call; raise an exception to report a failure")
 
 
 def load(ref: ModelRef, device: str = "cpu", weights: str | None = None, download: bool = False) -> LoadedModel:
@@ -59,6 +70,8 @@ def load(ref: ModelRef, device: str = "cpu", weights: str | None = None, downloa
                                 "callables there: " + (", ".join(names[:8]) or "none"))
     try:
         made = factory()
+    except SystemExit as exc:
+        raise _exited(f"the factory {ref}", exc) from None
     except Exception as exc:
         raise ModelBuildError(f"factory {ref} raised", f"{type(exc).__name__}: {exc}",
                               "fix the factory so that it returns a torch.nn.Module") from exc

@@ -64,9 +64,14 @@ def load(ref: ModelRef, device: str = "cpu", weights: str | None = None, downloa
     cfg = getattr(module, "pretrained_cfg", {}) or {}
     c, h, w = cfg.get("input_size", (3, 224, 224))
     preprocess, source = _transform(timm, module, full)
+    if not class_names:
+        class_names = _class_names(timm, module, full)
+        if isinstance(class_names, Unresolved):  # accuracy must not map classes by guesswork: it raises this
+            if not isinstance(preprocess, Unresolved):
+                preprocess, source = class_names, f"unavailable: {class_names.unresolved.one_line()}"
+            class_names = None
     return LoadedModel(f"timm:{full}", module, InputSpec.image(c, h, w), weights, reported_accuracy(full), [],
-                       preprocess=preprocess, preprocess_source=source,
-                       class_names=class_names or _class_names(timm, module))
+                       preprocess=preprocess, preprocess_source=source, class_names=class_names)
 
 
 @contextlib.contextmanager
@@ -104,25 +109,61 @@ def reported_accuracy(full: str) -> ReportedAccuracy:
                             note="not published offline by timm (its package ships no results table)")
 
 
+class Unresolved:
+    """Stands for what accuracy needs from timm (transform, class names) when timm failed to give it.
+
+    ``load`` serves profile and bench too, which need neither, so the failure is not raised there: accuracy
+    raises ``unresolved`` (a one-line DnnbenchError naming timm's error) before it evaluates anything, rather than
+    falling back to a default transform as if the model defined none. Calling it raises the same error.
+    """
+
+    def __init__(self, error):
+        self.unresolved = error  # the attribute accuracy looks for (it never imports sources)
+
+    def __call__(self, img):
+        raise self.unresolved
+
+    def __repr__(self) -> str:
+        return f"<unresolved: {self.unresolved.one_line()}>"
+
+
+def _timm_error(what: str, full: str, exc: BaseException):
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return ModelBuildError(f"timm could not give the {what} of timm:{full}", f"{type(exc).__name__}: {first[:160]}",
+                           "check the model's pretrained_cfg, or upgrade timm (pip install -U timm)")
+
+
 def _transform(timm, module, full: str):
-    """timm's eval transform from the model's data config (resize by crop_pct, centre crop, mean/std)."""
+    """timm's eval transform from the model's data config (resize by crop_pct, centre crop, mean/std).
+
+    (None, None) only where this timm has no such helpers (the model then has no preprocessing of its own);
+    a failure of timm's is kept as an ``Unresolved`` that accuracy raises, never a silent default.
+    """
     try:
         from timm.data import create_transform, resolve_model_data_config
-
+    except ImportError:  # an old timm without these helpers: accuracy falls back to its default transform
+        return None, None
+    try:
         cfg = resolve_model_data_config(module)
         return create_transform(**cfg, is_training=False), f"timm data config of {full}: {cfg}"
-    except Exception:  # an old timm without these helpers: accuracy falls back to its default transform
-        return None, None
+    except Exception as exc:  # noqa: BLE001 - any timm failure becomes the reason, raised when accuracy needs it
+        error = _timm_error("preprocessing (data config / eval transform)", full, exc)
+        return Unresolved(error), f"unavailable: {error.one_line()}"
 
 
-def _class_names(timm, module) -> list[str] | None:
-    """The wnids of the label space timm infers from the model's config (ImageNet-1k, -12k, -22k...)."""
+def _class_names(timm, module, full: str = "") -> "list[str] | Unresolved | None":
+    """The wnids of the label space timm infers from the model's config (ImageNet-1k, -12k, -22k...).
+
+    None where timm knows no such label space (or is too old to say); an ``Unresolved`` where timm failed.
+    """
     try:
         from timm.data import ImageNetInfo, infer_imagenet_subset
-
+    except ImportError:
+        return None
+    try:
         subset = infer_imagenet_subset(module)
         names = list(ImageNetInfo(subset).label_names()) if subset else None
-    except Exception:
-        return None
+    except Exception as exc:  # noqa: BLE001
+        return Unresolved(_timm_error("class names", full, exc))
     n = getattr(module, "num_classes", None)
     return names if names and n == len(names) else None

@@ -104,6 +104,35 @@ def cached_weights_path(weights) -> str:
     return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(weights.url).path))
 
 
+def _download(entry, path: str) -> None:
+    """Download ``entry``'s file into the torch hub cache; a network failure or bad file is one line."""
+    import socket
+    from urllib.error import HTTPError, URLError
+
+    folder, name = os.path.dirname(path), os.path.basename(path)
+    offline_fix = f"place the file {name} in {folder} (TORCH_HOME/hub/checkpoints), or run without --download-weights"
+    try:
+        # torch.hub's own loader announces the download on stdout (it would corrupt --format json) and then
+        # unpickles the file only for load_checkpoint to read it again: download the file alone instead
+        os.makedirs(folder, exist_ok=True)
+        digest = torch.hub.HASH_REGEX.search(name)
+        torch.hub.download_url_to_file(entry.url, path, digest.group(1) if digest else None, progress=True)
+    except HTTPError as exc:
+        raise UnavailableError(f"could not download weights for {entry}", f"{entry.url} answered HTTP {exc.code}",
+                               offline_fix) from exc
+    except (URLError, ConnectionError, TimeoutError, socket.gaierror) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise UnavailableError(f"could not download weights for {entry}",
+                               f"no network, or {urlparse(entry.url).netloc} cannot be reached "
+                               f"({type(reason).__name__}: {reason})", offline_fix) from exc
+    except OSError as exc:  # the cache folder cannot be written (permissions, a full disk)
+        raise UnavailableError(f"could not save weights for {entry} in {folder}", f"{type(exc).__name__}: {exc}",
+                               "make that folder writable with free space, or set TORCH_HOME elsewhere") from exc
+    except RuntimeError as exc:  # torch.hub's hash check: a truncated or tampered download
+        raise UnavailableError(f"the downloaded weights {entry} are corrupt", str(exc).splitlines()[0][:200],
+                               f"delete any partial file in {folder} and try again") from exc
+
+
 def load(ref: ModelRef, device: str = "cpu", weights: str | None = None, download: bool = False) -> LoadedModel:
     """Build ``ref``; ``weights`` is None (random), "DEFAULT"/a tag (from the cache), or a checkpoint path."""
     import torchvision.models as tvm
@@ -138,7 +167,7 @@ def load(ref: ModelRef, device: str = "cpu", weights: str | None = None, downloa
                         f"expected {path}; dnnbench never downloads unless asked",
                         "pass --download-weights, or put the file there",
                     )
-                entry.get_state_dict(progress=True, check_hash=True)  # downloads into the cache
+                _download(entry, path)
             load_checkpoint(module, path, f"torchvision:{ref.name}")
             loaded_weights = str(entry)
         else:

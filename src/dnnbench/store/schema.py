@@ -1,4 +1,4 @@
-"""Tables of the results store. Changing them means adding an Alembic migration in migrations/versions."""
+"""Tables of the results store (revision 0002). Changing them means adding an Alembic migration in migrations/versions."""
 
 from __future__ import annotations
 
@@ -39,6 +39,10 @@ runs = sa.Table(
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("tool_version", sa.String(50), nullable=False),
+    # the cell's whole result record (core.record.CellRecord.to_dict): spec, raw samples, its own environment,
+    # structured warnings, reasons. The columns above and the metrics table are derived from it, for queries.
+    sa.Column("record", sa.JSON, nullable=False),
+    sa.Column("hostname", sa.String(255)),
 )
 sa.Index("ix_runs_model_batch", runs.c.model_ref, runs.c.batch_size)
 
@@ -50,11 +54,16 @@ metrics = sa.Table(
     sa.Column("note", sa.Text),
 )
 
-samples = sa.Table(
-    "samples", metadata,
-    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("name", sa.String(100), primary_key=True),  # e.g. latency_s
-    sa.Column("values", sa.JSON, nullable=False),
+# A cell being measured: a lease, so that two studies sharing cells measure each once. It expires at
+# ``expires_at`` (renewed while its owner works) or as soon as its owner's process is gone.
+claims = sa.Table(
+    "claims", metadata,
+    sa.Column("cell_id", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(100), nullable=False),  # a study's random id
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-DNNBENCH_TABLES = {"environments", "runs", "metrics", "samples"}
+DNNBENCH_TABLES = {"environments", "runs", "metrics", "claims"}

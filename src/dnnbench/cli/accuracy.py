@@ -1,0 +1,52 @@
+"""`dnnbench accuracy`: top-1/top-5 measured on the user's validation images."""
+
+from __future__ import annotations
+
+import click
+
+from dnnbench.cli.output import command, dump
+from dnnbench.cli.params import BATCH_SIZE, LIMIT, format_option
+from dnnbench.cli.render import accuracy as render
+
+
+@command()
+@click.argument("model")
+@click.option("--data", default=None, metavar="DIR",
+              help="Validation images: class folders (wnids), or a flat folder with --labels. "
+                   "Without it, show the published figure only.")
+@click.option("--weights", default="DEFAULT", show_default=True, metavar="DEFAULT|TAG|PATH|random",
+              help="DEFAULT: the weights in the local torchvision/timm cache (a python factory's own); "
+                   "a weights tag; a checkpoint file; random (to time the pipeline).")
+@click.option("--limit", type=LIMIT, default=None, metavar="N", help="Evaluate a class-stratified subset of N images.")
+@click.option("--batch-size", "-b", type=BATCH_SIZE, default=64, show_default=True)
+@click.option("--workers", type=int, default=None, metavar="W",
+              help="Decoding processes [default: one per CPU, at most 8; 0 decodes in this process].")
+@click.option("--labels", default=None, metavar="FILE",
+              help="Ground truth for a flat folder: one label per line (sorted file names) or 'FILENAME LABEL'.")
+@click.option("--download-weights", is_flag=True, help="Allow downloading the weights if they are not cached.")
+@click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --limit subset.")
+@format_option()
+def accuracy(model, data, weights, limit, batch_size, workers, labels, download_weights, device, seed, fmt):
+    """Top-1/top-5 of MODEL measured on your validation set (--data), beside the published figure.
+
+    Each model is fed through its own preprocessing (torchvision weights transforms, timm data config,
+    a factory's preprocess; else resize + centre crop + ImageNet mean/std). Intervals are 95 % Wilson.
+    """
+    from dnnbench import api
+
+    if data is None:
+        rep = api.reported_accuracy(model)
+        if fmt == "json":
+            dump({"model": model, "reported": None if rep is None else rep.__dict__, "measured": None})
+        else:
+            render.published(model, rep)
+        return
+    with render.images_progress() as on_progress:
+        acc = api.accuracy(model, data, weights=weights, labels=labels, limit=limit, batch_size=batch_size,
+                           workers=workers, download_weights=download_weights, device=device, seed=seed,
+                           on_progress=on_progress)
+    if fmt == "json":
+        dump(acc.to_dict())
+    else:
+        render.accuracy(acc)

@@ -1,0 +1,66 @@
+"""Measured and published accuracy."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from dnnbench.cli.output import err, out
+from dnnbench.core import units as u
+
+
+def reported_line(rep) -> str:
+    if rep is None:
+        return "accuracy: none (no published figure for this source)"
+    if rep.top1 is None:
+        return f"accuracy: none — {rep.note or 'not published'} ({rep.source}, {rep.weights})"
+    return f"top-1 {u.pct(rep.top1, 2)}, top-5 {u.pct(rep.top5, 2)} ({rep.source}, {rep.weights})"
+
+
+def published(model: str, rep) -> None:
+    out.print(f"{model}: published {reported_line(rep)}")
+    out.print("pass --data DIR to measure it on your own validation images")
+
+
+class images_progress:
+    """A rich progress bar on stderr with images/s; silent when stderr is not a terminal."""
+
+    def __enter__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=err, transient=True,
+                            disable=not err.is_terminal)
+        self.bar.__enter__()
+        self.task = self.bar.add_task("loading model and listing images", total=None, rate="")
+
+        def update(done, total, scored, elapsed):
+            rate = f"{scored / elapsed:.1f} images/s" if elapsed > 0 and scored else ""
+            self.bar.update(self.task, description="evaluating", completed=done, total=total, rate=rate)
+
+        return update
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
+
+
+def accuracy(a) -> None:
+    t = Table(title=f"{a.model} — measured on {a.images:,} images of {a.data_dir}", show_header=False,
+              title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("top-1", f"{u.pct(a.top1, 2)}  (95 % CI {u.pct(a.top1_ci_low, 2)} – {u.pct(a.top1_ci_high, 2)}; "
+                       f"{a.top1_correct:,} / {a.images:,})")
+    k = "top-5" if a.top5_k == 5 else f"top-5 (top-{a.top5_k})"
+    t.add_row(k, f"{u.pct(a.top5, 2)}  (95 % CI {u.pct(a.top5_ci_low, 2)} – {u.pct(a.top5_ci_high, 2)}; "
+                 f"{a.top5_correct:,} / {a.images:,})")
+    t.add_row("published", reported_line(a.reported))
+    t.add_row("weights", a.weights)
+    t.add_row("images", f"{a.images:,} scored, {a.corrupt_images:,} corrupt (skipped), {a.classes} classes"
+                        + (f", --limit {a.limit}" if a.limit else ""))
+    t.add_row("data", f"{a.layout}; classes: {a.class_map}")
+    t.add_row("preprocess", f"{a.preprocess}  [{a.preprocess_source}]")
+    t.add_row("throughput", f"{a.images_per_s:.1f} images/s  (batch {a.batch_size}, {a.workers} workers, "
+                            f"{a.threads} threads, {a.device}; waited for data {a.data_wait_s:.1f} s of {a.wall_s:.1f} s)")
+    out.print(t)
+    for note in a.notes:
+        out.print(f"note: {note}")

@@ -1,0 +1,201 @@
+"""The one function that derives a cell's flat metric view from its record: ``metrics(record)``.
+
+Everything that shows or ranks results reads figures through it: ``bench --format json`` (beside the
+record), the store's metric columns, ``Store.frame`` (analysis, report, pick), the CLI. A figure is a
+float, or absent with its reason in ``notes`` — never a silent 0 or a NaN. Names carry SI units.
+Statistics (median, CI, percentiles, throughput, roofline fraction) are computed here from the raw
+samples, on demand; nothing derived is ever written back into a record.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from dnnbench.core.record import CellRecord
+
+LATENCY_FIGURES = ("median_s", "mean_s", "min_s", "max_s", "p90_s", "p99_s", "ci_low_s", "ci_high_s", "cv")
+MEMORY_FIGURES = ("peak_rss_bytes", "rss_above_baseline_bytes", "cuda_peak_allocated_bytes",
+                  "cuda_peak_reserved_bytes", "cpu_activation_peak_bytes", "cuda_process_used_bytes")
+POWER_FIGURES = ("power_w", "idle_power_w", "energy_per_item_j", "energy_per_item_above_idle_j")
+PROFILE_FIGURES = ("params", "trainable_params", "weight_bytes", "buffer_bytes", "macs", "flops", "other_flops",
+                   "activation_peak_bytes", "input_bytes", "output_bytes")
+ACCURACY_FIGURES = ("top1", "top5", "top5_k", "top1_ci_low", "top1_ci_high", "top5_ci_low", "top5_ci_high",
+                    "images", "corrupt_images", "images_per_s", "wall_s")
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """A cell's flat view: ``values`` (name -> finite float) and ``notes`` (name -> why it has no value, or
+    what a value means when that needs saying)."""
+
+    values: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def get(self, name: str) -> float | None:
+        return self.values.get(name)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"values": dict(self.values), "notes": dict(self.notes)}
+
+
+class _View:
+    def __init__(self):
+        self.values: dict[str, float] = {}
+        self.notes: dict[str, str] = {}
+
+    def put(self, name: str, value, why: str | None = None) -> None:
+        v = None
+        if value is not None and not isinstance(value, bool):
+            try:
+                v = float(value)
+            except (TypeError, ValueError):
+                v = None
+        if v is not None and math.isfinite(v):
+            self.values[name] = v
+        elif v is not None:  # NaN or infinite: say so instead of storing a NULL without a reason
+            self.notes[name] = f"unavailable: the figure came out {v} ({why})" if why else \
+                f"unavailable: the figure came out {v}"
+        else:
+            self.notes[name] = why or "unavailable"
+
+    def note(self, name: str, text: str) -> None:
+        self.notes.setdefault(name, text)
+
+
+def metrics(record: CellRecord) -> Metrics:
+    """The flat metric view of ``record`` (see the module docstring)."""
+    v = _View()
+    if record.kind == "bench":
+        _bench(record, v)
+    elif record.kind == "profile":
+        _profile(record, v)
+    elif record.kind == "accuracy":
+        _accuracy(record, v)
+    elif record.kind == "legacy":  # migrated from a store written before records: its figures as stored
+        for name, value in (record.result.get("metrics") or {}).items():
+            v.put(name, value, (record.result.get("notes") or {}).get(name))
+        for name, text in (record.result.get("notes") or {}).items():
+            v.note(name, text)
+    return Metrics(v.values, v.notes)
+
+
+def _slug(sensor: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", sensor.lower()).strip("_")
+
+
+def _bench(record: CellRecord, v: _View) -> None:
+    from dnnbench.core.energy import headline
+    from dnnbench.core.measurements import BenchCell
+
+    cell = BenchCell.from_record(record)
+    st = cell.latency_s
+    ok = cell.status == "ok" and st is not None
+    why_not = f"unavailable: the cell ended with status {cell.status}" + (f" ({cell.message})" if cell.message else "")
+    if ok:
+        for name in LATENCY_FIGURES:
+            v.put(f"latency_{name}", getattr(st, name), st.unavailable.get(name))
+        v.put("latency_ci_rel_halfwidth", st.ci_rel_halfwidth, st.unavailable.get("ci_low_s"))
+        v.put("latency_samples", st.n)
+        v.put("latency_per_item_s", cell.latency_per_item_s)
+        v.put("throughput_items_per_s", cell.throughput_items_per_s)
+        v.put("cold_start_s", cell.cold_start_s)
+        mem_why = (cell.memory.unavailable if cell.memory else {}) or {}
+        for name in MEMORY_FIGURES:
+            if cell.memory is not None and not hasattr(cell.memory, name) and name not in mem_why:
+                continue  # a figure this dnnbench's memory record does not have
+            value = getattr(cell.memory, name, None) if cell.memory else None
+            v.put(name, value, mem_why.get(name) or ("unavailable: no memory record" if not cell.memory else None))
+    else:
+        v.note("latency_median_s", why_not)
+    if cell.static:
+        v.put("static_activation_peak_bytes", cell.static.activation_peak_bytes)
+        v.put("static_weight_bytes", cell.static.weight_bytes)
+        v.put("flops", cell.static.flops)
+        v.put("macs", cell.static.macs)
+    elif "static" in cell.unavailable:
+        v.note("flops", cell.unavailable["static"])
+    roof = cell.roofline
+    if roof is not None:
+        v.put("achieved_flops_per_s", roof.achieved_flops_per_s, roof.unavailable.get("achieved_flops_per_s"))
+        v.put("fraction_of_peak", roof.fraction_of_peak, roof.unavailable.get("fraction_of_peak"))
+        if roof.peak_flops_per_s is not None:
+            v.put("machine_peak_flops_per_s", roof.peak_flops_per_s)
+    info = cell.runtime_info
+    if ok and info is not None:
+        v.put("prepare_s", info.prepare_s, "unavailable: the runtime reported no preparation time")
+        if info.prepare_peak_rss_bytes is not None:
+            v.put("prepare_peak_rss_bytes", info.prepare_peak_rss_bytes)
+        eq = info.equivalence
+        if eq is not None:  # every configuration but the reference (eager fp32) has one
+            v.put("equivalence_max_abs_diff", eq.max_abs_diff, eq.unavailable.get("max_abs_diff"))
+            v.put("equivalence_mean_abs_diff", eq.mean_abs_diff, eq.unavailable.get("mean_abs_diff"))
+            v.put("equivalence_top1_agreement", eq.top1_agreement, eq.unavailable.get("top1_agreement"))
+            v.put("equivalence_rows", eq.rows)
+            v.put("equivalence_reference_max_abs", eq.reference_max_abs, "unavailable")
+            v.note("equivalence_max_abs_diff", f"against {eq.reference} on the same input")
+        if info.notes:  # how the runtime prepared the model (exporter, quantization scope, compile graphs)
+            v.note("prepare_s", "; ".join(info.notes))
+    if cell.spec.sensors != "none" or cell.spec.estimate_tdp_w is not None:
+        _power(cell, v, why_not if not ok else None, headline)
+
+
+def _power(cell, v: _View, why_not: str | None, headline) -> None:
+    if why_not is not None and not cell.energy:
+        for name in POWER_FIGURES:
+            v.put(name, None, f"{why_not} before the power step")
+        return
+    head, why = headline(cell.energy, cell.spec.device)
+    for name in POWER_FIGURES:
+        if head is None:
+            v.put(name, None, why or "unavailable: no power sensor record")
+        else:
+            v.put(name, getattr(head, name), head.unavailable.get(name) or head.reason)
+    if head is not None:
+        v.put("power_window_s", head.window_s, head.unavailable.get("window_s") or head.reason)
+        # time per item inside the power window (energy per item = power_w x this), apart from latency
+        v.put("power_time_per_item_s", head.time_per_item_s, head.unavailable.get("time_per_item_s") or head.reason)
+        v.note("power_sensor", f"{head.sensor} ({head.status}): {', '.join(head.domains) or head.scope}")
+    for e in cell.energy:  # every other sensor beside the headline, under its own name
+        if e is head or e.status == "unavailable":
+            continue
+        slug = _slug(e.sensor)
+        for name in ("power_w", "energy_per_item_j"):
+            v.put(f"sensor_{slug}_{name}", getattr(e, name), e.unavailable.get(name) or e.reason)
+        v.note(f"sensor_{slug}_power_w", f"{e.sensor} ({e.status}): {', '.join(e.domains) or e.scope}; "
+                                         f"not the headline: it does not cover {cell.spec.device}"
+               if head is None or e.sensor != head.sensor else e.sensor)
+
+
+def _profile(record: CellRecord, v: _View) -> None:
+    r = record.result
+    if record.status != "ok":
+        v.note("macs", f"unavailable: the profile ended with status {record.status} ({record.message})")
+        return
+    for name in PROFILE_FIGURES:
+        v.put(name, r.get(name), record.unavailable.get(name))
+    v.put("uncounted_op_calls", sum((r.get("uncounted_ops") or {}).values()))
+    rep = r.get("reported") or {}
+    if rep.get("top1") is not None:
+        v.put("reported_top1", rep.get("top1"))
+        v.put("reported_top5", rep.get("top5"), "unavailable: not published with these weights")
+    else:
+        v.put("reported_top1", None, rep.get("note") or "unavailable: no accuracy published with these weights")
+    if record.result.get("paper_top1") is not None:
+        v.put("paper_top1", record.result["paper_top1"])
+
+
+def _accuracy(record: CellRecord, v: _View) -> None:
+    r = record.result
+    if record.status != "ok":
+        v.note("top1", f"unavailable: the accuracy cell ended with status {record.status} ({record.message})")
+        return
+    for name in ACCURACY_FIGURES:
+        if name in r or name in record.unavailable:
+            v.put(name, r.get(name), record.unavailable.get(name))
+    rep = r.get("reported") or {}
+    if rep.get("top1") is not None:
+        v.put("reported_top1", rep.get("top1"))
+        v.put("reported_top5", rep.get("top5"), "unavailable: not published with these weights")
