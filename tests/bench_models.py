@@ -88,3 +88,9 @@ class PreparedLoader:
         from dnnbench.core.specs import InputSpec, LoadedModel
 
         return LoadedModel("prepared", nn.Linear(16, 4), InputSpec.from_examples(torch.randn(1, 16)))
+
+
+def tiny_conv():
+    """An image model (one 3-channel input), so that --input-size applies."""
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()), \
+        torch.randn(1, 3, 8, 8)

@@ -162,7 +162,7 @@ def test_tables_from_a_synthetic_store(tmp_path):
     assert row["memory_tensors_bytes"] == 4 * params + act * 4 - 2**20  # weights + the allocator's activation peak
     assert row["memory_model_bytes"] == 4 * params + act * 4 + 20 * 2**20  # RSS above baseline: more
     w = warnings_table(df)
-    assert w == [{"model": "gamma", "batch_size": 16, "group": "time+memory+power", "device": "cpu",
+    assert w == [{"model": "gamma", "batch_size": 16, "group": "time+memory+power", "device": "cpu", "kind": "note",
                   "message": "std dev is 12.0 % of the mean (above 10 %): the machine may be busy",
                   "remedy": "close other programs"}]
 

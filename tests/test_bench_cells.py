@@ -115,14 +115,22 @@ def test_static_estimate_and_roofline_sit_beside_the_measurement(tmp_path, monke
     assert c.static.flops == prof.flops and c.static.activation_peak_bytes == prof.activation_peak_bytes
     assert c.achieved_flops_per_s == pytest.approx(prof.flops / c.latency_s.median_s)
     assert c.fraction_of_peak is None and "dnnbench machine" in c.roofline.unavailable["fraction_of_peak"]
-    d = c.to_dict()
-    for key in ("latency_s", "throughput_items_per_s", "peak_rss_bytes", "rss_above_baseline_bytes",
-                "cuda_peak_allocated_bytes", "cuda_peak_reserved_bytes", "cold_start_s", "samples_s", "status",
-                "message", "warnings", "environment"):
-        assert key in d
-    for key in ("median_s", "mean_s", "min_s", "p90_s", "p99_s", "ci_low_s", "ci_high_s", "cv"):
-        assert key in d["latency_s"]
+    from dnnbench.core.view import metrics
+
+    d = c.to_dict()  # the record: raw observations, no statistic
+    assert d["samples"]["latency_s"] == c.samples_s and d["status"] == "ok" and d["message"] == ""
+    assert d["result"]["static"]["flops"] == prof.flops and "machine_peak" in d["unavailable"]
     assert d["environment"]["fingerprint"] == run.environment.fingerprint
+    view = metrics(c.to_record())  # every figure a value or a reason
+    for key in ("throughput_items_per_s", "peak_rss_bytes", "cold_start_s", "latency_median_s", "latency_mean_s",
+                "latency_min_s", "latency_ci_low_s", "latency_ci_high_s", "latency_cv"):
+        assert key in view.values
+    for key in ("latency_p90_s", "latency_p99_s", "cuda_peak_allocated_bytes", "cuda_peak_reserved_bytes",
+                "rss_above_baseline_bytes", "fraction_of_peak"):
+        assert (key in view.values) != (key in view.notes)
+    if c.latency_s.n < 662:
+        assert "too few samples" in view.notes["latency_p99_s"]
+    assert view.values["achieved_flops_per_s"] == pytest.approx(c.achieved_flops_per_s)
 
 
 @pytest.mark.gpu
@@ -145,7 +153,7 @@ def test_cuda_without_a_gpu_is_a_one_line_error():
 
 
 def test_memory_fit_is_floor_plus_slope_beside_the_static_slope():
-    from dnnbench.api import _memory_fit
+    from dnnbench.core.measurements import fit_memory as _memory_fit
     from dnnbench.core.measurements import StaticEstimate
 
     cells = []
@@ -222,7 +230,9 @@ def test_cpu_cells_measure_the_activation_peak_beside_the_static_estimate():
         c = run.cell(b)
         assert c.cpu_activation_peak_bytes == 256 * b
         assert c.static.activation_peak_bytes == 256 * b + 64 * b
-        assert c.to_dict()["cpu_activation_peak_bytes"] == 256 * b
+        from dnnbench.core.view import metrics
+
+        assert metrics(c.to_record()).get("cpu_activation_peak_bytes") == 256 * b
     fit = run.activation_fit
     assert fit.quantity == "cpu_activation_peak_bytes" and fit.monotonic
     assert fit.slope_bytes_per_item == pytest.approx(256) and fit.static_slope_bytes_per_item == pytest.approx(320)

@@ -46,8 +46,10 @@ def test_energy_per_item_from_a_meter_log_with_known_power(tmp_path):
     assert e.energy_per_item_j == pytest.approx(WATTS * e.time_per_item_s, rel=1e-6)
     assert e.energy_per_item_above_idle_j == pytest.approx(0.0, abs=1e-9)
     assert e.window_s >= 2.0 and e.items == 2 * e.calls
-    d = cell.to_dict()
-    assert d["power_w"] == pytest.approx(WATTS) and d["energy"][0]["sensor"] == e.sensor
+    from dnnbench.core.view import metrics
+
+    assert metrics(cell.to_record()).get("power_w") == pytest.approx(WATTS)
+    assert cell.to_dict()["result"]["energy"][0]["sensor"] == e.sensor
 
 
 def test_bad_sensor_spec_is_one_line(cli):
@@ -64,7 +66,7 @@ def test_study_stores_power_metrics(tmp_path):
               sensors=f"meter:{log}")
     assert s.statuses == {"ok": 1}
     df = load_results(db)
-    assert df.metric_group.iloc[0] == "time+power"
+    assert df.metric_group.iloc[0] == "time+memory+power"  # bench cells always measure memory
     assert df.power_w.iloc[0] == pytest.approx(WATTS)
     assert df.energy_per_item_j.iloc[0] == pytest.approx(WATTS * df.power_time_per_item_s.iloc[0], rel=1e-6)
     assert df.energy_per_item_above_idle_j.iloc[0] == pytest.approx(0.0, abs=1e-9)

@@ -5,8 +5,10 @@ table sorts on a header click; a full-page screenshot goes to test-artifacts/rep
 (or the playwright package) the test skips with how to install it — and fails in CI (env CI set).
 """
 
+import base64
 import os
 import shutil
+import struct
 from pathlib import Path
 
 import pytest
@@ -58,9 +60,10 @@ def test_report_renders_in_headless_chromium(chromium, tmp_path):
             page.on("request", lambda r: requests.append(r.url))
             page.goto(res.path.as_uri(), wait_until="load")
             figs = page.evaluate("""() => Array.from(document.querySelectorAll('figure.fig img')).map(i => {
-                const r = i.getBoundingClientRect();
-                return {alt: i.alt, complete: i.complete, nw: i.naturalWidth, nh: i.naturalHeight, w: r.width, h: r.height,
-                        nodata: i.closest('figure').classList.contains('nodata')};
+                const r = i.getBoundingClientRect(), f = i.closest('figure');
+                return {id: f.id, src: i.src, caption: f.querySelector('figcaption').textContent,
+                        alt: i.alt, complete: i.complete, nw: i.naturalWidth, nh: i.naturalHeight, w: r.width, h: r.height,
+                        nodata: f.classList.contains('nodata')};
             })""")
             # sort the results table by time per image, ascending then descending
             header = page.locator("#results th", has_text="time / image")
@@ -80,10 +83,19 @@ def test_report_renders_in_headless_chromium(chromium, tmp_path):
     errors = [c for c in console if c[0] in ("error", "pageerror")]
     assert errors == []
     assert [u for u in requests if not u.startswith(("file:", "data:"))] == []  # self-contained: nothing fetched
-    assert len(figs) == 11
+    made = {f.key: f for f in res.figures}
+    assert [f["id"] for f in figs] == [f"fig-{k}" for k in made] and len(figs) == 11
     for f in figs:
-        assert f["complete"] and f["nw"] > 0 and f["nh"] > 0, f
-        assert f["w"] > 100 and f["h"] > 50, f  # laid out on the page with a real size
+        out = made[f["id"].removeprefix("fig-")]
+        # the page shows the very PNG whose plotted data tests/test_report.py checks, decoded at its own size
+        png = base64.b64decode(f["src"].split(",", 1)[1])
+        assert png == out.png and f["complete"], f["id"]
+        assert (f["nw"], f["nh"]) == struct.unpack(">II", png[16:24]), f["id"]  # the IHDR's width and height
+        assert f["w"] > 100 and f["h"] > 50, f["id"]  # laid out on the page with a real size
+        # a "no data" panel plots nothing, is styled apart and its caption says why
+        assert f["nodata"] == out.plotted.empty == (out.no_data is not None), f["id"]
+        if out.no_data:
+            assert " ".join(out.no_data.split()) in " ".join(f["caption"].split())
     assert sum(f["nodata"] for f in figs) == 3  # no power, and one runtime: each panel says how to get it
     assert len(asc) == 15 and asc == sorted(asc) and desc == sorted(asc, reverse=True)
     assert shot.stat().st_size > 50_000

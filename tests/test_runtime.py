@@ -158,8 +158,10 @@ def test_non_reference_configurations_are_checked_against_eager_fp32(runtime, pr
     if precision == "fp32":  # the same model at the same precision: every row's class is the same
         assert eq.top1_agreement == 1.0 and eq.max_abs_diff < 1e-5
     assert cell.latency_s.median_s > 0 and cell.prepare_s is not None
+    from dnnbench.core.view import metrics
+
     d = cell.to_dict()
-    assert d["runtime"] == runtime and d["equivalence_max_abs_diff"] == eq.max_abs_diff
+    assert d["spec"]["runtime"] == runtime and metrics(cell.to_record()).get("equivalence_max_abs_diff") == eq.max_abs_diff
     back = BenchCell.from_dict(json.loads(json.dumps(d)))
     assert back.equivalence == eq and back.runtime_info.details == cell.runtime_info.details
     if runtime == "onnxruntime":
@@ -241,23 +243,20 @@ def test_an_onnx_file_is_benched_through_onnxruntime(cnn_files):
 
 # ---- the study: identity, isolation, storage, resume ------------------------------------------------------------
 
-def test_eager_fp32_cells_keep_their_identity():
-    """Stores filled before runtimes existed resume: eager fp32 cells hash exactly as they did."""
-    bench_config = {"target_ci": 0.02, "max_time_per_cell": 10.0, "metrics": ["time", "memory"]}
-    cells, _ = runner.plan_cells(["resnet18"], [1], ["time", "memory"], "cpu", 2, "fp0", None, bench_config)
-    old = {"fingerprint": "fp0", "model": "torchvision:resnet18", "group": "time+memory", "batch_size": 1,
-           "input_size": None, "runtime": "eager", "precision": "fp32", "device": "cpu", "threads": 2, **bench_config}
-    assert [c.cell_id for c in cells] == [runner._digest(old)]
-    both, _ = runner.plan_cells(["resnet18"], [1], ["time", "memory"], "cpu", 2, "fp0", None, bench_config,
-                                runtimes="eager,onnxruntime")
+def test_study_cells_are_the_very_specs_bench_measures():
+    """A study's cell identity is the digest of the CellSpec api.bench measures (nothing hand-picked)."""
+    from dnnbench.core.measurements import BenchConfig
+
+    cfg = runner.StudyConfig(batch_sizes=[1], target_ci=0.02, max_time_per_cell=10.0, sensors="none")
+    cells, _ = runner.plan_cells(["resnet18"], cfg, ["time", "memory"], 2, "fp0")
+    plan = api.plan_bench("torchvision:resnet18", BenchConfig(batch_sizes=[1], threads=2, sensors="none",
+                                                              runtime="eager"))
+    assert [c.cell_id for c in cells] == [s.cell_id for s in plan.specs]
+    assert cells[0].config["spec"].input_shape == ((1, 3, 224, 224),) and cells[0].config["spec"].timing.processes == 5
+    both, _ = runner.plan_cells(["resnet18"], replace(cfg, runtimes="eager,onnxruntime"), ["time", "memory"], 2, "fp0")
     assert both[0].cell_id == cells[0].cell_id and both[1].cell_id != cells[0].cell_id
     assert both[1].config["runtime"] == "onnxruntime"
-    # a study mixing torch models and an ONNX file runs the file under the runtimes that can run it
-    mixed, unavailable = runner.plan_cells(["resnet18", "onnx:m.onnx"], [1], ["time", "memory"], "cpu", 2, "fp0",
-                                           runtimes="eager,onnxruntime")
-    assert [(c.ref, c.config["runtime"]) for c in mixed] == [
-        ("torchvision:resnet18", "eager"), ("torchvision:resnet18", "onnxruntime"), ("onnx:m.onnx", "onnxruntime")]
-    assert [label for label, _ in unavailable] == ["onnx:m.onnx eager"]
+
 
 
 def test_study_measures_each_configuration_in_isolated_workers_and_resumes(tmp_path):
@@ -309,7 +308,13 @@ def test_report_sets_runtimes_and_precisions_side_by_side(tmp_path):
     with open_store(url) as st:
         res = build(st.frame(), st.environments(), tmp_path / "out")
     fig = next(f for f in res.figures if f.key == "runtimes")
-    assert fig.no_data is None and len(fig.png) > 5000
+    assert fig.no_data is None
+    # batch 1, one bar per model and measured configuration (the failed compile cell has none), in ms
+    t1 = {m: 1e3 * S.time_per_image(m, 1) for m in ("alpha", "beta")}
+    assert {k: dict(v) for k, v in fig.plotted.bars.items()} == {
+        "eager fp32": pytest.approx(t1), "onnxruntime fp32": pytest.approx({m: t / 2 for m, t in t1.items()}),
+        "eager int8": pytest.approx({m: t / 1.25 for m, t in t1.items()})}
+    assert sorted(t for t, _, _ in fig.plotted.labels) == ["1.2x"] * 2 + ["2x"] * 2  # speed-ups, not eager fp32's
     html = res.path.read_text(encoding="utf-8")
     section = html[html.index('id="runtimes"'):html.index('id="environment"')]
     for head in ("eager fp32", "eager int8", "compile fp32", "onnxruntime fp32"):

@@ -38,20 +38,24 @@ def test_roundtrip_tidy_frame(store_url):
     ok = df[df.status == "ok"].sort_values("batch_size")
     assert list(ok.latency_median_s) == pytest.approx([0.01, 0.02, 0.04])
     assert ok.power_w.isna().all()  # unavailable is NULL with a note, never 0
+    assert all(u["power_w"] == "unavailable: no sensor" for u in ok.unavailable)  # and the note is read back
     assert df[df.status == "oom"].latency_median_s.isna().all()
-    assert list(ok.warnings.iloc[0]) == ["CV 12 % > 10 %: machine busy; close other programs"]
+    assert list(ok.warnings.iloc[0]) == [{"kind": "note", "message": "CV 12 % > 10 %: machine busy; close other programs",
+                                          "remedy": ""}]
+    assert list(ok.input_shape.iloc[0]) == [[1, 3, 224, 224]] and set(ok.cpu_model) == {"Test CPU"}
 
 
 def test_same_cell_is_stored_once_and_samples_are_kept(store_url):
     with open_store(store_url) as store:
         r = row(batch=8)
+        cid = r.to_record().cell_id
         assert store.put(r) is True
         assert store.put(r) is False
         assert store.count() == 1
-        assert store.samples(r.cell_id) == {"latency_s": pytest.approx([0.08] * 5)}
-        assert store.statuses([r.cell_id, "nope"]) == {r.cell_id: "ok"}
-        assert store.delete_cells([r.cell_id]) == 1
-        assert store.count() == 0
+        assert store.samples(cid) == {"latency_s": pytest.approx([0.08] * 5)}
+        assert store.statuses([cid, "nope"]) == {cid: "ok"}
+        assert store.put(r, replace=True) is True  # re-measured: replaced in one transaction
+        assert store.count() == 1
 
 
 def test_reopening_keeps_data(store_url):

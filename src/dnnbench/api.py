@@ -741,16 +741,22 @@ def write_error(path, exc: OSError, option: str) -> DnnbenchError:
 
 
 def _check_out_dir(out: str, option: str) -> None:
-    """``out`` is (or can be made) a folder: a one-line error now, not a traceback after the work."""
+    """``out`` is a folder or can be made one: a one-line error now, not a traceback after the work.
+
+    Nothing is created here (a store with no results must leave no empty folder behind).
+    """
     import os
 
     if os.path.exists(out) and not os.path.isdir(out):
         raise InputError(f"cannot write the report into {out}", "it is a file, not a folder",
                          f"give {option} a folder (it is created if missing)")
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as exc:
-        raise write_error(out, exc, option) from exc
+    parent = os.path.abspath(out)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise write_error(out, OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)), option)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise write_error(out, OSError(errno.EACCES, os.strerror(errno.EACCES)), option)
 
 
 def write_output(path: str, content: "str | bytes | Callable[[object], None]", option: str = "--output") -> None:

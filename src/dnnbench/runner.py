@@ -352,6 +352,16 @@ class _Runner:
         """The plans this study may measure now; those another study is measuring are skipped and said."""
         held = self.st.claim([p.cell_id for p in plans], self.owner, self.ttl())
         mine = [p for p in plans if p.cell_id not in held]
+        if not self.cfg.force:  # stored by another study since this one planned: done, not measured twice
+            now = self.st.statuses(p.cell_id for p in mine)
+            done = {cid for cid, status in now.items() if status != "error"}
+            if done:
+                self.st.release(done, self.owner)
+                self.summary.skipped_existing += len(done)
+                for p in mine:
+                    if p.cell_id in done:
+                        self.emit("claimed", {"plan": p, "holder": "another study, which has stored it"})
+                mine = [p for p in mine if p.cell_id not in done]
         self.claimed.update(p.cell_id for p in mine)
         for p in plans:
             if p.cell_id in held:

@@ -1,7 +1,8 @@
 """Least-squares fits with their quality: slope, intercept, R², leave-one-out error, points off the line.
 
 Pure functions over numbers (no pandas needed). A fit needs at least two distinct x values; fewer raise
-``ValueError`` — callers turn that into "not enough data" text, never a made-up line.
+``ValueError`` — callers turn that into "not enough data" text, never a made-up line. R² is None when y is
+constant (``core.stats.R2_CONSTANT_Y`` says why).
 """
 
 from __future__ import annotations

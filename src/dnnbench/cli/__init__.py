@@ -34,7 +34,7 @@ def cli():
     """dnnbench: what it costs to deploy a neural network (params, MACs, memory, time, power, accuracy)."""
 
 
-# In the order `dnnbench --help` has always listed them (click sorts them by name anyway).
+# click lists them by name in --help; each command's module holds its options and its api call.
 for _cmd in (_profile.profile, _profile.models, _accuracy.accuracy, _host.runtimes, _host.sensors, _bench.bench,
              _host.machine, _study.study, _results.export, _results.pick, _results.report):
     cli.add_command(_cmd)

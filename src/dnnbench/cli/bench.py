@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from dnnbench.cli.output import command, dump, err
+from dnnbench.cli.output import command, dump, err, fail
 from dnnbench.cli.params import (BATCH_SIZES, DEVICE, MIN_SAMPLES, PROCESSES, SECONDS, TARGET_CI, format_option,
                                  threads_option)
 from dnnbench.cli.render import bench as render
@@ -59,9 +59,15 @@ def bench(model, batch_sizes, device, threads, target_ci, max_time_per_cell, min
                                   min_samples=min_samples, on_event=on_event, sensors=sensors,
                                   estimate_power_w=estimate_power, runtime=rt, precision=prec,
                                   processes=processes))
+        if runs[-1].interrupted:  # Ctrl-C: what finished is shown (and in the JSON), the rest is not run
+            break
     if fmt == "json":
         dump(render.to_json(runs))
     else:
         render.runs(runs)
+    if runs and runs[-1].interrupted:
+        done = sum(len(r.cells) for r in runs)
+        fail(f"interrupted: the {done} cells finished before Ctrl-C are shown above"
+             f"{' (JSON: interrupted is true)' if fmt == 'json' else ''}; the cell in progress was not measured", 130)
     if not render.any_ok(runs):
         sys.exit(1)

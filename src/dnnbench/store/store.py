@@ -141,7 +141,8 @@ def _check_sqlite_file(path: str, readonly: bool = False) -> None:
     if not os.path.exists(path):
         if readonly:
             raise StoreError(f"no store at {path}", "nothing has been measured into it yet",
-                             "run a study first, or pass --store with the right path")
+                             f"run a study first (e.g. `dnnbench study resnet18 --quick --store {path}`), or pass "
+                             "--store with the right path")
         return
     if os.path.getsize(path) == 0:
         if readonly:  # SQLite would call it a fresh database; to a reader it is an empty store
@@ -679,7 +680,9 @@ def records_frame(rows, pd=None):
             "warnings": [w.to_dict() for w in rec.warnings], "started_at": _when(rec.started_at),
             "finished_at": _when(rec.finished_at), "tool_version": rec.tool_version, "fingerprint": rec.fingerprint,
             "cpu_model": env.get("cpu_model"), "gpu_name": env.get("gpu_name"), "hostname": env.get("hostname"),
-            "unavailable": dict(view.notes), **view.values,
+            "unavailable": dict(view.notes),
+            **{n: float("nan") for n in view.notes if n not in view.values},  # a column, NULL with its reason
+            **view.values,
         })
     return pd.DataFrame(out)
 

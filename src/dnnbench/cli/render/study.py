@@ -44,6 +44,11 @@ class progress:
             conf = (p.config.get("runtime", "eager"), p.config.get("precision", "fp32"))
             extra = "" if conf == ("eager", "fp32") or p.group == "profile" else f" {conf[0]} {conf[1]}"
             self.bar.update(self.task, description=f"{p.label} b={p.batch_size} {p.group}{extra}")
+        elif kind == "claimed":
+            p = data["plan"]
+            err.print(f"{p.label} b={p.batch_size} {p.group}: being measured by {data['holder']}: skipped here")
+            if self.task is not None:
+                self.bar.advance(self.task)
         elif kind == "done" and self.task is not None:
             self.bar.advance(self.task)
             row = data["row"]
@@ -55,6 +60,9 @@ def summary(s, budget) -> None:
     statuses = ", ".join(f"{v} {k}" for k, v in sorted(s.statuses.items())) or "none"
     out.print(f"study: {s.measured} cells measured ({statuses}), {s.skipped_existing} already stored, "
               f"{s.left} left, in {u.seconds(s.wall_s)}; store: {s.store}")
+    if s.claimed_elsewhere:
+        out.print(f"{s.claimed_elsewhere} cells were being measured by another study at the same time: skipped "
+                  "here (run again once it is done to see them stored)")
     if s.stopped == "budget":
         out.print(f"stopped: the budget {budget} is spent; {s.left} cells left. Run the same command again to resume.")
 
