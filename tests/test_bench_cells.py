@@ -9,7 +9,8 @@ import torch
 import dnnbench
 from dnnbench.core.measurements import BenchCell, CellSpec, MemoryPeak, TimingSpec
 from dnnbench.latency.memory import RssPeak
-from dnnbench.isolation.worker import classify, run_isolated
+from dnnbench.isolation.dispatch import run_isolated
+from dnnbench.latency.cell import classify
 from tests.bench_models import FAKE_CPU_OOM, PreparedLoader, ballast_loader
 
 MODELS = os.path.join(os.path.dirname(__file__), "bench_models.py")
@@ -246,7 +247,7 @@ def test_cpu_cells_measure_the_activation_peak_beside_the_static_estimate():
 
 
 def test_the_activation_peak_is_traced_for_eager_cpu_cells_only():
-    from dnnbench.isolation.worker import _trace_unavailable
+    from dnnbench.latency.cell import _trace_unavailable
 
     assert _trace_unavailable(CellSpec("m", 1, "cpu", 1), on_gpu=False) is None
     assert "cuda_peak_allocated_bytes" in _trace_unavailable(CellSpec("m", 1, "cuda", 1), on_gpu=True)

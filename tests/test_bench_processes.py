@@ -9,7 +9,7 @@ import dnnbench
 from dnnbench.core.measurements import BenchCell, CellSpec, CellWarning, Timing, TimingSpec
 from dnnbench.core.stats import group_medians, summarize, t_quantile
 from dnnbench.latency.timing import CpuTimer, measure
-from dnnbench.isolation.worker import run_processes
+from dnnbench.isolation.dispatch import run_processes
 
 MODELS = os.path.join(os.path.dirname(__file__), "bench_models.py")
 

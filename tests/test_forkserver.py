@@ -8,7 +8,9 @@ import pytest
 import dnnbench
 from dnnbench.core.measurements import CellSpec, TimingSpec
 from dnnbench.isolation import forkserver
-from dnnbench.isolation.worker import WORKER_FORKED, WORKER_FRESH, run_fresh, run_isolated
+from dnnbench.isolation.dispatch import run_isolated
+from dnnbench.isolation.fresh import run_fresh
+from dnnbench.isolation.protocol import WORKER_FORKED, WORKER_FRESH
 from tests.forkserver_models import (ExitHardLoader, HangLoader, KillModelProcessLoader, KillServerLoader,
                                      RaiseLoader, SigkillLoader, ThreadLoader, WhereLoader)
 
@@ -137,7 +139,7 @@ def test_cuda_cells_and_a_switched_off_server_start_fresh_interpreters(monkeypat
 
 
 def test_prestart_prepares_the_model_process_the_next_cell_uses(tmp_path):
-    from dnnbench.isolation.worker import prestart
+    from dnnbench.isolation.dispatch import prestart
 
     where = WhereLoader(str(tmp_path / "w"))
     prestart(spec(), where)

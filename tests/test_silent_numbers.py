@@ -15,7 +15,7 @@ import torch
 import dnnbench
 from dnnbench.core.errors import ModelBuildError
 from dnnbench.core.measurements import CellSpec
-from dnnbench.isolation.worker import classify
+from dnnbench.latency.cell import classify
 from dnnbench.latency import memory
 from dnnbench.latency.memory import RssPeak
 from dnnbench.runtimes import precision

@@ -93,3 +93,47 @@ def test_two_input_sizes_are_two_rows_of_the_bench_table(tmp_path):
     assert sorted(tuple(s[0]) for s in df.input_shape) == [(1, 3, 8, 8), (1, 3, 16, 16)]
     table = bench_table(df, setups(df)[0])
     assert len(table) == 2 and table["model"].str.contains("@3x16x16").any()
+
+
+def test_a_failed_write_keeps_the_measurement_and_says_where(tmp_path, monkeypatch):
+    import sqlalchemy as sa
+
+    from dnnbench.runner import StoreWriteError
+    from dnnbench.store.store import Store
+
+    db = str(tmp_path / "w.db")
+
+    def refuse(self, *a, **kw):
+        raise sa.exc.OperationalError("INSERT", {}, Exception("attempt to write a readonly database"))
+
+    monkeypatch.setattr(Store, "put", refuse)
+    with pytest.raises(StoreWriteError, match="refused a write") as exc:
+        study([TINY], batch_sizes=[1], metrics="profile", store=db)
+    saved = tmp_path / "w.db.unstored.jsonl"
+    assert str(saved) in str(exc.value)
+    from dnnbench.core.record import CellRecord
+
+    (line,) = saved.read_text().splitlines()
+    rec = CellRecord.from_json(line)
+    assert rec.kind == "profile" and rec.status == "ok" and rec.result["macs"] == 16 * 32 + 32 * 4
+
+
+def test_two_concurrent_studies_measure_each_shared_cell_once(tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    db = str(tmp_path / "c.db")
+    args = ["--metrics", "profile,time", "--max-time-per-cell", "0.3", "--threads", "1", "--store", db]
+    env = dict(os.environ, COLUMNS="200")
+    procs = [subprocess.Popen([sys.executable, "-m", "dnnbench", "study", TINY, "--batch-sizes", sizes, *args],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for sizes in ("1,2,4,8", "2,4,8,16")]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    measured = [int(re.search(r"study: (\d+) cells measured", o).group(1)) for o, _ in outs]
+    with open_store(db) as st:
+        recs = st.records()
+    assert len(recs) == len({r.cell_id for r in recs}) == 10  # 5 batch sizes x (profile, time): nothing twice
+    assert sum(measured) == 10  # each shared cell was measured by one study only
+

@@ -470,35 +470,35 @@ def run_plan(plan: BenchPlan, config: "BenchConfig", on_event: BenchEvent | None
     from dnnbench.core.measurements import BenchCell, BenchRun, StaticEstimate, peak_warning
     from dnnbench.core.record import now_iso
     from dnnbench.host import machine
-    from dnnbench.isolation.worker import prestart, run_cell, run_isolated
+    from dnnbench.isolation.dispatch import prestart, run_isolated
+    from dnnbench.latency.cell import run_cell
 
     specs, env = plan.specs, plan.environment
     first = specs[0]
     device, threads, runtime, precision = first.device, first.threads, first.runtime, first.precision
     on_gpu = device.startswith("cuda")
     emit = on_event or (lambda kind, spec, payload: None)
-    loader = BenchLoader(plan.ref, device, config.input_size)
-    if not config.in_process:  # the fork server imports torch and the model's libraries while the parent profiles
-        prestart(first, loader)
-    meta = _as_loaded(plan.given) if plan.given is not None else load(plan.ref, device="meta")
-    statics: dict[int, StaticEstimate | str] = {}
-    for s in specs:
-        try:
-            p = profile_model(meta, s.batch_size, plan.inputs)
-            statics[s.batch_size] = StaticEstimate(p.macs, p.flops, p.weight_bytes, p.activation_peak_bytes)
-        except DnnbenchError as exc:
-            statics[s.batch_size] = f"the static profile failed: {exc.one_line()}"
-    peak = machine.load_peak(env.fingerprint, device, threads)
-    peak_why = (f"unavailable: no measured peak for this machine (fingerprint {env.fingerprint}) at {threads} "
-                f"threads in {machine.cache_path(env.fingerprint)}; run `dnnbench machine --device "
-                f"{device.split(':')[0]} --threads {threads}` (about 10 s) to measure it")
-
     lm = None
     old_threads, old_bench = torch.get_num_threads(), torch.backends.cudnn.benchmark
     cells: list[BenchCell] = []
     oom_at = None
     interrupted = False
+    peak_why = (f"unavailable: no measured peak for this machine (fingerprint {env.fingerprint}) at {threads} "
+                f"threads in {machine.cache_path(env.fingerprint)}; run `dnnbench machine --device "
+                f"{device.split(':')[0]} --threads {threads}` (about 10 s) to measure it")
+    peak = machine.load_peak(env.fingerprint, device, threads)
     try:
+        loader = BenchLoader(plan.ref, device, config.input_size)
+        if not config.in_process:  # the fork server imports torch and the model's libraries while the parent profiles
+            prestart(first, loader)
+        meta = _as_loaded(plan.given) if plan.given is not None else load(plan.ref, device="meta")
+        statics: dict[int, StaticEstimate | str] = {}
+        for s in specs:
+            try:
+                p = profile_model(meta, s.batch_size, plan.inputs)
+                statics[s.batch_size] = StaticEstimate(p.macs, p.flops, p.weight_bytes, p.activation_peak_bytes)
+            except DnnbenchError as exc:
+                statics[s.batch_size] = f"the static profile failed: {exc.one_line()}"
         if config.in_process:
             torch.set_num_threads(threads)
             if plan.given is not None:
@@ -599,47 +599,46 @@ def _accuracy_weights(ref: ModelRef, weights: str | None) -> tuple[str | None, s
     return weights, weights, []
 
 
-def accuracy(model, data: str, weights: str | None = "DEFAULT", labels: str | None = None,
-             limit: int | None = None, batch_size: int = 64, workers: int | None = None,
-             download_weights: bool = False, device: str = "cpu", seed: int = 0,
-             on_progress=None) -> "Accuracy":
+def accuracy(model, data: str, config: "AccuracyConfig | None" = None, *, on_progress=None,
+             **options) -> "Accuracy":
     """Measured top-1/top-5 of ``model`` on the images under ``data``, with 95 % Wilson intervals.
 
-    ``model``: a reference (or a LoadedModel). ``weights``: "DEFAULT" (the local torchvision/timm cache; a
-    python factory's own weights), a weights tag, a checkpoint path, or "random"/None. Nothing is downloaded
-    unless ``download_weights``. ``data``: class folders (ImageNet wnids) or, with ``labels``, a flat folder.
-    ``limit``: evaluate a class-stratified subset of that many images. ``workers``: decoding processes
-    (default: one per CPU, at most 8). ``on_progress(files_done, files_total, images_scored, elapsed_s)``.
+    ``model``: a reference (or a LoadedModel). ``data``: class folders (ImageNet wnids) or, with ``labels``,
+    a flat folder. The settings (``weights``, ``labels``, ``limit``, ``batch_size``, ``workers``, ``device``,
+    ``seed``, ``download_weights``) come as an ``AccuracyConfig`` or as keywords of the same names, which
+    override the config's (see ``dnnbench.core.accuracy.AccuracyConfig``); a bad value is an InputError.
+    ``on_progress(files_done, files_total, images_scored, elapsed_s)``.
     """
+    cfg = _accuracy_config(config, options)
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {cfg.device} is not available here", "torch sees no CUDA device",
+                         "use --device cpu")
     from dnnbench.core.refs import parse_ref
     from dnnbench.evaluate.accuracy import measure_accuracy
-    from dnnbench.evaluate.imagedata import default_transform
 
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise InputError(f"batch size {batch_size!r} is not allowed", "a batch holds at least one item",
-                         "use a batch size of 1 or more")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {device} is not available here", "torch sees no CUDA device", "use --device cpu")
     if isinstance(model, LoadedModel):
-        lm, label, notes = model, model.weights or "as given", []
+        lm, label, notes = model, None, []
     else:
         ref = parse_ref(model) if isinstance(model, str) else model
-        w, label, notes = _accuracy_weights(ref, weights)
-        lm = load(ref, device="cpu", weights=w, download=download_weights)
-    if not lm.inputs.is_single_image:
-        raise InputError(f"{lm.ref} does not take one image", "accuracy evaluates image classifiers",
-                         "give a model whose input is one CxHxW image")
-    transform, source = lm.preprocess, lm.preprocess_source
-    if transform is None:
-        notes += list(lm.notes)  # e.g. "no example inputs: assuming 3x224x224" sets the crop size
-        _, h, w = lm.inputs.tensors[0].shape
-        transform = default_transform(h, w)
-        source = (f"default: resize shorter side to {round(min(h, w) / 0.875)}, centre-crop {h}x{w}, "
-                  "ImageNet mean/std (the model defines no preprocessing)")
-    return measure_accuracy(
-        lm.module, data, model=lm.ref, weights=label, transform=transform, preprocess_source=source or "",
-        class_names=lm.class_names, labels=labels, limit=limit, batch_size=batch_size, workers=workers,
-        device=device, seed=seed, reported=lm.reported, notes=notes, on_progress=on_progress)
+        w, label, notes = _accuracy_weights(ref, cfg.weights)
+        lm = load(ref, device="cpu", weights=w, download=cfg.download_weights)
+    return measure_accuracy(lm, data, cfg, weights=label, notes=notes, on_progress=on_progress)
+
+
+def _accuracy_config(config: "AccuracyConfig | None", options: dict) -> "AccuracyConfig":
+    """``config`` with ``options`` (AccuracyConfig's field names) applied; checked once, by AccuracyConfig."""
+    from dataclasses import fields, replace
+
+    from dnnbench.core.accuracy import AccuracyConfig
+
+    names = {f.name for f in fields(AccuracyConfig)}
+    unknown = sorted(set(options) - names)
+    if unknown:  # a programming mistake, reported as Python reports an unexpected keyword
+        raise TypeError(f"accuracy() got an unexpected keyword argument {unknown[0]!r} "
+                        f"(settings: {', '.join(sorted(names))})")
+    if config is None:
+        return AccuracyConfig(**options)
+    return replace(config, **options) if options else config
 
 
 # ---- analysis of stored results (pick, report) ---------------------------------------------------
@@ -686,21 +685,17 @@ def _check_setup_device(device: str | None) -> None:
                          "use --device cpu or --device cuda, or drop --device") from exc
 
 
-def pick(store: str | None = None, batch_size: int = 1, max_latency_ms: float | None = None,
-         min_throughput: float | None = None, max_memory_mb: float | None = None, max_energy_mj: float | None = None,
-         max_power_w: float | None = None, min_top1: float | None = None, where=(), objective: str = "top1",
-         device: str | None = None) -> "PickResult":
+def pick(store: str | None = None, budget: "Budget | None" = None, **constraints) -> "PickResult":
     """The best stored model under a budget (see ``dnnbench.analysis.pick``); ``result.exit_code`` is 3 when
-    none fits. Budgets in the CLI's units: ms, images/s, MiB, mJ per image, W, top-1 fraction (or percent)."""
-    from dnnbench.analysis.pick import build_constraints, pick as pick_frame
+    none fits. ``budget``: a ``Budget``, or its fields as keywords (which override its values): batch_size,
+    the budgets in the CLI's units (max_latency_ms, min_throughput in images/s, max_memory_mb in MiB,
+    max_energy_mj per image, max_power_w, min_top1 as a fraction or percent), where, objective, device."""
+    from dnnbench.analysis.pick import Budget, pick as pick_frame
 
-    budgets = dict(max_latency_ms=max_latency_ms, min_throughput=min_throughput, max_memory_mb=max_memory_mb,
-                   max_energy_mj=max_energy_mj, max_power_w=max_power_w, min_top1=min_top1)
-    build_constraints(batch_size, tuple(where), **budgets)  # contradictions are refused before the store is read
-    _check_setup_device(device)
+    budget = Budget.of(budget, **constraints)  # contradictions are refused before the store is read
+    _check_setup_device(budget.device)
     df, _, where_text = _stored(store)
-    return pick_frame(df, batch_size=batch_size, where=tuple(where), objective=objective, device=device,
-                      store_where=where_text, **budgets)
+    return pick_frame(df, budget, store_where=where_text)
 
 
 def report(store: str | None = None, out: str | None = None, device: str | None = None) -> "ReportResult":

@@ -11,6 +11,7 @@ cell in progress. A record that cannot be written is saved as JSON beside the st
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -381,7 +382,8 @@ class _Runner:
                                  f"but measured as {rec.cell_id[:12]}")
         replace_old = True  # a planned cell is either new, an error being retried, or --force
         try:
-            stored = self.st.put(rec, study=self.cfg.name, replace=replace_old)
+            with _signals_deferred():  # a Ctrl-C or kill now waits for the commit: the measurement is kept
+                stored = self.st.put(rec, study=self.cfg.name, replace=replace_old)
         except Exception as exc:  # never lose a measurement to a failed write
             path = save_unstored(rec, self.st.where, exc)
             raise StoreWriteError(f"the store at {self.st.where} refused a write",
@@ -455,6 +457,23 @@ class _Runner:
             return
         if run.interrupted:
             raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold SIGINT and SIGTERM while a finished cell is committed; they are delivered right after."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 class StoreWriteError(DnnbenchError):

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import pandas as pd
 
@@ -182,6 +182,54 @@ class PickResult:
 
 
 # ---- constraints ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Budget:
+    """What ``pick`` is asked: the batch size the model will run at, the six budgets in the CLI's units
+    (ms, images/s, MiB, mJ per image, W, top-1 fraction or percent; None = no limit), ``--where`` clauses
+    (SI units), the ``objective`` ranked, and the ``device`` whose setup is used (None: the one with most cells).
+
+    Built means checked: an invalid or contradictory budget raises ConstraintError here, before any store
+    is read (``constraints()`` gives the checked list).
+    """
+
+    batch_size: int = 1
+    max_latency_ms: float | None = None
+    min_throughput: float | None = None
+    max_memory_mb: float | None = None
+    max_energy_mj: float | None = None
+    max_power_w: float | None = None
+    min_top1: float | None = None
+    where: tuple[str, ...] = ()
+    objective: str = "top1"
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        # a list stays frozen as a tuple; one clause given as a string is one clause, not its characters
+        where = (self.where,) if isinstance(self.where, str) else tuple(self.where)
+        object.__setattr__(self, "where", where)
+        self.constraints()
+
+    @property
+    def budgets(self) -> dict[str, float | None]:
+        """The six budget options by name (BUDGETS' keys), as given."""
+        return {name: getattr(self, name) for name in BUDGETS}
+
+    def constraints(self) -> list[Constraint]:
+        return build_constraints(self.batch_size, self.where, **self.budgets)
+
+    @staticmethod
+    def of(budget: "Budget | None" = None, **options) -> "Budget":
+        """``budget`` (default: no limits) with ``options`` (Budget's field names) replacing its values."""
+        names = {f.name for f in fields(Budget)}
+        unknown = sorted(set(options) - names)
+        if unknown:  # a programming mistake, reported as Python reports an unexpected keyword
+            raise TypeError(f"pick() got an unexpected keyword argument {unknown[0]!r} "
+                            f"(constraints: {', '.join(sorted(names))})")
+        if budget is None:
+            return Budget(**options)
+        return replace(budget, **options) if options else budget
+
 
 _WHERE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
 
@@ -387,15 +435,18 @@ def _sort_key(objective: str):
     return key
 
 
-def pick(df: pd.DataFrame, batch_size: int = 1, where: tuple[str, ...] | list[str] = (), objective: str = "top1",
-         device: str | None = None, store_where: str = "the store", **budgets) -> PickResult:
-    """The most ``objective``-best model meeting every constraint, from the store's frame.
+def pick(df: pd.DataFrame, budget: Budget | None = None, *, store_where: str = "the store",
+         **options) -> PickResult:
+    """The most ``budget.objective``-best model meeting every constraint, from the store's frame.
 
-    ``budgets``: max_latency_ms, min_throughput, max_memory_mb, max_energy_mj, max_power_w, min_top1.
+    ``options``: Budget's field names (batch_size, max_latency_ms, min_throughput, max_memory_mb,
+    max_energy_mj, max_power_w, min_top1, where, objective, device), replacing ``budget``'s values.
     """
-    constraints = build_constraints(batch_size, where, **budgets)
+    budget = Budget.of(budget, **options)
+    batch_size, objective = budget.batch_size, budget.objective
+    constraints = budget.constraints()
     require_results(df, store_where)
-    setup = choose_setup(df, device)
+    setup = choose_setup(df, budget.device)
     models = models_table(df)
     bench_all = bench_table(df, setup, statuses=("ok", "oom", "error", "skipped"))
     bench_ok = bench_all[bench_all["status"] == "ok"] if not bench_all.empty else bench_all

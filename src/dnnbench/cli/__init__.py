@@ -40,8 +40,22 @@ for _cmd in (_profile.profile, _profile.models, _accuracy.accuracy, _host.runtim
     cli.add_command(_cmd)
 
 
+def _sigterm_as_interrupt() -> None:
+    """`kill PID` stops a command as Ctrl-C does: finished cells kept and said, claims released."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (an embedding application): leave its handlers alone
+        pass
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one line per user mistake, a non-zero exit, never a traceback."""
+    _sigterm_as_interrupt()
     try:
         cli.main(args=argv, prog_name="dnnbench", standalone_mode=False)
     except DnnbenchError as exc:

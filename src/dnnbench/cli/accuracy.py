@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from dnnbench.cli.output import command, dump
-from dnnbench.cli.params import BATCH_SIZE, LIMIT, format_option
+from dnnbench.cli.params import format_option
 from dnnbench.cli.render import accuracy as render
 
 
@@ -17,8 +17,9 @@ from dnnbench.cli.render import accuracy as render
 @click.option("--weights", default="DEFAULT", show_default=True, metavar="DEFAULT|TAG|PATH|random",
               help="DEFAULT: the weights in the local torchvision/timm cache (a python factory's own); "
                    "a weights tag; a checkpoint file; random (to time the pipeline).")
-@click.option("--limit", type=LIMIT, default=None, metavar="N", help="Evaluate a class-stratified subset of N images.")
-@click.option("--batch-size", "-b", type=BATCH_SIZE, default=64, show_default=True)
+# --limit, --batch-size and --workers are checked once, by AccuracyConfig (the same line as from the API)
+@click.option("--limit", type=int, default=None, metavar="N", help="Evaluate a class-stratified subset of N images.")
+@click.option("--batch-size", "-b", type=int, default=64, show_default=True)
 @click.option("--workers", type=int, default=None, metavar="W",
               help="Decoding processes [default: one per CPU, at most 8; 0 decodes in this process].")
 @click.option("--labels", default=None, metavar="FILE",
@@ -34,7 +35,10 @@ def accuracy(model, data, weights, limit, batch_size, workers, labels, download_
     a factory's preprocess; else resize + centre crop + ImageNet mean/std). Intervals are 95 % Wilson.
     """
     from dnnbench import api
+    from dnnbench.core.accuracy import AccuracyConfig
 
+    config = AccuracyConfig(weights=weights, labels=labels, limit=limit, batch_size=batch_size, workers=workers,
+                            device=device, seed=seed, download_weights=download_weights)
     if data is None:
         rep = api.reported_accuracy(model)
         if fmt == "json":
@@ -43,9 +47,7 @@ def accuracy(model, data, weights, limit, batch_size, workers, labels, download_
             render.published(model, rep)
         return
     with render.images_progress() as on_progress:
-        acc = api.accuracy(model, data, weights=weights, labels=labels, limit=limit, batch_size=batch_size,
-                           workers=workers, download_weights=download_weights, device=device, seed=seed,
-                           on_progress=on_progress)
+        acc = api.accuracy(model, data, config, on_progress=on_progress)
     if fmt == "json":
         dump(acc.to_dict())
     else:

@@ -8,7 +8,7 @@ import sys
 import click
 
 from dnnbench.cli.output import command, dump, emit, err
-from dnnbench.cli.params import BATCH_SIZE, format_option, store_option
+from dnnbench.cli.params import format_option, store_option
 from dnnbench.cli.render import pick as render_pick
 from dnnbench.cli.render import study as render_study
 from dnnbench.core.errors import InputError, MissingExtraError
@@ -57,7 +57,7 @@ def _write_text(text: str, output: str | None) -> None:
 
 @command()
 @store_option()
-@click.option("--batch-size", "-b", type=BATCH_SIZE, default=1, show_default=True,
+@click.option("--batch-size", "-b", type=int, default=1, show_default=True,  # checked once, by Budget
               help="Batch size the model will run at.")
 @click.option("--max-latency-ms", type=float, default=None, metavar="MS", help="Median time to run one batch.")
 @click.option("--min-throughput", type=float, default=None, metavar="IMAGES/S", help="Images per second (batch / latency).")
@@ -82,10 +82,12 @@ def pick(store, batch_size, max_latency_ms, min_throughput, max_memory_mb, max_e
     Exit code 0: a model fits; 3: no model fits (the answer says which constraint binds); 2: bad input.
     """
     from dnnbench import api
+    from dnnbench.analysis.pick import Budget
 
-    res = api.pick(store, batch_size=batch_size, max_latency_ms=max_latency_ms, min_throughput=min_throughput,
-                   max_memory_mb=max_memory_mb, max_energy_mj=max_energy_mj, max_power_w=max_power_w,
-                   min_top1=min_top1, where=where, objective=objective, device=device)
+    budget = Budget(batch_size=batch_size, max_latency_ms=max_latency_ms, min_throughput=min_throughput,
+                    max_memory_mb=max_memory_mb, max_energy_mj=max_energy_mj, max_power_w=max_power_w,
+                    min_top1=min_top1, where=where, objective=objective, device=device)
+    res = api.pick(store, budget)
     if fmt == "json":
         dump(res.to_dict())
     else:

@@ -11,7 +11,42 @@ import statistics
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from dnnbench.core.errors import InputError
 from dnnbench.core.records import ReportedAccuracy
+
+
+@dataclass(frozen=True)
+class AccuracyConfig:
+    """How one accuracy evaluation runs: which weights, which images, how they are batched and decoded.
+
+    ``weights``: "DEFAULT" (the local torchvision/timm cache; a python factory's own weights), a weights
+    tag, a checkpoint path, or "random"/None; nothing is downloaded unless ``download_weights``.
+    ``labels``: ground truth for a flat folder. ``limit``: a class-stratified subset of that many images
+    (None = all), drawn with ``seed``. ``workers``: decoding processes (None = one per CPU, at most 8;
+    0 decodes in the calling process). Each value is checked here, once, for the API, the CLI and studies.
+    """
+
+    weights: str | None = "DEFAULT"
+    labels: str | None = None
+    limit: int | None = None
+    batch_size: int = 64
+    workers: int | None = None
+    device: str = "cpu"
+    seed: int = 0
+    download_weights: bool = False
+
+    def __post_init__(self) -> None:
+        _at_least("--batch-size", self.batch_size, 1, "a batch holds at least one item")
+        if self.limit is not None:
+            _at_least("--limit", self.limit, 1, "at least one image must be evaluated")
+        if self.workers is not None:
+            _at_least("--workers", self.workers, 0, "0 decodes in the main process, N > 0 in N workers")
+
+
+def _at_least(option: str, value, minimum: int, why: str) -> None:
+    # bool is an int to Python, but True as a batch size is a caller's mistake, not 1
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise InputError(f"{option} {value!r} is not allowed", why, f"use {option} {minimum} or more")
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:

@@ -1,7 +1,7 @@
 """Measured top-1/top-5 on a validation set on disk, with a DataLoader whose workers decode the images.
 
-The api layer hands over the built module, its preprocessing transform and class names (this layer never
-imports ``dnnbench.sources``). Corrupt images are counted and skipped, never fatal.
+The api layer hands over the loaded model (module, preprocessing transform, class names) and a checked
+``AccuracyConfig``; this layer never imports ``dnnbench.sources``. Corrupt images are counted and skipped, never fatal.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from datetime import datetime, timezone
 
 import torch
 
-from dnnbench.core.accuracy import Accuracy, wilson_interval
+from dnnbench.core.accuracy import Accuracy, AccuracyConfig, wilson_interval
 from dnnbench.core.errors import DatasetError, DnnbenchError, InputError
-from dnnbench.core.records import ReportedAccuracy
+from dnnbench.core.specs import LoadedModel
 from dnnbench.core.version import __version__
 from dnnbench.evaluate import imagedata
-from dnnbench.evaluate.imagedata import MAX_LISTED, ImageFiles, collate, decode
+from dnnbench.evaluate.imagedata import MAX_LISTED, ImageFiles, collate, decode, default_transform
 
 TOP_K = 5
 DATA_WAIT_WARN = 0.2  # waiting this share of the wall time for images means loading held inference back
@@ -82,45 +82,31 @@ def _probe(module: torch.nn.Module, samples, transform, device: str) -> tuple[in
                        "they are not readable image files", "check that --data holds JPEG/PNG images")
 
 
-def measure_accuracy(
-    module: torch.nn.Module,
-    data_dir: str,
-    *,
-    model: str,
-    weights: str,
-    transform,
-    preprocess_source: str,
-    class_names: list[str] | None = None,
-    labels: str | None = None,
-    limit: int | None = None,
-    batch_size: int = 64,
-    workers: int | None = None,
-    device: str = "cpu",
-    seed: int = 0,
-    reported: ReportedAccuracy | None = None,
-    notes: list[str] | None = None,
-    on_progress: Progress | None = None,
-) -> Accuracy:
-    """Evaluate ``module`` on the images under ``data_dir``; see ``imagedata`` for layouts and class maps."""
-    if batch_size < 1:
-        raise InputError(f"--batch-size {batch_size} is not allowed", "a batch holds at least one item", "use 1 or more")
-    if limit is not None and limit < 1:
-        raise InputError(f"--limit {limit} is not allowed", "at least one image must be evaluated", "use --limit 1 or more")
-    workers = default_workers() if workers is None else workers
-    if workers < 0:
-        raise InputError(f"--workers {workers} is not allowed", "0 decodes in the main process, N > 0 in N workers",
-                         "use --workers 0 or more")
+def measure_accuracy(loaded: LoadedModel, data_dir: str, config: AccuracyConfig, *, weights: str | None = None,
+                     notes: list[str] | None = None, on_progress: Progress | None = None) -> Accuracy:
+    """Evaluate ``loaded`` on the images under ``data_dir``; see ``imagedata`` for layouts and class maps.
+
+    ``config`` was checked when it was built; ``weights``: the label stored for the weights (default: the
+    loaded model's own); ``notes``: the caller's, kept first in the record.
+    """
+    limit, batch_size, device, seed = config.limit, config.batch_size, config.device, config.seed
+    workers = default_workers() if config.workers is None else config.workers
+    if not loaded.inputs.is_single_image:
+        raise InputError(f"{loaded.ref} does not take one image", "accuracy evaluates image classifiers",
+                         "give a model whose input is one CxHxW image")
+    notes = list(notes or [])
+    transform, preprocess_source = _preprocess(loaded, notes)
     # A source that failed to give the model's preprocessing or class names (timm) hands over a stand-in that
     # carries the error: raised here, before any work, instead of a default transform or a guessed class order.
     unresolved = getattr(transform, "unresolved", None)
     if isinstance(unresolved, DnnbenchError):
         raise unresolved
-    notes = list(notes or [])
+    module = loaded.module
     module.eval()
     module.to(device)
-    listing = imagedata.list_images(data_dir, labels)  # data errors first, before any compute
+    listing = imagedata.list_images(data_dir, config.labels)  # data errors first, before any compute
     num_outputs, input_shape = _probe(module, listing.files, transform, device)
-    images = imagedata.assign(listing, num_outputs, class_names)
+    images = imagedata.assign(listing, num_outputs, loaded.class_names)
     notes.extend(images.notes)
     samples = images.samples
     if limit is not None and limit >= len(samples):
@@ -195,7 +181,8 @@ def measure_accuracy(
     t1_lo, t1_hi = wilson_interval(top1, scored)
     t5_lo, t5_hi = wilson_interval(top5, scored)
     return Accuracy(
-        model=model, weights=weights, data_dir=os.path.abspath(data_dir), layout=images.layout,
+        model=loaded.ref, weights=(loaded.weights or "as given") if weights is None else weights,
+        data_dir=os.path.abspath(data_dir), layout=images.layout,
         class_map=images.class_map, preprocess=imagedata.describe_transform(transform),
         preprocess_source=preprocess_source, classes=len(classes_seen), num_outputs=num_outputs,
         images=scored, corrupt_images=len(corrupt), top1=top1 / scored, top5=top5 / scored, top5_k=k,
@@ -203,8 +190,18 @@ def measure_accuracy(
         top5_ci_low=t5_lo, top5_ci_high=t5_hi, batch_size=batch_size, workers=workers, device=device,
         threads=torch.get_num_threads(), wall_s=wall_s, images_per_s=scored / wall_s,
         forward_s=forward_s, data_wait_s=wait_s, limit=limit, subset_seed=seed if limit is not None else None,
-        corrupt_files=corrupt[:MAX_LISTED], reported=reported, tool_version=__version__,
+        corrupt_files=corrupt[:MAX_LISTED], reported=loaded.reported, tool_version=__version__,
         timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"), notes=notes)
+
+
+def _preprocess(loaded: LoadedModel, notes: list[str]) -> tuple[object, str]:
+    """(transform, where it came from): the model's own, else resize + centre crop + ImageNet mean/std."""
+    if loaded.preprocess is not None:
+        return loaded.preprocess, loaded.preprocess_source or ""
+    notes += list(loaded.notes)  # e.g. "no example inputs: assuming 3x224x224" sets the crop size
+    _, h, w = loaded.inputs.tensors[0].shape
+    return default_transform(h, w), (f"default: resize shorter side to {round(min(h, w) / 0.875)}, centre-crop "
+                                     f"{h}x{w}, ImageNet mean/std (the model defines no preprocessing)")
 
 
 def _workers_can_start(dataset) -> bool:

@@ -1,26 +1,31 @@
 """A fork server ("zygote") for bench cells: torch is imported once per run, every cell is a forked process.
 
-A fresh ``python -m dnnbench.isolation.worker`` per cell spends seconds importing torch and torchvision before it
+A fresh ``python -m dnnbench.isolation.fresh`` per cell spends seconds importing torch and torchvision before it
 measures anything. Instead one long-lived server (``python -m dnnbench.isolation.forkserver``, started with the
 cells' thread environment) imports torch once. For a model it forks a *model process* that maps the server's
 resident library pages, runs the loader's ``prepare()`` (torchvision/timm imports) and the runtime's imports,
 then ``os.fork()``s one child per cell; models whose ``prepare()`` imports the same libraries (all torchvision
 models) share one model process (``_model_key``). The child runs exactly what a fresh worker runs
-(``worker.serve_cell``: ``run_cell(..., isolated=True)``) and writes the same JSON lines. Each cell is still its
+(``protocol.serve_cell``: ``run_cell(..., isolated=True)``) and sends the same messages. Each cell is still its
 own process, so its peak RSS is its own and a crash stays in its cell; and a cell's baseline holds torch and the
 libraries its model imports, as in a fresh worker, not what models of other libraries imported before it.
 
-Parent -> server (the server's stdin, read by the server or by the model process currently serving):
-frames of a 4-byte length and a JSON header, ``{"kind": "cell", "log": PATH, "size": N}`` followed by N bytes
-of ``pickle.dumps((spec, loader))``; ``{"kind": "prepare", ...}``, the same without running a cell (the
-model process prepares while the parent computes static profiles); or ``{"kind": "release"}``: the model
-process exits and the server reads the next frame (sent when the model key changes: the libraries, runtime
-or precision). Server side -> parent,
-JSON lines on a dedicated pipe: ``model`` (the model process's pid), ``started`` (the cell's pid: the parent
-kills it on timeout), the cell's ``progress`` and ``result``, then ``exit`` (its exit code, negative for a
-signal, as ``subprocess`` gives it); ``nofork`` with the reason when forking would be unsafe (the parent runs
-the cell in a fresh interpreter instead); ``model_exit`` when a model process died (the parent drops the
-server: the next cell starts a new one).
+Both directions are ``multiprocessing.connection`` messages (a length, then the bytes) over inherited file
+descriptors; neither end buffers beyond the message it reads, which is what lets the server and its model
+process take turns reading one pipe. Parent -> server (a pipe on the server's stdin, read by the server or by
+the model process currently serving): a JSON header ``{"kind": "cell", "log": PATH}`` followed by a message
+holding ``protocol.encode_task(spec, loader)``; ``{"kind": "prepare"}`` and its task, the same without
+running a cell (the model process prepares while the parent computes static profiles); or
+``{"kind": "release"}``: the model process exits and the server reads the next frame (sent when the model key
+changes: the libraries, runtime or precision). Server side -> parent, JSON messages on a socket pair
+(``protocol.parent_end``): ``model`` (the model process's pid, sent by it), ``started`` (the cell's pid, sent
+by the cell itself as its first message: the parent kills it on timeout), the cell's ``progress`` and
+``result`` (``protocol``), then ``exit`` (its exit code, negative for a signal, as ``subprocess`` gives it);
+``nofork`` with the reason when forking would be unsafe (``dispatch`` runs the cell in a fresh interpreter
+instead); ``model_exit`` when a model process died (the parent drops the server: the next cell starts a new
+one). Several processes write that socket, never two at once, so that every message stays whole (a large
+result takes several writes): the server only while no model process lives (``nofork``, ``model_exit``), a
+model process only while none of its cells lives (``model``, ``nofork``, ``exit``), a cell while it lives.
 
 Fork safety: neither the server nor a model process runs torch compute or touches ``torch.cuda``; before
 every fork the forking process checks it has a single thread (numpy's OpenBLAS pool is shut down by
@@ -39,20 +44,21 @@ from __future__ import annotations
 
 import atexit
 import gc
-import json
 import os
 import pickle
-import selectors
 import signal
-import struct
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from multiprocessing.connection import Connection
 from typing import Any
 
 from dnnbench.core.measurements import BenchCell, CellSpec
+from dnnbench.isolation import protocol
+from dnnbench.latency.cell import WorkerStart
 
 _DISABLE_ENV = "DNNBENCH_FORKSERVER"  # "0": every cell starts a fresh interpreter
 _PREFAULT_ENV = "DNNBENCH_FORK_PREFAULT"  # "0": skip re-mapping the server's file pages (to measure the effect)
@@ -69,12 +75,7 @@ class ServerDied(Exception):
 
 
 class NoFork(Exception):
-    """The server declined to fork for this cell (extra threads); run it in a fresh interpreter."""
-
-
-def _frame(header: dict, payload: bytes = b"") -> bytes:
-    head = json.dumps(header).encode()
-    return struct.pack(">I", len(head)) + head + payload
+    """No fork server serves this cell (the reason is the message); run it in a fresh interpreter."""
 
 
 class ForkServer:
@@ -84,20 +85,22 @@ class ForkServer:
         self.threads = threads
         self.env = env
         self.log = tempfile.TemporaryFile(prefix="dnnbench-forkserver-")
-        r, w = os.pipe()
+        mine, theirs = socket.socketpair()
+        ctl_r, ctl_w = os.pipe()
         try:
-            self.proc = subprocess.Popen([sys.executable, "-m", "dnnbench.isolation.forkserver", str(w)],
-                                         stdin=subprocess.PIPE, stdout=self.log, stderr=self.log, pass_fds=(w,),
-                                         env=env)
+            self.proc = subprocess.Popen([sys.executable, "-m", "dnnbench.isolation.forkserver",
+                                          str(theirs.fileno())], stdin=ctl_r, stdout=self.log, stderr=self.log,
+                                         pass_fds=(theirs.fileno(),), env=env)
         except BaseException:
-            os.close(r)
+            mine.close()
+            os.close(ctl_w)
             self.log.close()
             raise
         finally:
-            os.close(w)
-        os.set_blocking(r, False)
-        self.events = os.fdopen(r, "rb", buffering=0)
-        self.buf = b""
+            theirs.close()
+            os.close(ctl_r)
+        self.control = Connection(ctl_w, readable=False)
+        self.events = protocol.parent_end(mine)
         self.broken = False
         self.model_key: bytes | None = None  # what the live model process serves, if any
         self.model_pid: int | None = None
@@ -120,38 +123,35 @@ class ForkServer:
                 self.proc.kill()
         self.child = self.model_pid = None
         try:
-            self.proc.stdin.close()  # EOF: the model process exits, then the server
+            self.control.close()  # EOF: the model process exits, then the server
         except OSError:
             pass
         try:
             self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):  # Ctrl-C while exiting: stop it, no traceback
             self.proc.kill()
             self.proc.wait()
         self.events.close()
         self.log.close()
 
     def server_tail(self) -> str:
-        from dnnbench.isolation.worker import _tail
-
         try:
-            return _tail(self.log)
+            return protocol.log_tail(self.log)
         except (OSError, ValueError):
             return ""
 
-    def _frames(self, model_key: bytes, header: dict, payload: bytes) -> bytes:
-        frames = b""
+    def _send(self, model_key: bytes, header: dict, payload: bytes) -> None:
         if self.model_key is not None and self.model_key != model_key:
-            frames += _frame({"kind": "release"})  # the model process exits; the server forks a new one
-        return frames + _frame({**header, "size": len(payload)}, payload)
+            self.control.send_bytes(protocol.encode({"kind": "release"}))  # the model process exits
+        self.control.send_bytes(protocol.encode(header))
+        self.control.send_bytes(payload)
 
     def prepare(self, model_key: bytes, payload: bytes) -> None:
         """Have the model process for ``model_key`` started and prepared now, without waiting for it."""
         if self.model_key == model_key:
             return
         try:
-            self.proc.stdin.write(self._frames(model_key, {"kind": "prepare"}, payload))
-            self.proc.stdin.flush()
+            self._send(model_key, {"kind": "prepare"}, payload)
         except (OSError, ValueError):
             self.broken = True  # the next cell starts a new server
             return
@@ -165,10 +165,8 @@ class ForkServer:
         the cell's result arrived. ``broken`` is set when the server cannot serve another cell.
         """
         deadline = time.monotonic() + timeout_s
-        frames = self._frames(model_key, {"kind": "cell", "log": log_path}, payload)
         try:
-            self.proc.stdin.write(frames)
-            self.proc.stdin.flush()
+            self._send(model_key, {"kind": "cell", "log": log_path}, payload)
         except (OSError, ValueError) as exc:
             self.broken = True
             raise ServerDied(f"the fork server could not take the cell ({type(exc).__name__})") from None
@@ -176,54 +174,53 @@ class ForkServer:
         result = None
         timed_out = False
         killed_at: float | None = None
-        sel = selectors.DefaultSelector()
-        sel.register(self.events, selectors.EVENT_READ)
-        try:
-            while True:
-                for line in self._lines():
-                    msg = json.loads(line)
-                    kind = msg["type"]
-                    if kind == "model":
-                        self.model_pid = msg["pid"]
-                    elif kind == "started":
-                        self.child = msg["pid"]
-                    elif kind == "nofork":
-                        self.model_key = self.model_pid = None  # the model process has exited
-                        raise NoFork(msg["reason"])
-                    elif kind == "progress":
-                        if progress:
-                            progress(msg["phase"], msg["n"], msg["elapsed_s"], msg["ci_rel"])
-                    elif kind == "result":
-                        result = msg["cell"]
-                        # as for a fresh worker: 30 s more to exit, then it is killed
-                        deadline = min(deadline, time.monotonic() + 30)
-                    elif kind == "exit":
-                        self.child = None
-                        return result, msg["returncode"], timed_out
-                    elif kind == "model_exit":
-                        self.model_pid = None
-                        return self._gave_up(result, _death("the fork server's model process",
-                                                            msg["returncode"], self.server_tail()))
-                now = time.monotonic()
-                if killed_at is not None:
-                    if now - killed_at > 30:
-                        return self._gave_up(result, "the fork server did not report the end of its killed cell")
-                elif now >= deadline:
-                    if self.child is None:  # not forked yet: stuck importing or preparing
-                        return self._gave_up(result, f"the worker gave no result within {timeout_s:g} s and was "
-                                                     f"killed (the fork server was still preparing the model)")
-                    timed_out = result is None
-                    _kill(self.child)
-                    killed_at = now
-                if sel.select(timeout=1.0):
-                    if not self._read_available():  # EOF: the server and everything it forked are gone
-                        return self._gave_up(result, self._died_message())
-                elif self.proc.poll() is not None:
-                    self._read_available()
-                    if b"\n" not in self.buf:
-                        return self._gave_up(result, self._died_message())
-        finally:
-            sel.close()
+        while True:
+            try:
+                msg = self._receive(1.0)
+            except EOFError:  # the server and everything it forked are gone
+                return self._gave_up(result, self._died_message())
+            except (OSError, ValueError):  # stalled halfway (protocol.parent_end), or torn and spliced
+                return self._gave_up(result, _death("a message from the fork server", None, self.server_tail(),
+                                                    "broke off halfway (its writer died while writing it)"))
+            if msg is not None:
+                kind = msg["type"]
+                if kind == "model":
+                    self.model_pid = msg["pid"]
+                elif kind == "started":
+                    self.child = msg["pid"]
+                elif kind == "nofork":
+                    self.model_key = self.model_pid = None  # the model process has exited
+                    raise NoFork(msg["reason"])
+                elif kind == "exit":
+                    self.child = None
+                    return result, msg["returncode"], timed_out
+                elif kind == "model_exit":
+                    self.model_pid = None
+                    return self._gave_up(result, _death("the fork server's model process", msg["returncode"],
+                                                        self.server_tail()))
+                elif (cell := protocol.relay(msg, progress)) is not None:
+                    result = cell
+                    # as for a fresh worker: 30 s more to exit, then it is killed
+                    deadline = min(deadline, time.monotonic() + 30)
+            elif self.proc.poll() is not None and not self.events.poll(0):
+                return self._gave_up(result, self._died_message())
+            now = time.monotonic()
+            if killed_at is not None:
+                if now - killed_at > 30:
+                    return self._gave_up(result, "the fork server did not report the end of its killed cell")
+            elif now >= deadline:
+                if self.child is None:  # not forked yet: stuck importing or preparing
+                    return self._gave_up(result, f"the worker gave no result within {timeout_s:g} s and was "
+                                                 f"killed (the fork server was still preparing the model)")
+                timed_out = result is None
+                _kill(self.child)
+                killed_at = now
+
+    def _receive(self, timeout: float) -> dict[str, Any] | None:
+        """The next message, or None if none began within ``timeout`` s; EOFError when every writer is gone."""
+        if not self.events.poll(timeout):
+            return None
+        return protocol.decode(self.events.recv_bytes())
 
     def _gave_up(self, result, why: str):
         """The server cannot go on: keep a result that arrived, else the cell is an error."""
@@ -239,27 +236,10 @@ class ForkServer:
             rc = None
         return _death("the fork server", rc, self.server_tail())
 
-    def _read_available(self) -> bool:
-        """Read what the pipe has now; False at EOF."""
-        try:
-            chunk = os.read(self.events.fileno(), 65536)
-        except BlockingIOError:
-            return True
-        if not chunk:
-            return False
-        self.buf += chunk
-        return True
 
-    def _lines(self):
-        while b"\n" in self.buf:
-            line, self.buf = self.buf.split(b"\n", 1)
-            if line.strip():
-                yield line
-
-
-def _death(who: str, rc: int | None, tail: str) -> str:
-    how = (f"was killed by signal {-rc}" if rc is not None and rc < 0 else
-           f"exited with code {rc}" if rc is not None else "closed its pipe")
+def _death(who: str, rc: int | None, tail: str, how: str = "") -> str:
+    how = how or (f"was killed by signal {-rc}" if rc is not None and rc < 0 else
+                  f"exited with code {rc}" if rc is not None else "closed its pipe")
     return f"{who} {how} while serving this cell" + (f"; last output: {tail}" if tail else "")
 
 
@@ -336,28 +316,31 @@ def _fork_unusable(spec: CellSpec) -> str | None:
     return None
 
 
+def unusable(spec: CellSpec, loader) -> str | None:
+    """Why cells like ``spec`` cannot be forked from a server here (they start fresh interpreters), or None."""
+    return _fork_unusable(spec) or _UNFORKABLE.get(_model_key(spec, loader))
+
+
 def forkable(spec: CellSpec, loader) -> bool:
     """Whether cells like ``spec`` are forked from a server here (else each starts a fresh interpreter)."""
-    return _fork_unusable(spec) is None and _model_key(spec, loader) not in _UNFORKABLE
+    return unusable(spec, loader) is None
 
 
 def run(spec: CellSpec, loader, progress=None, timeout_s: float | None = None) -> BenchCell:
-    """Run one cell in a child forked from the cached server; a fresh interpreter where that cannot be done.
+    """Run one cell in a child forked from the cached server; ``NoFork`` (why) where that cannot be done.
 
-    Same results as ``worker.run_fresh``: SIGKILL is an "oom" cell, any other death an "error" cell with the
+    Same results as ``fresh.run_fresh``: SIGKILL is an "oom" cell, any other death an "error" cell with the
     tail of the child's own output, no answer within ``timeout_s`` an "error" cell. A server that dies
     gives this cell an "error"; the next cell starts a new server.
     """
-    from dnnbench.isolation import worker
-
     if timeout_s is None:
-        timeout_s = worker.default_timeout(spec)
-    payload = pickle.dumps((spec, loader))
+        timeout_s = protocol.default_timeout(spec)
     model_key = _model_key(spec, loader)
     why = _fork_unusable(spec) or _UNFORKABLE.get(model_key)
     if why is not None:
-        return _fresh(spec, loader, progress, timeout_s, why)
-    env = worker._child_env(spec.threads)
+        raise NoFork(why)
+    payload = protocol.encode_task(spec, loader)
+    env = protocol.child_env(spec.threads)
     key = _key(spec.threads, env)
     fd, log_path = tempfile.mkstemp(prefix="dnnbench-cell-", suffix=".log")
     os.close(fd)
@@ -367,7 +350,8 @@ def run(spec: CellSpec, loader, progress=None, timeout_s: float | None = None) -
             try:
                 result, rc, timed_out = server.run(model_key, payload, log_path, progress, timeout_s)
             except NoFork as exc:
-                _UNFORKABLE[model_key] = why = str(exc)
+                _UNFORKABLE[model_key] = str(exc)
+                raise
             except ServerDied as exc:
                 _retire(key)
                 return BenchCell(spec, "error", str(exc)[:600])
@@ -377,10 +361,8 @@ def run(spec: CellSpec, loader, progress=None, timeout_s: float | None = None) -
             else:
                 if server.broken:
                     _retire(key)
-        if why is not None:
-            return _fresh(spec, loader, progress, timeout_s, why)
         with open(log_path, "rb") as log:
-            return worker.cell_from_exit(spec, result, rc, timed_out, timeout_s, log)
+            return protocol.cell_from_exit(spec, result, rc, timed_out, timeout_s, log)
     finally:
         try:
             os.unlink(log_path)
@@ -396,11 +378,9 @@ def prestart(spec: CellSpec, loader) -> None:
     model_key = _model_key(spec, loader)
     if _fork_unusable(spec) or model_key in _UNFORKABLE:
         return
-    from dnnbench.isolation import worker
-
-    env = worker._child_env(spec.threads)
+    env = protocol.child_env(spec.threads)
     with _LOCK:
-        server_for(spec.threads, env).prepare(model_key, pickle.dumps((spec, loader)))
+        server_for(spec.threads, env).prepare(model_key, protocol.encode_task(spec, loader))
 
 
 def _model_key(spec: CellSpec, loader) -> bytes:
@@ -412,15 +392,6 @@ def _model_key(spec: CellSpec, loader) -> bytes:
     """
     group = getattr(loader, "prepare_key", None)
     return pickle.dumps((group() if callable(group) else loader, spec.runtime, spec.precision))
-
-
-def _fresh(spec: CellSpec, loader, progress, timeout_s: float, why: str) -> BenchCell:
-    from dnnbench.isolation import worker
-
-    cell = worker.run_fresh(spec, loader, progress, timeout_s)
-    if cell.environment is not None:
-        cell.environment.extra["worker_start_note"] = why
-    return cell
 
 
 # ---- server side -----------------------------------------------------------------------------------
@@ -548,12 +519,6 @@ def populate(runs: list[tuple[int, int]]) -> int:
     return total
 
 
-def _send(fd: int, msg: dict) -> None:
-    data = (json.dumps(msg) + "\n").encode()
-    while data:
-        data = data[os.write(fd, data):]
-
-
 def _set_pdeathsig() -> None:
     """Die with the server: an orphaned cell must not go on measuring (Linux prctl)."""
     try:
@@ -564,25 +529,21 @@ def _set_pdeathsig() -> None:
         pass
 
 
-def _read_exact(fd: int, n: int) -> bytes | None:
-    data = b""
-    while len(data) < n:
-        chunk = os.read(fd, n - len(data))  # unbuffered: what follows belongs to whoever reads next
-        if not chunk:
-            return None
-        data += chunk
-    return data
+_TASK_KINDS = ("cell", "prepare")  # frames whose header is followed by a task message
 
 
-def _read_frame(fd: int = 0) -> tuple[dict, bytes] | None:
-    """The next frame on ``fd`` (header, payload), or None at EOF."""
-    size = _read_exact(fd, 4)
-    head = _read_exact(fd, struct.unpack(">I", size)[0]) if size else None
-    if head is None:
+def _read_frame(control: Connection) -> tuple[dict, bytes] | None:
+    """The next frame (header, task; empty for a release), or None at EOF: the parent is done, or gone.
+
+    Connection reads exactly one message's bytes from the shared pipe (no read-ahead): what follows is left
+    for whichever process, the server or its model process, reads next.
+    """
+    try:
+        header = protocol.decode(control.recv_bytes())
+        task = control.recv_bytes() if header.get("kind") in _TASK_KINDS else b""
+    except (EOFError, OSError):  # OSError: EOF in the middle of a message (the parent died writing it)
         return None
-    header = json.loads(head)
-    payload = _read_exact(fd, header.get("size", 0)) if header.get("size") else b""
-    return None if payload is None else (header, payload)
+    return header, task
 
 
 def _forked(parent: int) -> None:
@@ -592,12 +553,19 @@ def _forked(parent: int) -> None:
         os._exit(71)
 
 
-def _cell(spec, loader, events: int, log_path: str, runs, parent: int) -> None:
+_FORKED_MEMORY = ("; the worker was forked from a fork server: the server's resident file-backed pages were "
+                  "mapped into it before the baseline, as a fresh interpreter has them")
+_UNMAPPED_MEMORY = (f"; the worker was forked from a fork server, without mapping in its resident file-backed "
+                    f"pages ({_PREFAULT_ENV}=0): library code faulted in while running counts above the baseline")
+
+
+def _cell(spec, loader, events: Connection, log_path: str, runs, parent: int) -> None:
     """The forked cell: become a fresh worker for this cell, then exit without running anything of its parent's."""
     code = 70
     try:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # the servers ignore Ctrl-C; a worker does not
         _forked(parent)
+        protocol.send(events, {"type": "started", "pid": os.getpid()})  # first: the parent may kill it from now on
         fd = os.open(log_path, os.O_WRONLY | os.O_APPEND)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
@@ -605,21 +573,13 @@ def _cell(spec, loader, events: int, log_path: str, runs, parent: int) -> None:
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
-        from dnnbench.isolation import worker
-
-        worker._WORKER_START = worker.WORKER_FORKED
         if runs:
             populate(runs)  # the library pages a fresh worker has resident, before its baseline
-        else:
-            worker._FORKED_MEMORY = (f"; the worker was forked from a fork server, without mapping in its resident "
-                                     f"file-backed pages ({_PREFAULT_ENV}=0): library code faulted in while "
-                                     f"running counts above the baseline")
+        start = WorkerStart(protocol.WORKER_FORKED, _FORKED_MEMORY if runs else _UNMAPPED_MEMORY)
         import torch
 
         torch.default_generator.manual_seed(torch.initial_seed())  # a fresh interpreter's CPU generator
-        out = os.fdopen(events, "w", buffering=1)
-        code = worker.serve_cell(spec, loader, out)
-        out.close()
+        code = protocol.serve_cell(spec, loader, events, start=start)
     except BaseException:  # noqa: BLE001 - whatever it is goes to the cell's own log, whose tail is reported
         _print_exc()
     finally:
@@ -660,26 +620,26 @@ def _exit_flushed(code: int) -> None:
         os._exit(code)
 
 
-def _unpickle(header: dict, payload: bytes, events: int | None):
+def _unpickle(header: dict, payload: bytes, events: Connection | None):
     """(spec, loader), or None after reporting the cell as a fresh worker that cannot read its task would."""
-    from dnnbench.isolation import worker
-
     try:
-        return pickle.loads(payload)
+        return protocol.decode_task(payload)
     except Exception as exc:
         if events is None:  # only preparing: the cell reports it
             return None
         with open(header["log"], "a") as log:
-            log.write(f"dnnbench worker: cannot read its task: {worker.describe(exc)}\n")
-        _send(events, {"type": "exit", "pid": None, "returncode": 3})
+            log.write(protocol.unreadable_task(exc) + "\n")
+        protocol.send(events, {"type": "exit", "pid": None, "returncode": protocol.TASK_UNREADABLE})
         return None
 
 
-def _model(header: dict, payload: bytes, events: int, runs, parent: int, prefault: bool) -> None:
+def _model(header: dict, payload: bytes, control: Connection, events: Connection, runs, parent: int,
+           prefault: bool) -> None:
     """The forked model process: prepare once (its libraries), then fork a child per cell until released."""
     code = 0
     try:
         _forked(parent)
+        protocol.send(events, {"type": "model", "pid": os.getpid()})  # the server writes nothing while it lives
         if runs:
             populate(runs)  # the server's resident library pages, so that this process's own list is complete
         from dnnbench import runtimes
@@ -689,7 +649,7 @@ def _model(header: dict, payload: bytes, events: int, runs, parent: int, prefaul
         prepared: set[bytes] = set()  # each loader's prepare() once here (it may not be idempotent)
         imported = False
         frame: tuple[dict, bytes] | None = (header, payload)
-        while frame is not None and frame[0].get("kind") in ("cell", "prepare"):
+        while frame is not None and frame[0].get("kind") in _TASK_KINDS:
             header, payload = frame
             cell = header["kind"] == "cell"
             task = _unpickle(header, payload, events if cell else None)
@@ -710,18 +670,19 @@ def _model(header: dict, payload: bytes, events: int, runs, parent: int, prefaul
             if task is not None and cell:
                 n = _single_threaded()
                 if n > 1:
-                    _send(events, {"type": "nofork", "reason": f"the fork server's model process had {n} threads "
-                                                               f"after preparing this model, and forking a "
-                                                               f"multi-threaded process is unsafe"})
+                    protocol.send(events, {"type": "nofork",
+                                           "reason": f"the fork server's model process had {n} threads after "
+                                                     f"preparing this model, and forking a multi-threaded "
+                                                     f"process is unsafe"})
                     break
                 pid, cell_runs = _fork(prefault)
                 if pid == 0:
                     _cell(spec, loader, events, header["log"], cell_runs, me)  # never returns
                 del spec, loader, task, cell_runs
-                _send(events, {"type": "started", "pid": pid})
-                _, status = os.waitpid(pid, 0)
-                _send(events, {"type": "exit", "pid": pid, "returncode": os.waitstatus_to_exitcode(status)})
-            frame = _read_frame(0)  # the next cell of this model, or a release, or EOF
+                _, status = os.waitpid(pid, 0)  # the cell says "started" itself: it is the only writer now
+                protocol.send(events, {"type": "exit", "pid": pid,
+                                       "returncode": os.waitstatus_to_exitcode(status)})
+            frame = _read_frame(control)  # the next cell of this model, or a release, or EOF
     except BaseException:  # noqa: BLE001
         code = 70
         _print_exc()
@@ -729,40 +690,41 @@ def _model(header: dict, payload: bytes, events: int, runs, parent: int, prefaul
         _exit_flushed(code)
 
 
-def serve(events: int) -> int:
+def serve(events_fd: int) -> int:
     """The server: import torch once, then fork a model process per model; exit at EOF on stdin."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it shuts us down
     import torch  # noqa: F401  (the point of the server: imported once)
 
     from dnnbench import runtimes  # noqa: F401
-    from dnnbench.isolation import worker
-
+    # protocol, imported with this module, brought latency.cell: what a cell runs is imported before any fork,
+    # as a fresh worker imports it before its baseline
+    control = Connection(0, writable=False)
+    events = Connection(events_fd, readable=False)
     _single_threaded()
     prefault = os.environ.get(_PREFAULT_ENV, "1").strip() not in ("0", "false", "no", "off")
     me = os.getpid()
     while True:
-        frame = _read_frame(0)
+        frame = _read_frame(control)
         if frame is None:
             return 0  # EOF: the parent is done (or gone)
         header, payload = frame
-        if header.get("kind") not in ("cell", "prepare"):
+        if header.get("kind") not in _TASK_KINDS:
             continue  # a release with no model process left to release
         n = _single_threaded()
         if n > 1 and header["kind"] == "prepare":
             continue  # the cell that follows is told
         if n > 1:
-            _send(events, {"type": "nofork", "reason": f"the fork server had {n} threads, and forking a "
-                                                       f"multi-threaded process is unsafe"})
+            protocol.send(events, {"type": "nofork", "reason": f"the fork server had {n} threads, and forking a "
+                                                               f"multi-threaded process is unsafe"})
             continue
         pid, runs = _fork(prefault)
         if pid == 0:
-            _model(header, payload, events, runs, me, prefault)  # never returns
+            _model(header, payload, control, events, runs, me, prefault)  # never returns
         del runs, payload
-        _send(events, {"type": "model", "pid": pid})
-        _, status = os.waitpid(pid, 0)
+        _, status = os.waitpid(pid, 0)  # the model process says "model" itself: it is the only writer now
         rc = os.waitstatus_to_exitcode(status)
         if rc != 0:  # stdin may be mid-frame: report and stop; the parent starts a new server
-            _send(events, {"type": "model_exit", "pid": pid, "returncode": rc})
+            protocol.send(events, {"type": "model_exit", "pid": pid, "returncode": rc})
             return 1
 
 

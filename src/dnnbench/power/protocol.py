@@ -4,18 +4,66 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields, replace
 
 from dnnbench.core.energy import Energy
 from dnnbench.core.errors import DnnbenchError, InputError
 from dnnbench.power.base import EnergyReading, Sensor
 
 
-def measure_energy(work: Callable[[], object], items_per_call: int, sensors: Sequence[Sensor], *,
-                   settle_s: float = 2.0, idle_s: float | None = None, min_window_s: float = 2.0,
-                   min_periods: int = 10, max_window_s: float = 600.0, warmup_calls: int = 1,
-                   min_coverage: float = 0.5, estimate: bool = False, tdp_w: float | None = None,
-                   clock: Callable[[], float] = time.monotonic,
-                   sleep: Callable[[float], None] = time.sleep) -> list[Energy]:
+@dataclass(frozen=True)
+class EnergyProtocol:
+    """How long and how often the energy protocol measures (seconds; see :func:`measure_energy`).
+
+    ``settle_s``: pause before the idle baseline; ``idle_s``: its length (None: the measured window's);
+    the window is >= max(``min_window_s``, ``min_periods`` x the slowest sensor's update period), capped
+    at ``max_window_s``; ``warmup_calls`` untimed calls after idle; a sensor whose data cover less than
+    ``min_coverage`` of a window gives no figure. ``estimate``: with ``tdp_w`` (W), a TDP x time figure
+    when no sensor measured anything. Checked when built.
+    """
+
+    settle_s: float = 2.0
+    idle_s: float | None = None
+    min_window_s: float = 2.0
+    min_periods: int = 10
+    max_window_s: float = 600.0
+    warmup_calls: int = 1
+    min_coverage: float = 0.5
+    estimate: bool = False
+    tdp_w: float | None = None
+
+    def __post_init__(self) -> None:
+        # time.sleep raises a bare ValueError on a negative length, deep inside a cell: refuse it up front
+        for name in ("settle_s", "idle_s", "min_window_s", "min_periods", "warmup_calls"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise InputError(f"{name} {value!r} is not allowed", "it cannot be negative", f"give {name} 0 or more")
+        if not self.max_window_s > 0:
+            raise InputError(f"max_window_s {self.max_window_s!r} is not allowed", "a window needs some time",
+                             "give max_window_s a positive number of seconds")
+        if not 0 <= self.min_coverage <= 1:
+            raise InputError(f"min_coverage {self.min_coverage!r} is not allowed",
+                             "it is the share of a window the sensor data must cover", "give a fraction in [0, 1]")
+        if self.estimate and (self.tdp_w is None or not self.tdp_w > 0):
+            raise InputError("a power estimate needs the device's TDP", "estimate=True was given without tdp_w",
+                             "give the TDP in watts (e.g. --estimate-power 65)")
+
+    @staticmethod
+    def of(protocol: "EnergyProtocol | None" = None, **settings) -> "EnergyProtocol":
+        """``protocol`` (default: today's defaults) with ``settings`` (its field names) replacing its values."""
+        names = {f.name for f in fields(EnergyProtocol)}
+        unknown = sorted(set(settings) - names)
+        if unknown:  # a programming mistake, reported as Python reports an unexpected keyword
+            raise TypeError(f"measure_energy() got an unexpected keyword argument {unknown[0]!r} "
+                            f"(settings: {', '.join(sorted(names))})")
+        if protocol is None:
+            return EnergyProtocol(**settings)
+        return replace(protocol, **settings) if settings else protocol
+
+
+def measure_energy(work: Callable[[], object], items_per_call: int, sensors: Sequence[Sensor],
+                   protocol: EnergyProtocol | None = None, *, clock: Callable[[], float] = time.monotonic,
+                   sleep: Callable[[float], None] = time.sleep, **settings) -> list[Energy]:
     """Measure power and energy per item of ``work`` with each sensor; one :class:`Energy` per sensor.
 
     Inputs:
@@ -24,6 +72,8 @@ def measure_energy(work: Callable[[], object], items_per_call: int, sensors: Seq
         must already be loaded. Exceptions from ``work`` propagate (sensor windows are closed first).
       ``sensors``: from :func:`open_sensors`; unavailable ones (null sensors) give unavailable records.
         Sensors are not closed here; the caller owns them.
+      ``protocol``: an :class:`EnergyProtocol`; ``settings``: its field names as keywords, replacing its
+        values (``measure_energy(work, 8, sensors, settle_s=0)``). ``clock``/``sleep``: for tests.
     Protocol (the sensors measure the same windows, together):
       1. sleep ``settle_s`` seconds (power falls back to idle after model build and warm-up);
       2. idle baseline: ``idle_s`` seconds doing nothing (default: the window length below);
@@ -46,9 +96,8 @@ def measure_energy(work: Callable[[], object], items_per_call: int, sensors: Seq
     """
     if not isinstance(items_per_call, int) or items_per_call < 1:
         raise InputError(f"items_per_call {items_per_call!r} is not allowed", "a call processes at least one item")
-    if estimate and (tdp_w is None or not tdp_w > 0):
-        raise InputError("a power estimate needs the device's TDP", "estimate=True was given without tdp_w",
-                         "give the TDP in watts (e.g. --estimate-power 65)")
+    p = EnergyProtocol.of(protocol, **settings)
+    estimate, tdp_w, min_periods, max_window_s = p.estimate, p.tdp_w, p.min_periods, p.max_window_s
     records: dict[int, Energy] = {}
     live: list[Sensor] = []
     for i, s in enumerate(sensors):
@@ -62,20 +111,20 @@ def measure_energy(work: Callable[[], object], items_per_call: int, sensors: Seq
         return [records[k] for k in sorted(records)]
 
     longest = max((s.update_period_s for s in live), default=0.0)
-    window_s = max(min_window_s, min_periods * longest)
+    window_s = max(p.min_window_s, min_periods * longest)
     notes: list[str] = []
     if window_s > max_window_s:
         notes.append(f"window capped at {max_window_s:g} s, shorter than {min_periods} update periods "
                      f"({window_s:g} s)")
         window_s = max_window_s
-    idle_len = window_s if idle_s is None else idle_s
+    idle_len = window_s if p.idle_s is None else p.idle_s
 
     idle: dict[int, EnergyReading | str] = {}
     if live:
-        sleep(settle_s)
+        sleep(p.settle_s)
         idle = _window(live, lambda: sleep(idle_len))
 
-    for _ in range(warmup_calls):
+    for _ in range(p.warmup_calls):
         work()
     calls = 0
     t0 = clock()
@@ -99,7 +148,7 @@ def measure_energy(work: Callable[[], object], items_per_call: int, sensors: Seq
     for i, s in enumerate(sensors):
         if not s.available:
             continue
-        rec = _record(s, active[live.index(s)], idle.get(live.index(s)), time_per_item, min_coverage,
+        rec = _record(s, active[live.index(s)], idle.get(live.index(s)), time_per_item, p.min_coverage,
                       notes, common)
         measured_any |= rec.status == "measured"
         records[i] = rec

@@ -574,6 +574,11 @@ class Store:
         t = schema.claims
         held: dict[str, str] = {}
         with self.engine.begin() as conn:
+            # leases that died (expired, or their process on this host is gone) are cleared, not left behind
+            stale = [r.cell_id for r in conn.execute(sa.select(t.c.cell_id, t.c.owner, t.c.host, t.c.pid,
+                                                               t.c.expires_at)) if not _live(r, now, host)]
+            for i in range(0, len(stale), 500):
+                conn.execute(t.delete().where(t.c.cell_id.in_(stale[i:i + 500])))
             rows = {r.cell_id: r for r in conn.execute(sa.select(t).where(t.c.cell_id.in_(ids)))}
             for cid in ids:
                 r = rows.get(cid)
