@@ -4,7 +4,6 @@ migration of a revision-0001 store, schema drift, and the numbers that used to b
 import json
 import math
 import os
-import sqlite3
 from dataclasses import replace
 from datetime import datetime, timezone
 
@@ -148,42 +147,45 @@ def test_claims_keep_two_studies_from_measuring_one_cell(tmp_path):
         assert st.claim(["c"], "owner-3", 60) == {}
 
 
-def _old_store(path: str) -> None:
-    """A store exactly as revision 0001 (the parent commit's schema) wrote it, with two cells."""
+def _old_store(url: str) -> None:
+    """A store exactly as revision 0001 (the parent commit's schema) wrote it, with three cells."""
     from alembic import command
     from alembic.config import Config
 
     from dnnbench.store.store import MIGRATIONS
 
-    engine = sa.create_engine(f"sqlite:///{path}")
+    engine = sa.create_engine(url)
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0001")
-    con = sqlite3.connect(path)
-    env = json.dumps({"fingerprint": "oldfp", "cpu_model": "Old CPU", "load_avg": [1, 1, 1]})
-    con.execute("INSERT INTO environments VALUES ('oldfp', ?, '2026-01-01 00:00:00')", (env,))
-    for i, (group, status) in enumerate((("profile", "ok"), ("time+memory", "ok"), ("time+memory", "oom"))):
-        con.execute("INSERT INTO runs (id, cell_id, fingerprint, study, model_ref, weights, input_shape, runtime, "
-                    "device, precision, threads, batch_size, metric_group, config, status, message, warnings, "
-                    "started_at, finished_at, tool_version) VALUES (?, ?, 'oldfp', 's', 'torchvision:alexnet', NULL, "
-                    "'[[1, 3, 224, 224]]', 'eager', ?, 'fp32', 2, ?, ?, '{}', ?, NULL, ?, '2026-01-01 00:00:00', "
-                    "'2026-01-01 00:00:01', '0.1')",
-                    (i + 1, f"old{i}", "meta" if group == "profile" else "cpu", 1 + i, group, status,
-                     json.dumps(["CV is 12 %. Remedy: close other programs"] if i == 1 else [])))
-    con.execute("INSERT INTO metrics VALUES (1, 'macs', 714000000.0, NULL)")
-    con.execute("INSERT INTO metrics VALUES (2, 'latency_median_s', 0.02, NULL)")
-    con.execute("INSERT INTO metrics VALUES (2, 'power_w', NULL, 'unavailable: no sensor')")
-    con.execute("INSERT INTO samples VALUES (2, 'latency_s', '[0.02, 0.021, 0.019]')")
-    con.commit()
-    con.close()
+    env = {"fingerprint": "oldfp", "cpu_model": "Old CPU", "load_avg": [1, 1, 1]}
+    t = sa.MetaData()
+    t.reflect(engine)
+    with engine.begin() as conn:
+        conn.execute(t.tables["environments"].insert().values(fingerprint="oldfp", info=env,
+                                                              first_seen=datetime(2026, 1, 1, tzinfo=timezone.utc)))
+        for i, (group, status) in enumerate((("profile", "ok"), ("time+memory", "ok"), ("time+memory", "oom"))):
+            conn.execute(t.tables["runs"].insert().values(
+                id=i + 1, cell_id=f"old{i}", fingerprint="oldfp", study="s", model_ref="torchvision:alexnet",
+                input_shape=[[1, 3, 224, 224]], runtime="eager", device="meta" if group == "profile" else "cpu",
+                precision="fp32", threads=2, batch_size=1 + i, metric_group=group, config={}, status=status,
+                warnings=["CV is 12 %. Remedy: close other programs"] if i == 1 else [],
+                started_at=datetime(2026, 1, 1, tzinfo=timezone.utc), finished_at=datetime(2026, 1, 1, 0, 0, 1,
+                                                                                           tzinfo=timezone.utc),
+                tool_version="0.1"))
+        m = t.tables["metrics"]
+        conn.execute(m.insert(), [{"run_id": 1, "name": "macs", "value": 714000000.0, "note": None},
+                                  {"run_id": 2, "name": "latency_median_s", "value": 0.02, "note": None},
+                                  {"run_id": 2, "name": "power_w", "value": None, "note": "unavailable: no sensor"}])
+        conn.execute(t.tables["samples"].insert().values(run_id=2, name="latency_s", values=[0.02, 0.021, 0.019]))
+    engine.dispose()
 
 
-def test_a_revision_0001_store_migrates_without_losing_a_cell(tmp_path):
-    path = str(tmp_path / "old.db")
-    _old_store(path)
-    with open_store(path) as st:
+def test_a_revision_0001_store_migrates_without_losing_a_cell(store_url):
+    _old_store(store_url)
+    with open_store(store_url) as st:
         recs = st.records()
         df = st.frame()
     assert len(recs) == 3 and {r.kind for r in recs} == {"legacy"}
@@ -192,24 +194,23 @@ def test_a_revision_0001_store_migrates_without_losing_a_cell(tmp_path):
     assert timed.warnings == (CellWarning("note", "CV is 12 %", "close other programs"),)
     assert timed.environment["cpu_model"] == "Old CPU" and "first-seen" in timed.unavailable["environment"]
     row = df.set_index("batch_size")
-    assert row.loc[2, "latency_median_s"] == 0.02 and ("power_w" not in df.columns or math.isnan(row.loc[2, "power_w"]))
+    assert row.loc[2, "latency_median_s"] == 0.02 and math.isnan(row.loc[2, "power_w"])
     assert row.loc[2, "unavailable"]["power_w"] == "unavailable: no sensor"  # the reason survives
     assert row.loc[1, "macs"] == 714000000.0 and row.loc[3, "status"] == "oom"
-    con = sqlite3.connect(path)
-    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    con.close()
+    engine = sa.create_engine(store_url)
+    tables = set(sa.inspect(engine).get_table_names())
+    engine.dispose()
     assert "samples" not in tables and "claims" in tables
 
 
-def test_schema_py_and_the_migrations_agree(tmp_path):
+def test_schema_py_and_the_migrations_agree(store_url):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
     from dnnbench.store import schema
 
-    path = str(tmp_path / "drift.db")
-    open_store(path).close()
-    engine = sa.create_engine(f"sqlite:///{path}")
+    open_store(store_url).close()
+    engine = sa.create_engine(store_url)
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"version_table": schema.VERSION_TABLE})
         diff = [d for d in compare_metadata(ctx, schema.metadata)]

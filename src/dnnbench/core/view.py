@@ -177,12 +177,9 @@ def _profile(record: CellRecord, v: _View) -> None:
     for name in PROFILE_FIGURES:
         v.put(name, r.get(name), record.unavailable.get(name))
     v.put("uncounted_op_calls", sum((r.get("uncounted_ops") or {}).values()))
-    rep = r.get("reported") or {}
-    if rep.get("top1") is not None:
-        v.put("reported_top1", rep.get("top1"))
-        v.put("reported_top5", rep.get("top5"), "unavailable: not published with these weights")
-    else:
-        v.put("reported_top1", None, rep.get("note") or "unavailable: no accuracy published with these weights")
+    if not _reported(r, v):
+        v.put("reported_top1", None, (r.get("reported") or {}).get("note")
+              or "unavailable: no accuracy published with these weights")
     if record.result.get("paper_top1") is not None:
         v.put("paper_top1", record.result["paper_top1"])
 
@@ -195,7 +192,14 @@ def _accuracy(record: CellRecord, v: _View) -> None:
     for name in ACCURACY_FIGURES:
         if name in r or name in record.unavailable:
             v.put(name, r.get(name), record.unavailable.get(name))
+    _reported(r, v)
+
+
+def _reported(r: dict, v: _View) -> bool:
+    """The published top-1/top-5 of the weights, when there are any; whether there were."""
     rep = r.get("reported") or {}
-    if rep.get("top1") is not None:
-        v.put("reported_top1", rep.get("top1"))
-        v.put("reported_top5", rep.get("top5"), "unavailable: not published with these weights")
+    if rep.get("top1") is None:
+        return False
+    v.put("reported_top1", rep.get("top1"))
+    v.put("reported_top5", rep.get("top5"), "unavailable: not published with these weights")
+    return True
