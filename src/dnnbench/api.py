@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dnnbench.core.errors import DnnbenchError, InputError, UnavailableError
+from dnnbench.core.errors import DnnbenchError, InputError, UnavailableError, check_batch_size
 from dnnbench.core.records import Profile
 from dnnbench.core.refs import ModelRef
 from dnnbench.core.specs import InputSpec, LoadedModel
@@ -61,9 +61,7 @@ def profile(model, batch_size: int = 1, input_size=None, inputs: InputSpec | Non
     ``input_size``: H, (H, W) or "H,W" for single-image models; default is the model's native size.
     Nothing is computed for real unless the model cannot run on meta tensors (then ``Profile.mode`` is "real").
     """
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise InputError(f"batch size {batch_size!r} is not allowed", "a batch holds at least one item",
-                         "use a batch size of 1 or more")
+    check_batch_size(batch_size, "batch size")
     size = _parse_input_size(input_size)
     lm = _as_loaded(model)
     spec = inputs or lm.inputs

@@ -33,6 +33,7 @@ import pandas as pd
 
 from dnnbench.analysis.costmodel import CostModel, fit_cost_model
 from dnnbench.analysis.errors import ConstraintError, UnknownMetricError
+from dnnbench.core.errors import check_batch_size
 from dnnbench.analysis.pareto import pareto_front
 from dnnbench.analysis.tables import (Setup, bench_table, choose_setup, models_table, profile_at,
                                       require_results, short_name)
@@ -265,9 +266,7 @@ def _opt(name: str) -> str:
 
 def build_constraints(batch_size: int = 1, where: tuple[str, ...] | list[str] = (), **budgets) -> list[Constraint]:
     """The CLI budgets and --where clauses as constraints; ConstraintError when invalid or contradictory."""
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ConstraintError(f"--batch-size {batch_size} is not allowed", "a batch holds at least one item",
-                              "use --batch-size 1 or more")
+    check_batch_size(batch_size, error=ConstraintError)
     out: list[Constraint] = []
     for name, value in budgets.items():
         if value is None:

@@ -11,7 +11,7 @@ import statistics
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from dnnbench.core.errors import InputError
+from dnnbench.core.errors import InputError, check_at_least, check_batch_size
 from dnnbench.core.records import ReportedAccuracy
 
 
@@ -36,17 +36,11 @@ class AccuracyConfig:
     download_weights: bool = False
 
     def __post_init__(self) -> None:
-        _at_least("--batch-size", self.batch_size, 1, "a batch holds at least one item")
+        check_batch_size(self.batch_size)
         if self.limit is not None:
-            _at_least("--limit", self.limit, 1, "at least one image must be evaluated")
+            check_at_least("--limit", self.limit, 1, "at least one image must be evaluated")
         if self.workers is not None:
-            _at_least("--workers", self.workers, 0, "0 decodes in the main process, N > 0 in N workers")
-
-
-def _at_least(option: str, value, minimum: int, why: str) -> None:
-    # bool is an int to Python, but True as a batch size is a caller's mistake, not 1
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise InputError(f"{option} {value!r} is not allowed", why, f"use {option} {minimum} or more")
+            check_at_least("--workers", self.workers, 0, "0 decodes in the main process, N > 0 in N workers")
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:

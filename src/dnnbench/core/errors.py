@@ -48,3 +48,16 @@ class UnavailableError(DnnbenchError):
 
 class DatasetError(DnnbenchError):
     """A dataset directory or labels file that cannot be evaluated as given."""
+
+
+def check_at_least(option: str, value, minimum: int, why: str, error: type = InputError) -> int:
+    """``value`` if it is a whole number >= ``minimum``, else ``error`` (one line naming ``option``)."""
+    # bool is an int to Python, but True as a batch size is a caller's mistake, not 1
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise error(f"{option} {value!r} is not allowed", why, f"use {option} {minimum} or more")
+    return value
+
+
+def check_batch_size(value, option: str = "--batch-size", error: type = InputError) -> int:
+    """The one check of a batch size, wherever one is given."""
+    return check_at_least(option, value, 1, "a batch holds at least one item", error)

@@ -14,7 +14,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from dnnbench.core.errors import InputError
+from dnnbench.core.errors import InputError, check_batch_size
 from dnnbench.core.energy import Energy
 from dnnbench.core.record import CellRecord, CellWarning, now_iso
 from dnnbench.core.stats import MIN_BLOCK_SAMPLES, min_samples_for_quantile, summarize
@@ -96,10 +96,11 @@ def parse_batch_sizes(value) -> tuple[int, ...]:
                              "write e.g. --batch-sizes 1,2,4,8")
         value = [int(w) for w in words]
     sizes = list(value)
-    bad = [b for b in sizes if not isinstance(b, int) or isinstance(b, bool) or b < 1]
-    if not sizes or bad:
-        raise InputError(f"batch size {bad[0] if bad else 'list'} is not allowed", "a batch holds at least one item",
-                         "use batch sizes of 1 or more, e.g. --batch-sizes 1,2,4")
+    if not sizes:
+        raise InputError("an empty list of batch sizes is not allowed", "a sweep needs at least one batch size",
+                         "write e.g. --batch-sizes 1,2,4")
+    for b in sizes:
+        check_batch_size(b, "batch size")
     return tuple(sorted(set(sizes)))
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from dnnbench.core.errors import InputError
+from dnnbench.core.errors import InputError, check_batch_size
 from dnnbench.core.records import ReportedAccuracy
 
 
@@ -60,9 +60,7 @@ class InputSpec:
 
     def make(self, batch_size: int, device: str | torch.device = "cpu", generator: torch.Generator | None = None):
         """Build (args, kwargs) for one forward call at ``batch_size``."""
-        if batch_size < 1:
-            raise InputError(f"batch size {batch_size} is not allowed", "a batch holds at least one item",
-                             "use a batch size of 1 or more")
+        check_batch_size(batch_size, "batch size")
         tensors = []
         for spec in self.tensors:
             shape = (batch_size, *spec.shape)
