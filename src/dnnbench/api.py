@@ -533,7 +533,7 @@ def run_plan(plan: BenchPlan, config: "BenchConfig", on_event: BenchEvent | None
     finally:
         torch.set_num_threads(old_threads)
         torch.backends.cudnn.benchmark = old_bench
-    return BenchRun(plan.ref, device, threads, cells, env, peak, runtime=runtime, precision=precision,
+    return BenchRun(first.model, device, threads, cells, env, peak, runtime=runtime, precision=precision,
                     interrupted=interrupted, unavailable={} if peak is not None else {"machine_peak": peak_why})
 
 
