@@ -216,3 +216,20 @@ def test_schema_py_and_the_migrations_agree(store_url):
         diff = [d for d in compare_metadata(ctx, schema.metadata)]
     engine.dispose()
     assert diff == []
+
+
+def test_a_running_study_keeps_renewing_its_claims(tmp_path):
+    import time as _time
+
+    from dnnbench.runner import StudyConfig, StudySummary, _Runner
+
+    with open_store(str(tmp_path / "h.db")) as st:
+        assert st.claim(["x"], "me", ttl_s=1) == {}
+        runner = _Runner(st, StudySummary(st.where, "fp"), {}, StudyConfig(max_time_per_cell=0.1), {}, None, 0,
+                         lambda *a: None, "me")
+        runner.start_heartbeat(every_s=0.2)
+        _time.sleep(1.5)  # past the first lease's expiry
+        held = st.claim(["x"], "other", ttl_s=60)
+        runner.release_all()
+        assert held and "me"[:8] in held["x"]  # renewed by the heartbeat: still held
+        assert st.renew("me", 60) == 1 and st.claim(["y"], "me", 60) == {}

@@ -12,6 +12,7 @@ cell in progress. A record that cannot be written is saved as JSON beside the st
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -298,6 +299,7 @@ def study(models, config: StudyConfig | None = None, *, store: str | None = None
         summary.skipped_existing = len(cells) - len(todo)
         emit("plan", {"todo": len(todo), "skipped": summary.skipped_existing})
         runner = _Runner(st, summary, env.to_dict(), cfg, paper_top1, budget_s, t0, emit, uuid.uuid4().hex)
+        runner.start_heartbeat()
         try:
             runner.run(todo)
         except KeyboardInterrupt:
@@ -329,6 +331,7 @@ def _check_runtimes(runtimes, precisions, device: str) -> None:
 
 
 CLAIM_SLACK_S = 600.0  # a claim outlives its cell's time cap by this much (build, export, cold start)
+HEARTBEAT_S = 60.0  # claims are renewed this often while the study runs, however long one cell takes
 
 
 class _Runner:
@@ -339,6 +342,20 @@ class _Runner:
         self.st, self.summary, self.env, self.cfg = st, summary, env, cfg
         self.paper_top1, self.budget_s, self.t0, self.emit, self.owner = paper_top1, budget_s, t0, emit, owner
         self.claimed: set[str] = set()
+        self._beat: threading.Event | None = None
+
+    def start_heartbeat(self, every_s: float = HEARTBEAT_S) -> None:
+        """Renew this study's claims every ``every_s`` in a background thread, so a long cell keeps its lease."""
+        stop = self._beat = threading.Event()
+
+        def beat():
+            while not stop.wait(every_s):
+                try:
+                    self.st.renew(self.owner, self.ttl())
+                except Exception:  # the store is busy or gone: the next beat tries again, the lease expires if not
+                    pass
+
+        threading.Thread(target=beat, name="dnnbench-claims", daemon=True).start()
 
     def over_budget(self) -> bool:
         if self.budget_s is not None and time.perf_counter() - self.t0 > self.budget_s:
@@ -371,6 +388,8 @@ class _Runner:
         return mine
 
     def release_all(self) -> None:
+        if self._beat is not None:
+            self._beat.set()
         try:
             self.st.release(self.claimed, self.owner)
         except Exception:  # the store is gone (killed server): the claims expire by themselves

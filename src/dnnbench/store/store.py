@@ -591,6 +591,13 @@ class Store:
                                                expires_at=until))
         return held
 
+    def renew(self, owner: str, ttl_s: float) -> int:
+        """Extend every claim ``owner`` holds by ``ttl_s`` from now (a heartbeat); how many it holds."""
+        t = schema.claims
+        until = datetime.now(timezone.utc) + timedelta(seconds=ttl_s)
+        with self.engine.begin() as conn:
+            return conn.execute(t.update().where(t.c.owner == owner).values(expires_at=until)).rowcount
+
     def release(self, cell_ids: Iterable[str], owner: str) -> None:
         ids = list(cell_ids)
         if ids:
