@@ -625,18 +625,10 @@ def accuracy(model, data: str, config: "AccuracyConfig | None" = None, *, on_pro
 
 def _accuracy_config(config: "AccuracyConfig | None", options: dict) -> "AccuracyConfig":
     """``config`` with ``options`` (AccuracyConfig's field names) applied; checked once, by AccuracyConfig."""
-    from dataclasses import fields, replace
-
     from dnnbench.core.accuracy import AccuracyConfig
+    from dnnbench.core.config import with_options
 
-    names = {f.name for f in fields(AccuracyConfig)}
-    unknown = sorted(set(options) - names)
-    if unknown:  # a programming mistake, reported as Python reports an unexpected keyword
-        raise TypeError(f"accuracy() got an unexpected keyword argument {unknown[0]!r} "
-                        f"(settings: {', '.join(sorted(names))})")
-    if config is None:
-        return AccuracyConfig(**options)
-    return replace(config, **options) if options else config
+    return with_options(AccuracyConfig, config, options, "accuracy")
 
 
 # ---- analysis of stored results (pick, report) ---------------------------------------------------

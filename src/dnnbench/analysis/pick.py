@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -222,14 +222,9 @@ class Budget:
     @staticmethod
     def of(budget: "Budget | None" = None, **options) -> "Budget":
         """``budget`` (default: no limits) with ``options`` (Budget's field names) replacing its values."""
-        names = {f.name for f in fields(Budget)}
-        unknown = sorted(set(options) - names)
-        if unknown:  # a programming mistake, reported as Python reports an unexpected keyword
-            raise TypeError(f"pick() got an unexpected keyword argument {unknown[0]!r} "
-                            f"(constraints: {', '.join(sorted(names))})")
-        if budget is None:
-            return Budget(**options)
-        return replace(budget, **options) if options else budget
+        from dnnbench.core.config import with_options
+
+        return with_options(Budget, budget, options, "pick")
 
 
 _WHERE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")

@@ -817,10 +817,6 @@ class BenchConfig:
         return parse_batch_sizes(self.batch_sizes)
 
     def with_(self, **changes: Any) -> "BenchConfig":
-        from dataclasses import replace
+        from dnnbench.core.config import with_options
 
-        names = {f.name for f in fields(BenchConfig)}
-        bad = sorted(set(changes) - names)
-        if bad:
-            raise TypeError(f"unknown bench option(s) {', '.join(bad)}; options are {', '.join(sorted(names))}")
-        return replace(self, **changes)
+        return with_options(BenchConfig, self, changes, "bench")

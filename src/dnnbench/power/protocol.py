@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 
 from dnnbench.core.energy import Energy
 from dnnbench.core.errors import DnnbenchError, InputError
@@ -51,14 +51,9 @@ class EnergyProtocol:
     @staticmethod
     def of(protocol: "EnergyProtocol | None" = None, **settings) -> "EnergyProtocol":
         """``protocol`` (default: today's defaults) with ``settings`` (its field names) replacing its values."""
-        names = {f.name for f in fields(EnergyProtocol)}
-        unknown = sorted(set(settings) - names)
-        if unknown:  # a programming mistake, reported as Python reports an unexpected keyword
-            raise TypeError(f"measure_energy() got an unexpected keyword argument {unknown[0]!r} "
-                            f"(settings: {', '.join(sorted(names))})")
-        if protocol is None:
-            return EnergyProtocol(**settings)
-        return replace(protocol, **settings) if settings else protocol
+        from dnnbench.core.config import with_options
+
+        return with_options(EnergyProtocol, protocol, settings, "measure_energy")
 
 
 def measure_energy(work: Callable[[], object], items_per_call: int, sensors: Sequence[Sensor],
