@@ -391,11 +391,15 @@ class BenchPlan:
     specs: tuple  # CellSpec per batch size, ascending; each spec's digest is its cell's identity
     inputs: InputSpec
     environment: object  # the parent's Environment (its fingerprint is in every spec)
+    meta: LoadedModel  # the model on the meta device: static counts per batch size, without building it again
     given: object = None  # a module object to measure in this process, else None
 
 
-def plan_bench(model, config: "BenchConfig") -> BenchPlan:
-    """Validate ``config`` for ``model`` and spell out every cell's full spec (what a study resumes by)."""
+def plan_bench(model, config: "BenchConfig", env=None) -> BenchPlan:
+    """Validate ``config`` for ``model`` and spell out every cell's full spec (what a study resumes by).
+
+    ``env``: this machine's Environment when the caller captured it already (a study plans many models).
+    """
     from dnnbench.core.measurements import DEFAULT_PROCESSES, CellSpec, TimingSpec, check_bench_options
     from dnnbench.host import environment
 
@@ -427,13 +431,13 @@ def plan_bench(model, config: "BenchConfig") -> BenchPlan:
         processes = 1  # one process is all there is
     tspec = TimingSpec(target_ci=config.target_ci, max_time_s=float(config.max_time_per_cell),
                        min_samples=config.min_samples, processes=processes)
-    env = environment.capture(device)
+    env = env or environment.capture(device)
     specs = tuple(CellSpec(meta.ref, b, device, threads, tspec, "in-process" if config.in_process else "subprocess",
                            sensors=sensors, estimate_tdp_w=config.estimate_power_w, runtime=runtime,
                            precision=precision, input_shape=tuple(tuple(s) for s in inputs.shapes(b)),
                            machine=env.fingerprint)
                   for b in sizes)
-    return BenchPlan(meta.ref if given is not None else str(model), specs, inputs, env, given)
+    return BenchPlan(meta.ref if given is not None else str(model), specs, inputs, env, meta, given)
 
 
 def bench(model, batch_sizes=None, *, config: "BenchConfig | None" = None, on_event: BenchEvent | None = None,
@@ -465,7 +469,7 @@ def bench(model, batch_sizes=None, *, config: "BenchConfig | None" = None, on_ev
 def run_plan(plan: BenchPlan, config: "BenchConfig", on_event: BenchEvent | None = None,
              should_stop: Callable[[], bool] | None = None) -> "BenchRun":
     """Measure every cell of ``plan`` (see ``bench``); ``should_stop`` is asked before each cell (a budget)."""
-    from dnnbench.core.measurements import BenchCell, BenchRun, StaticEstimate, peak_warning
+    from dnnbench.core.measurements import BenchCell, BenchRun, StaticEstimate
     from dnnbench.core.record import now_iso
     from dnnbench.host import machine
     from dnnbench.isolation.dispatch import prestart, run_isolated
@@ -474,7 +478,6 @@ def run_plan(plan: BenchPlan, config: "BenchConfig", on_event: BenchEvent | None
     specs, env = plan.specs, plan.environment
     first = specs[0]
     device, threads, runtime, precision = first.device, first.threads, first.runtime, first.precision
-    on_gpu = device.startswith("cuda")
     emit = on_event or (lambda kind, spec, payload: None)
     lm = None
     old_threads, old_bench = torch.get_num_threads(), torch.backends.cudnn.benchmark
@@ -489,7 +492,7 @@ def run_plan(plan: BenchPlan, config: "BenchConfig", on_event: BenchEvent | None
         loader = BenchLoader(plan.ref, device, config.input_size)
         if not config.in_process:  # the fork server imports torch and the model's libraries while the parent profiles
             prestart(first, loader)
-        meta = _as_loaded(plan.given) if plan.given is not None else load(plan.ref, device="meta")
+        meta = plan.meta
         statics: dict[int, StaticEstimate | str] = {}
         for s in specs:
             try:

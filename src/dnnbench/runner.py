@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 
 from dnnbench import api
 from dnnbench.core.errors import DnnbenchError, InputError
@@ -119,12 +118,13 @@ class StudyConfig:
 
 
 def plan_cells(models, cfg: StudyConfig, metrics, threads: int, fingerprint: str,
-               accuracy_config: dict | None = None) -> tuple[list[StudyPlan], list[tuple[str, str]]]:
+               accuracy_config: dict | None = None, env=None) -> tuple[list[StudyPlan], list[tuple[str, str]]]:
     """Expand models/sets into cells with their full specs; unavailable set members are returned with why.
 
     Bench cells are planned once per (runtime, precision) that can run the model here (``api.runtime_configs``);
     the pairs that cannot are returned as unavailable with their reason. Each bench cell's spec is the very
-    ``CellSpec`` ``api.bench`` measures (``api.plan_bench``), so its identity is what was measured.
+    ``CellSpec`` ``api.bench`` measures (``api.plan_bench``), so its identity is what was measured. ``env``: this
+    machine's Environment, captured once for the whole plan (None: each bench plan captures it).
     """
     from dnnbench.core.measurements import BenchConfig, parse_batch_sizes
 
@@ -160,7 +160,7 @@ def plan_cells(models, cfg: StudyConfig, metrics, threads: int, fingerprint: str
                                estimate_power_w=cfg.estimate_power_w if "power" in metrics else None,
                                runtime=runtime, precision=precision, processes=cfg.processes)
             try:
-                bplan = api.plan_bench(ref, bcfg)
+                bplan = api.plan_bench(ref, bcfg, env)
             except DnnbenchError as exc:
                 unavailable.append((f"{e.label} {runtime} {precision}", exc.one_line()))
                 continue
@@ -289,7 +289,7 @@ def study(models, config: StudyConfig | None = None, *, store: str | None = None
     paper_top1 = {r["modern_ref"]: float(r["paper_top1_percent"]) / 100 for r in paper_reference() if r["modern_ref"]}
     with open_store(store) as st:
         check_writable(st)  # before anything is measured: a read-only store would lose the measurements
-        cells, unavailable = plan_cells(list(models), cfg, metrics, threads, env.fingerprint, accuracy_config)
+        cells, unavailable = plan_cells(list(models), cfg, metrics, threads, env.fingerprint, accuracy_config, env)
         summary = StudySummary(st.where, env.fingerprint, planned=len(cells), unavailable=unavailable)
         emit("open", {"store": st.where, "cells": len(cells), "unavailable": unavailable})
         done = st.statuses(c.cell_id for c in cells)

@@ -28,7 +28,7 @@ from dnnbench.cli.render import accuracy as render
 @click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --limit subset.")
 @format_option()
-def accuracy(model, data, weights, limit, batch_size, workers, labels, download_weights, device, seed, fmt):
+def accuracy(model, data, fmt, **settings):
     """Top-1/top-5 of MODEL measured on your validation set (--data), beside the published figure.
 
     Each model is fed through its own preprocessing (torchvision weights transforms, timm data config,
@@ -37,8 +37,7 @@ def accuracy(model, data, weights, limit, batch_size, workers, labels, download_
     from dnnbench import api
     from dnnbench.core.accuracy import AccuracyConfig
 
-    config = AccuracyConfig(weights=weights, labels=labels, limit=limit, batch_size=batch_size, workers=workers,
-                            device=device, seed=seed, download_weights=download_weights)
+    config = AccuracyConfig(**settings)  # every option but --data/--format is an AccuracyConfig field
     if data is None:
         rep = api.reported_accuracy(model)
         if fmt == "json":

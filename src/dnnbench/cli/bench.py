@@ -28,7 +28,7 @@ from dnnbench.cli.render import bench as render
 @click.option("--input-size", default=None, metavar="H[,W]", help="Image size in pixels (default: native).")
 @click.option("--sensors", default="auto", show_default=True, metavar="auto|none|nvml,rapl,jetson|meter:FILE",
               help="Power sensors, measured after each cell's timing (`dnnbench sensors` lists them).")
-@click.option("--estimate-power", type=float, default=None, metavar="TDP_W",
+@click.option("--estimate-power", "estimate_power_w", type=float, default=None, metavar="TDP_W",
               help="When no sensor measures, report a labelled estimate from this TDP in watts.")
 @click.option("--runtime", default=None, metavar="eager|compile|onnxruntime|all",
               help="What runs the model; a comma list or all compares them [default: eager; onnxruntime for onnx:].")
@@ -38,8 +38,7 @@ from dnnbench.cli.render import bench as render
               help="Worker processes per cell, each sampling a share of the cap when calls are fast enough "
                    "[default: 5 for eager, else 1].")
 @format_option()
-def bench(model, batch_sizes, device, threads, target_ci, max_time_per_cell, min_samples, in_process, input_size,
-          sensors, estimate_power, runtime, precision, processes, fmt):
+def bench(model, runtime, precision, fmt, **settings):
     """Inference time, throughput and memory of MODEL at each batch size, measured on this machine.
 
     Each (model, batch size) cell runs in fresh worker processes: cold start apart, warm-up judged after
@@ -47,18 +46,17 @@ def bench(model, batch_sizes, device, threads, target_ci, max_time_per_cell, min
     spent. Fast cells pool several processes (--processes), since each process runs at a speed of its own.
     """
     from dnnbench import api
+    from dnnbench.core.measurements import BenchConfig
 
-    configs, left_out = api.runtime_configs(model, runtime, precision, device)
+    # every option but --runtime/--precision (which may list several) and --format is a BenchConfig field
+    config = BenchConfig(**settings)
+    configs, left_out = api.runtime_configs(model, runtime, precision, config.device)
     for label, why in left_out:
         err.print(f"left out: {label}: {why}", markup=False)
     runs = []
     for rt, prec in configs:
-        with render.progress(max_time_per_cell) as on_event:
-            runs.append(api.bench(model, batch_sizes, device=device, threads=threads, target_ci=target_ci,
-                                  max_time_per_cell=max_time_per_cell, in_process=in_process, input_size=input_size,
-                                  min_samples=min_samples, on_event=on_event, sensors=sensors,
-                                  estimate_power_w=estimate_power, runtime=rt, precision=prec,
-                                  processes=processes))
+        with render.progress(config.max_time_per_cell) as on_event:
+            runs.append(api.bench(model, config=config.with_(runtime=rt, precision=prec), on_event=on_event))
         if runs[-1].interrupted:  # Ctrl-C: what finished is shown (and in the JSON), the rest is not run
             break
     if fmt == "json":

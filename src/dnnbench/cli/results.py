@@ -73,8 +73,7 @@ def _write_text(text: str, output: str | None) -> None:
                    "memory_total_bytes, energy_per_item_j, ...")
 @click.option("--device", default=None, metavar="cpu|cuda", help="Setup to use [default: the one with most cells].")
 @format_option()
-def pick(store, batch_size, max_latency_ms, min_throughput, max_memory_mb, max_energy_mj, max_power_w, min_top1,
-         where, objective, device, fmt):
+def pick(store, fmt, **constraints):
     """The most accurate stored model meeting every budget, the Pareto set, and why each other model loses.
 
     Measured values where the cell was measured; otherwise predictions from the setup's cost model
@@ -84,10 +83,7 @@ def pick(store, batch_size, max_latency_ms, min_throughput, max_memory_mb, max_e
     from dnnbench import api
     from dnnbench.analysis.pick import Budget
 
-    budget = Budget(batch_size=batch_size, max_latency_ms=max_latency_ms, min_throughput=min_throughput,
-                    max_memory_mb=max_memory_mb, max_energy_mj=max_energy_mj, max_power_w=max_power_w,
-                    min_top1=min_top1, where=where, objective=objective, device=device)
-    res = api.pick(store, budget)
+    res = api.pick(store, Budget(**constraints))  # every option but --store/--format is a Budget field
     if fmt == "json":
         dump(res.to_dict())
     else:

@@ -30,17 +30,16 @@ from dnnbench.cli.render import study as render
 @click.option("--labels", default=None, metavar="FILE", help="Labels file for a flat --data folder.")
 @click.option("--weights", default="DEFAULT", show_default=True,
               help="Weights for accuracy cells: DEFAULT (local cache), a tag or a checkpoint path.")
-@click.option("--limit", type=LIMIT, default=None, help="Accuracy on a class-stratified subset of N images.")
+@click.option("--limit", "accuracy_limit", type=LIMIT, default=None, help="Accuracy on a class-stratified subset of N images.")
 @click.option("--sensors", default="auto", show_default=True, metavar="auto|none|nvml,rapl,jetson|meter:FILE",
               help="Power sensors for the power group.")
-@click.option("--estimate-power", type=float, default=None, metavar="TDP_W",
+@click.option("--estimate-power", "estimate_power_w", type=float, default=None, metavar="TDP_W",
               help="When no sensor measures, store a labelled estimate from this TDP in watts.")
-@click.option("--runtime", default=None, metavar="eager|compile|onnxruntime|all",
+@click.option("--runtime", "runtimes", default=None, metavar="eager|compile|onnxruntime|all",
               help="Runtimes to measure, a comma list or all [default: eager; onnxruntime for onnx: models].")
-@click.option("--precision", default=None, metavar="fp32|fp16|bf16|int8|all",
+@click.option("--precision", "precisions", default=None, metavar="fp32|fp16|bf16|int8|all",
               help="Precisions to measure, a comma list or all [default: fp32].")
-def study(models, batch_sizes, metrics, device, store, budget, force, quick, target_ci, max_time_per_cell,
-          threads, input_size, name, data, labels, weights, limit, sensors, estimate_power, runtime, precision):
+def study(models, store, **settings):
     """Run the whole sweep (MODELS or sets x batch sizes x metric groups) into the results store.
 
     Resumable: cells already stored for the same configuration and machine are skipped.
@@ -48,14 +47,11 @@ def study(models, batch_sizes, metrics, device, store, budget, force, quick, tar
     """
     from dnnbench import runner
 
+    # every option but --store is a StudyConfig field of the same name (the click dests say so)
+    config = runner.StudyConfig(**settings)
     with render.progress() as on_event:
-        summary = runner.study(list(models), batch_sizes=batch_sizes, metrics=metrics, device=device, store=store,
-                               budget=budget, force=force, quick=quick, threads=threads, target_ci=target_ci,
-                               max_time_per_cell=max_time_per_cell, input_size=input_size, name=name,
-                               on_event=on_event, data=data, labels=labels, weights=weights,
-                               accuracy_limit=limit, sensors=sensors, estimate_power_w=estimate_power,
-                               runtimes=runtime, precisions=precision)
-    render.summary(summary, budget)
+        summary = runner.study(list(models), config, store=store, on_event=on_event)
+    render.summary(summary, config.budget)
     if summary.stopped == "interrupted":
         fail(f"interrupted; {summary.measured} finished cells are stored, {summary.left} left. "
              "Run the same command again to resume.", 130)

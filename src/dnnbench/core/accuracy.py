@@ -11,7 +11,7 @@ import statistics
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from dnnbench.core.errors import InputError, check_at_least, check_batch_size
+from dnnbench.core.errors import check_at_least, check_batch_size
 from dnnbench.core.records import ReportedAccuracy
 
 

@@ -778,15 +778,11 @@ class BenchRun:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        """The run as JSON: each cell's record (the document the store keeps) and the view derived from it."""
-        from dnnbench.core.view import metrics
-
-        records = [c.to_record() for c in self.cells]
+        """The run as JSON: each cell's record, the document the store keeps (``core.view`` derives figures)."""
         return {
             "model": self.model, "device": self.device, "threads": self.threads,
             "runtime": self.runtime, "precision": self.precision, "interrupted": self.interrupted,
-            "records": [r.to_dict() for r in records],
-            "metrics": [metrics(r).as_dict() for r in records],
+            "records": [c.to_dict() for c in self.cells],
             "memory_fit": self.memory_fit.to_dict() if self.memory_fit else None,
             "activation_fit": self.activation_fit.to_dict() if self.activation_fit else None,
             "machine_peak": self.machine_peak.to_dict() if self.machine_peak else None,

@@ -641,11 +641,11 @@ class Store:
 
     def environments(self) -> dict[str, dict]:
         """Machine fingerprint -> the environment of its newest cell (each cell keeps its own in its record)."""
-        out: dict[str, dict] = {}
-        for rec in self.records():
-            if rec.fingerprint:
-                out[rec.fingerprint] = rec.environment
-        return out
+        r = schema.runs
+        newest = sa.select(sa.func.max(r.c.id)).group_by(r.c.fingerprint)  # one record per machine, not all
+        with self.engine.connect() as conn:
+            docs = [_loads(doc) for (doc,) in conn.execute(sa.select(r.c.record).where(r.c.id.in_(newest)))]
+        return {d["spec"].get("machine") or d["environment"].get("fingerprint"): d["environment"] for d in docs}
 
     def frame(self):
         """One tidy table: a row per cell, a column per metric (units in the names), from the records.

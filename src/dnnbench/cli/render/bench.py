@@ -10,8 +10,17 @@ from dnnbench.core import units as u
 
 
 def to_json(runs):
-    """One run as its dict; several (runtimes or precisions compared) as a list."""
-    return runs[0].to_dict() if len(runs) == 1 else [r.to_dict() for r in runs]
+    """One run as its dict — its records and, beside each, the metric view derived from it; several runs
+    (runtimes or precisions compared) as a list."""
+    from dnnbench.core.record import CellRecord
+    from dnnbench.core.view import metrics
+
+    def one(run):
+        d = run.to_dict()
+        d["metrics"] = [metrics(CellRecord.from_dict(r)).as_dict() for r in d["records"]]
+        return d
+
+    return one(runs[0]) if len(runs) == 1 else [one(r) for r in runs]
 
 
 def any_ok(runs) -> bool:
