@@ -246,9 +246,9 @@ def study(models, config: StudyConfig | None = None, *, store: str | None = None
 
     from dnnbench.host import environment
 
-    cfg = config or StudyConfig()
-    if options:
-        cfg = replace(cfg, **options)
+    from dnnbench.core.config import with_options
+
+    cfg = with_options(StudyConfig, config, options, "study")
     if isinstance(models, str):
         models = [models]
     if not models:
