@@ -23,10 +23,20 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class InputSpec:
-    """Positional (``names`` is None) or keyword inputs of a model."""
+    """Positional (``names`` is None) or keyword inputs of a model.
+
+    ``as_list``: the model takes one positional argument, a Python list of the batch's items, each a tensor
+    of ``tensors[0].shape`` (torchvision's detection models: ``model([img0, img1])``). The batch size is the
+    list's length; ``shapes()`` still reports ``[batch, *item_shape]``.
+    """
 
     tensors: tuple[TensorSpec, ...]
     names: tuple[str, ...] | None = None
+    as_list: bool = False
+
+    def __post_init__(self):
+        if self.as_list and (len(self.tensors) != 1 or self.names is not None):
+            raise ValueError("a list input holds items of one tensor spec, passed positionally")
 
     @staticmethod
     def image(channels: int, height: int, width: int) -> "InputSpec":
@@ -44,7 +54,7 @@ class InputSpec:
                 "leave --input-size out; the model's factory defines its inputs",
             )
         c = self.tensors[0].shape[0]
-        return InputSpec((TensorSpec((c, height, width)),))
+        return InputSpec((TensorSpec((c, height, width)),), as_list=self.as_list)
 
     def shapes(self, batch_size: int) -> list[list[int]]:
         return [[batch_size, *t.shape] for t in self.tensors]
@@ -71,15 +81,34 @@ class InputSpec:
             else:
                 t = torch.randint(0, spec.high or 2, shape, dtype=spec.dtype, device=device, generator=generator)
             tensors.append(t)
+        if self.as_list:
+            return (list(tensors[0].unbind(0)),), {}
         if self.names is None:
             return tuple(tensors), {}
         return (), dict(zip(self.names, tensors))
 
     @staticmethod
     def from_examples(example: Any) -> "InputSpec":
-        """Derive a spec from example inputs: a tensor, a tuple/list of tensors, or a dict of tensors."""
+        """Derive a spec from example inputs: a tensor, a tuple/list of tensors, or a dict of tensors.
+
+        ``([img0, img1],)`` -- one positional list of same-shape tensors -- is a list input (``as_list``):
+        the list's length is the batch size and each item has no batch dimension.
+        """
         if isinstance(example, torch.Tensor):
             example = (example,)
+        if (isinstance(example, (tuple, list)) and len(example) == 1 and isinstance(example[0], list)):
+            items = example[0]
+            if not items or not all(isinstance(v, torch.Tensor) and v.dim() >= 1 for v in items):
+                raise InputError("a list input must hold at least one tensor item",
+                                 f"got a list of {len(items)} item(s): "
+                                 + ", ".join(sorted({type(v).__name__ for v in items}) or ["nothing"]),
+                                 "return (model, ([tensor, ...],)) with one tensor per image")
+            if len({(tuple(v.shape), v.dtype) for v in items}) != 1:
+                raise InputError("the items of a list input differ in shape or dtype",
+                                 "got " + ", ".join(sorted({str(list(v.shape)) for v in items})),
+                                 "give items of one shape; dnnbench builds batches of copies of it")
+            v = items[0]
+            return InputSpec((TensorSpec(tuple(v.shape), v.dtype),), as_list=True)
         names = None
         if isinstance(example, dict):
             names = tuple(example.keys())
@@ -117,3 +146,17 @@ class LoadedModel:
     preprocess: Any = None
     preprocess_source: str | None = None
     class_names: list[str] | None = None
+    # What the model does (see TASKS); its published quality figures are per task.
+    task: str = "classification"
+
+
+# Vision tasks and the quality metric each publishes (the name torchvision's weights meta uses).
+TASKS = {
+    "classification": "acc@1",
+    "detection": "box_map",
+    "instance_segmentation": "mask_map",
+    "keypoint_detection": "kp_map",
+    "segmentation": "miou",
+    "video": "acc@1",
+    "optical_flow": "epe",
+}
