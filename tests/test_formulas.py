@@ -156,3 +156,148 @@ def test_meta_shortcuts_match_the_real_meta_kernels():
         theirs = theirs if isinstance(theirs, tuple) else (theirs,)
         for a, b in zip(ours, theirs):
             assert (a.shape, a.stride(), a.dtype, a.device) == (b.shape, b.stride(), b.dtype, b.device), op
+
+
+@pytest.mark.parametrize("fn, shape, other", [
+    # 1x4x4 -> 1x8x8 = 64 outputs: nearest reads 1 tap, bilinear 4, bicubic 16
+    (lambda x: F.interpolate(x, scale_factor=2, mode="nearest"), (1, 4, 4), 64),
+    (lambda x: F.interpolate(x, scale_factor=2, mode="bilinear"), (1, 4, 4), 4 * 64),
+    (lambda x: F.interpolate(x, scale_factor=2, mode="bicubic"), (1, 4, 4), 16 * 64),
+    # 2 channels x 5 -> 2 x 10 = 20 outputs, 2 taps each; trilinear 1x2x2x2 -> 1x4x4x4 = 64, 8 taps
+    (lambda x: F.interpolate(x, scale_factor=2, mode="linear"), (2, 5), 2 * 20),
+    (lambda x: F.interpolate(x, scale_factor=2, mode="trilinear"), (1, 2, 2, 2), 8 * 64),
+    # grid_sample onto a 3x3 grid of 2 channels: 18 outputs, bilinear 4 taps, nearest 1
+    (lambda x: F.grid_sample(x, torch.zeros(1, 3, 3, 2, device=x.device), align_corners=False), (2, 4, 4), 4 * 18),
+    (lambda x: F.grid_sample(x, torch.zeros(1, 3, 3, 2, device=x.device), mode="nearest", align_corners=False),
+     (2, 4, 4), 18),
+    # creation and splitting are data movement: zero, and counted as zero (not "uncounted")
+    (lambda x: x + torch.eye(4, device=x.device), (4, 4), 16),
+])
+@pytest.mark.parametrize("mode", ["meta", "real"])
+def test_resampling_and_creation_ops(fn, shape, other, mode):
+    p = count(Fn(fn), shape, mode=mode)
+    assert (p.macs, p.other_flops, p.uncounted_ops) == (0, other, {})
+
+
+@pytest.mark.parametrize("mode", ["meta", "real"])
+def test_lstm_counts_the_same_on_meta_and_on_the_cpu_kernel(mode):
+    # meta decomposes the LSTM (addmm, unsafe_split, sigmoid...); real CPU runs aten.mkldnn_rnn_layer.
+    # 2 layers x 2 directions, hidden 8 (4 gates: 32 rows): per step and item, layer 1 reads 4 + 8 inputs,
+    # layer 2 reads 16 + 8: 2 x 32 x (12 + 24) = 2304 MACs; 5 steps x batch 2. Other: per layer and
+    # direction, 2 biases x 32 + 13 x 8 elementwise = 168.
+    class Seq(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(4, 8, num_layers=2, bidirectional=True, batch_first=True)
+
+        def forward(self, x):
+            return self.lstm(x)[0]
+
+    p = count(Seq(), (5, 4), mode=mode, batch=2)
+    assert (p.macs, p.other_flops, p.uncounted_ops) == (10 * 2304, 10 * 4 * 168, {})
+
+
+def test_detection_ops_roi_align_and_nms():
+    from torchvision.ops import nms, roi_align
+
+    boxes = torch.tensor([[0, 0, 0, 4, 4], [0, 2, 2, 6, 6], [0, 1, 1, 7, 7]], dtype=torch.float)
+    # 3 boxes x 2 channels x 2x2 bins = 24 outputs, each 2x2 samples of 4 bilinear taps
+    p = count(Fn(lambda x: roi_align(x, boxes, output_size=2, sampling_ratio=2)), (2, 8, 8), mode="real")
+    assert (p.macs, p.other_flops, p.uncounted_ops) == (0, 24 * 4 * 4, {})
+    # 5 boxes: 3 ops per area, then at most 5 x 4 / 2 = 10 IoU tests of 13 ops
+    scores = torch.rand(5)
+    p = count(Fn(lambda b: nms(b[0], scores, 0.5).float().sum()), (5, 4), mode="real")
+    assert p.ops and p.uncounted_ops == {}
+    assert next(o for o in p.ops if o.op == "torchvision.nms").other_flops == 3 * 5 + 13 * 10
+
+
+def test_quantized_conv_and_linear_count_like_float_and_their_packed_weights_are_params():
+    qnn = torch.ao.nn.quantized
+
+    class Q(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = qnn.Conv2d(3, 4, 3, padding=1)
+            self.fc = qnn.Linear(4 * 5 * 5, 6)
+
+        def forward(self, x):
+            q = torch.quantize_per_tensor(x, 0.1, 0, torch.quint8)
+            return self.fc(self.conv(q).flatten(1)).dequantize()
+
+    p = count(Q(), (3, 5, 5), mode="real")
+    # conv: 4x5x5 = 100 outputs x 3 x 9; linear 100 x 6. Other: quantize 75, conv bias 100, fc bias 6,
+    # dequantize 6
+    assert (p.macs, p.other_flops, p.uncounted_ops) == (2700 + 600, 75 + 100 + 6 + 6, {})
+    assert p.params == (4 * 27 + 4) + (600 + 6)  # int8 weights and float biases, each counted once
+    assert p.trainable_params == 0 and p.dtype == "qint8"
+    assert p.weight_bytes == 4 * 27 + 4 * 4 + 600 + 6 * 4
+
+
+def test_a_meta_failure_falls_back_whatever_it_raises():
+    class MetaHater(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            if x.device.type == "meta":
+                raise ValueError("this model checks something no meta tensor can answer")
+            return self.fc(x)
+
+    p = count(MetaHater(), (4,), mode="auto")
+    assert p.mode == "real" and p.macs == 8
+    assert any("cannot run on meta tensors (this model checks" in n for n in p.notes)
+
+
+def test_a_model_that_fails_on_real_tensors_too_names_the_real_error():
+    from dnnbench.core.errors import InputError
+
+    class Broken(nn.Module):
+        def forward(self, x):
+            if x.device.type == "meta":
+                raise NotImplementedError("no meta kernel")
+            raise KeyError("the real cause")
+
+    with pytest.raises(InputError, match="failed in its forward.*KeyError: 'the real cause'") as err:
+        count(Broken(), (4,), mode="auto")
+    assert "--input-size" not in str(err.value)  # not the input's fault
+
+
+def test_a_meta_built_model_with_data_dependent_ops_counts_on_synthetic_values():
+    from dnnbench.sources.meta_build import build_on_meta
+
+    class Picky(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            y = self.conv(x)
+            pooled = y.flatten(2).mean(-1)
+            keep = torch.nonzero(pooled[0] > -10).flatten()  # data-dependent; all kept for values in [-1, 1)
+            return self.fc(pooled[:, keep])
+
+    model = build_on_meta(Picky)
+    p = count(model, (3, 6, 6), mode="auto")
+    assert p.mode == "real"
+    # conv 4x6x6 x 27 and fc 4 x 2: shapes are exact whatever the values
+    assert p.macs == 144 * 27 + 8
+    assert any("random values of the exact shape" in n for n in p.notes)
+    assert any("data-dependent ops ran" in n and "aten.nonzero" in n for n in p.notes)
+    assert all(t.device.type == "meta" for t in model.parameters())  # the model itself stays on meta
+
+
+@pytest.mark.slow
+def test_a_timm_lstm_model_has_nothing_uncounted():
+    pytest.importorskip("timm")
+    from dnnbench.sources import load
+
+    # Sequencer's BiLSTM2d: LSTMs over rows and columns (unsafe_split, addmm, sigmoid/tanh on meta)
+    lm = load("timm:sequencer2d_s", device="meta")
+    p = profile_model(lm, 1)
+    assert p.mode == "meta" and p.uncounted_ops == {}
+    # on CPU tensors the LSTMs run as aten.mkldnn_rnn_layer: the same count by another path
+    real = profile_model(lm, 1, mode="real")
+    assert real.uncounted_ops == {} and any(o.op == "aten.mkldnn_rnn_layer" and o.macs for o in real.ops)
+    assert (real.macs, real.other_flops) == (p.macs, p.other_flops)

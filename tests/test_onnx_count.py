@@ -163,3 +163,200 @@ def test_cli_profile_of_an_onnx_file(tmp_path):
     r = run_cli("profile", f"onnx:{tmp_path / 'bad.onnx'}")
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "is not a valid ONNX model" in r.stderr and "Traceback" not in r.stderr
+
+
+# ---- weights in every form an ONNX file can hold them; old opsets; quantized graphs; more formulas ----------------
+
+def _model(nodes, inputs, outputs, inits=(), opset=13, ir=None, sparse=(), domains=()):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(inits), sparse_initializer=list(sparse))
+    ops = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, 1) for d in domains]
+    model = helper.make_model(graph, opset_imports=ops)
+    if ir is not None:
+        model.ir_version = ir
+    return model
+
+
+def _write(tmp_path, model, name):
+    path = tmp_path / name
+    onnx.save(model, path)
+    return path
+
+
+def _a(name, array):
+    return numpy_helper.from_array(array, name)
+
+
+def _out(name):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
+
+
+def _run_ort(path, feed):
+    ort = pytest.importorskip("onnxruntime")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return [i.name for i in sess.get_inputs()], sess.run(None, feed)
+
+
+def test_weights_in_initializers_constants_sparse_tensors_and_folded_subgraphs(tmp_path):
+    np = pytest.importorskip("numpy")
+    rng = np.random.default_rng(0)
+    f32 = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    sparse = helper.make_sparse_tensor(_a("ws", np.array([1.0, 2.0, 3.0], np.float32)), _a("ws_i", np.array([0, 7, 29])), [6, 5])
+    const_sparse = helper.make_sparse_tensor(_a("v", np.array([1.0, -1.0], np.float32)), _a("i", np.array([1, 8])), [5, 2])
+    inits = [_a("wq", rng.integers(-127, 127, (4, 3, 3, 3)).astype(np.int8)), _a("wscale", np.full(4, 0.01, np.float32)),
+             _a("wzp", np.zeros(4, np.int8)), _a("slope_shape", np.array([4, 1, 1])), _a("wh", f32(4, 6).astype(np.float16)),
+             _a("wm", f32(6, 6)), _a("wt", f32(6, 6)), _a("scales", np.array([1, 1, 2, 2], np.float32))]
+    nodes = [
+        # a QDQ weight: int8 in the file, dequantized once at load (a folded subgraph); its per-channel scale is no param
+        helper.make_node("DequantizeLinear", ["wq", "wscale", "wzp"], ["wf"], axis=0),
+        helper.make_node("Constant", [], ["cb"], value=_a("cbv", f32(4))),  # a Constant node's tensor
+        helper.make_node("Conv", ["x", "wf", "cb"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Constant", [], ["slope_flat"], value_floats=[0.1, 0.2, 0.3, 0.4]),  # value_floats
+        helper.make_node("Reshape", ["slope_flat", "slope_shape"], ["slope"]),
+        helper.make_node("PRelu", ["c", "slope"], ["p"]),
+        helper.make_node("ConstantOfShape", ["slope_shape"], ["shift"], value=_a("half", np.array([0.5], np.float32))),
+        helper.make_node("Add", ["p", "shift"], ["q"]),
+        helper.make_node("Resize", ["q", "", "scales"], ["up"], mode="nearest"),  # resampling scales: no param
+        helper.make_node("GlobalAveragePool", ["q"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Cast", ["wh"], ["whf"], to=TensorProto.FLOAT),  # an fp16 weight cast at load
+        helper.make_node("MatMul", ["f", "whf"], ["h1"]),
+        helper.make_node("Identity", ["wm"], ["wm1"]),
+        helper.make_node("Identity", ["wm1"], ["wm2"]),  # an Identity chain: one weight
+        helper.make_node("MatMul", ["h1", "wm2"], ["h2"]),
+        helper.make_node("MatMul", ["h2", "wt"], ["h3"]),
+        helper.make_node("Transpose", ["wt"], ["wtt"]),  # the same weight transposed: counted once
+        helper.make_node("MatMul", ["h3", "wtt"], ["h4"]),
+        helper.make_node("MatMul", ["h4", "ws"], ["h5"]),  # a sparse initializer
+        helper.make_node("Constant", [], ["wsp"], sparse_value=const_sparse),  # a Constant node's sparse_value
+        helper.make_node("MatMul", ["h5", "wsp"], ["y"]),
+    ]
+    model = _model(nodes, [_x("x", 3, 8, 8)], [_out("y"), _out("up")], inits, sparse=[sparse])
+    path = _write(tmp_path, model, "forms.onnx")
+    p = dnnbench.profile(f"onnx:{path}", batch_size=2)
+    #               conv w  bias  slope  shift  fp16 w  chain  shared  sparse init  sparse const
+    assert p.params == 108 + 4 + 4 + 4 + 24 + 36 + 36 + 30 + 10 == 256
+    # bytes as stored: int8 conv weight, fp16 weight; ConstantOfShape and sparse tensors at their dense float32 size
+    assert p.weight_bytes == 108 * 1 + 16 + 16 + 16 + 24 * 2 + 144 + 144 + 120 + 40
+    conv = 2 * 4 * 64 * 27
+    assert p.macs == conv + 2 * (4 * 6 + 6 * 6 + 6 * 6 + 6 * 6 + 6 * 5 + 5 * 2)
+    #                 conv bias, PRelu, Add   GAP (input)   Resize (output); the folded DQ, Reshape, Cast cost nothing
+    assert p.other_flops == 3 * (2 * 4 * 64) + 2 * 4 * 64 + 2 * 4 * 16 * 16
+    assert p.uncounted_ops == {}
+    assert any("compute only from constants" in n for n in p.notes)
+    names, outs = _run_ort(path, {"x": np.ones((2, 3, 8, 8), np.float32)})  # the file is valid and runs
+    assert names == ["x"] and outs[0].shape == (2, 2)
+
+
+def test_old_opset_and_ir3_initializers_listed_as_graph_inputs(tmp_path):
+    """onnx-caffe2's layout (the onnx package's own model-zoo files): IR 3, every initializer also a graph input,
+    weights generated by ConstantOfShape; classic ops (LRN, Upsample at opset 9). Counted as written, and the same
+    after onnx.version_converter takes the graph to opset 13."""
+    np = pytest.importorskip("numpy")
+    from onnx import version_converter
+
+    inits = [_a("w_shape", np.array([4, 3, 3, 3])), _a("b", np.zeros(4, np.float32)),
+             _a("scales", np.array([1, 1, 2, 2], np.float32)), _a("s", np.ones(4, np.float32)), _a("t", np.zeros(4, np.float32)),
+             _a("mean", np.zeros(4, np.float32)), _a("var", np.ones(4, np.float32)),
+             _a("fw", np.full((10, 1024), 0.01, np.float32)), _a("fb", np.zeros(10, np.float32))]
+    nodes = [
+        helper.make_node("ConstantOfShape", ["w_shape"], ["w"], value=_a("v", np.array([0.02], np.float32))),
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("LRN", ["c"], ["l"], size=3, alpha=1e-4, beta=0.75, bias=1.0),
+        helper.make_node("Upsample", ["l", "scales"], ["u"], mode="nearest"),
+        helper.make_node("BatchNormalization", ["u", "s", "t", "mean", "var"], ["n"]),
+        helper.make_node("Flatten", ["n"], ["f"]),
+        helper.make_node("Gemm", ["f", "fw", "fb"], ["y"], transB=1),
+    ]
+    as_inputs = [helper.make_tensor_value_info(i.name, i.data_type, list(i.dims)) for i in inits]
+    model = _model(nodes, [_x("x", 3, 8, 8, batch=1), *as_inputs], [_out("y")], inits, opset=9, ir=3)
+    path = _write(tmp_path, model, "old.onnx")
+    p = dnnbench.profile(f"onnx:{path}")
+    assert p.input_shape == [[1, 3, 8, 8]]  # the initializers listed as inputs are not data inputs
+    assert p.params == 108 + 4 + 4 + 4 + 10240 + 10  # conv (ConstantOfShape) + bias, BN scale/shift, Gemm
+    assert p.buffer_bytes == 2 * 4 * 4  # BN running statistics
+    assert p.macs == 4 * 64 * 27 + 1024 * 10
+    #                  conv bias   LRN: size + 5 per element   Upsample (output)   BN (2)         Gemm bias
+    assert p.other_flops == 4 * 64 + 4 * 64 * (3 + 5) + 4 * 256 + 2 * 4 * 256 + 10
+    assert p.uncounted_ops == {}
+    names, outs = _run_ort(path, {"x": np.ones((1, 3, 8, 8), np.float32)})
+    assert names == ["x"] and outs[0].shape == (1, 10)  # ONNX Runtime asks for no initializer either
+    newer = version_converter.convert_version(onnx.load(path), 13)
+    q = dnnbench.profile(f"onnx:{_write(tmp_path, newer, 'old13.onnx')}")
+    assert (q.params, q.macs, q.other_flops) == (p.params, p.macs, p.other_flops)
+
+
+def test_quantized_graphs_qlinearconv_and_matmulinteger(tmp_path):
+    np = pytest.importorskip("numpy")
+    s = lambda v: _a(v, np.array(0.05, np.float32))  # noqa: E731
+    z = lambda v, t=np.uint8: _a(v, np.array(0, t))  # noqa: E731
+    inits = [s("xs"), z("xz"), _a("wq", np.ones((4, 3, 3, 3), np.int8)), _a("wsc", np.full(4, 0.02, np.float32)),
+             _a("wz", np.zeros(4, np.int8)), s("ys"), z("yz"), _a("bq", np.arange(4, dtype=np.int32)),
+             _a("mw", np.ones((4, 5), np.int8)), z("mz", np.int8)]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+        helper.make_node("QLinearConv", ["xq", "xs", "xz", "wq", "wsc", "wz", "ys", "yz", "bq"], ["cq"], pads=[1, 1, 1, 1]),
+        helper.make_node("DequantizeLinear", ["cq", "ys", "yz"], ["c"]),
+        helper.make_node("GlobalAveragePool", ["c"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("DynamicQuantizeLinear", ["f"], ["fq", "fs", "fz"]),
+        helper.make_node("MatMulInteger", ["fq", "mw", "fz", "mz"], ["yi"]),
+    ]
+    model = _model(nodes, [_x("x", 3, 8, 8)], [helper.make_tensor_value_info("yi", TensorProto.INT32, None)], inits)
+    path = _write(tmp_path, model, "quant.onnx")
+    p = dnnbench.profile(f"onnx:{path}", batch_size=3)
+    assert p.params == 108 + 4 + 20  # int8 conv weight, its int32 bias, the int8 matmul weight; no scale or zero point
+    assert p.weight_bytes == 108 + 16 + 20 and p.dtype == "int8"
+    assert p.macs == 3 * 4 * 64 * 27 + 3 * 4 * 5
+    #                   Quantize    QLinearConv bias   Dequantize   GAP          DynamicQuantizeLinear
+    assert p.other_flops == 3 * 192 + 3 * 256 + 3 * 256 + 3 * 256 + 3 * 4
+    assert p.uncounted_ops == {}
+    names, outs = _run_ort(path, {"x": np.ones((3, 3, 8, 8), np.float32)})
+    assert outs[0].shape == (3, 5)
+
+
+def test_recurrent_einsum_and_lrn_formulas(tmp_path):
+    np = pytest.importorskip("numpy")
+    f32 = lambda *s: np.ones(s, np.float32)  # noqa: E731
+    inits = [_a("W", f32(2, 16, 3)), _a("R", f32(2, 16, 4)), _a("B", f32(2, 32)), _a("gW", f32(1, 6, 3)),
+             _a("gR", f32(1, 6, 2)), _a("E", f32(3, 4))]
+    nodes = [
+        helper.make_node("LSTM", ["x", "W", "R", "B"], ["ly"], hidden_size=4, direction="bidirectional", layout=1),
+        helper.make_node("GRU", ["x", "gW", "gR"], ["gy"], hidden_size=2, layout=1),
+        helper.make_node("Einsum", ["x", "E"], ["ey"], equation="bti,ij->btj"),
+        helper.make_node("LRN", ["img"], ["ly2"], size=3),
+    ]
+    model = _model(nodes, [_x("x", 5, 3), _x("img", 2, 3, 3)], [_out(n) for n in ("ly", "gy", "ey", "ly2")], inits, opset=14)
+    p = dnnbench.profile(f"onnx:{_write(tmp_path, model, 'rnn.onnx')}", batch_size=2)
+    lstm = 2 * 5 * 2 * 4 * 4 * (3 + 4)  # dirs x T x B x gates x H x (I + H)
+    gru = 1 * 5 * 2 * 3 * 2 * (3 + 2)
+    einsum = 2 * 5 * 3 * 4
+    assert p.macs == lstm + gru + einsum
+    #   LSTM per step and unit: 2 bias adds x 4 gates, 4 activations, 5 cell ops;  GRU: no bias, 3 + 5;  LRN: size + 5
+    assert p.other_flops == 2 * 5 * 2 * 4 * (8 + 4 + 5) + 5 * 2 * 2 * (3 + 5) + 2 * 18 * (3 + 5)
+    assert p.params == 96 + 128 + 64 + 18 + 12 + 12
+    assert p.uncounted_ops == {}
+
+
+def test_shapes_outside_the_onnx_standard_read_from_one_onnx_runtime_run(tmp_path):
+    pytest.importorskip("onnxruntime")
+    np = pytest.importorskip("numpy")
+    nodes = [helper.make_node("Gelu", ["x"], ["g"], domain="com.microsoft"),  # no ONNX schema: shape unknown
+             helper.make_node("MatMul", ["g", "w"], ["y"])]
+    model = _model(nodes, [_x("x", 4)], [_out("y")], [_a("w", np.ones((4, 3), np.float32))], domains=["com.microsoft"])
+    p = dnnbench.profile(f"onnx:{_write(tmp_path, model, 'contrib.onnx')}", batch_size=2)
+    assert p.macs == 2 * 4 * 3 and p.other_flops == 2 * 4 and p.params == 12 and p.uncounted_ops == {}
+    assert any("read from one ONNX Runtime run" in n for n in p.notes)
+    # an op no one knows: listed by name, with what could not be counted after it; never a crash
+    nodes[0] = helper.make_node("Frobnicate", ["x"], ["g"], domain="my.ops")
+    model = _model(nodes, [_x("x", 4)], [_out("y")], [_a("w", np.ones((4, 3), np.float32))], domains=["my.ops"])
+    p = dnnbench.profile(f"onnx:{_write(tmp_path, model, 'custom.onnx')}", batch_size=2)
+    assert p.uncounted_ops == {"my.ops.Frobnicate": 1, "onnx.MatMul (shape unknown)": 1} and p.params == 12
+    assert any("ONNX Runtime could not run it" in n for n in p.notes)
+
+
+def test_paddle_style_dynamic_dims_minus_one_and_unnamed(tmp_path):
+    np = pytest.importorskip("numpy")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 3, None, None])  # Paddle: -1 and '?'
+    model = _model([helper.make_node("Conv", ["x", "w"], ["y"])], [x], [_out("y")], [_a("w", np.ones((2, 3, 1, 1), np.float32))])
+    p = dnnbench.profile(f"onnx:{_write(tmp_path, model, 'paddle.onnx')}", batch_size=2, input_size=8)
+    assert p.input_shape == [[2, 3, 8, 8]] and p.macs == 2 * 2 * 64 * 3

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import fnmatch
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -13,8 +12,9 @@ from dnnbench.core.errors import DnnbenchError, InputError, UnavailableError, ch
 from dnnbench.core.records import Profile
 from dnnbench.core.refs import ModelRef
 from dnnbench.core.specs import InputSpec, LoadedModel
+from dnnbench.counting.deploy import check_form
 from dnnbench.counting.profile import profile_model
-from dnnbench.sources import load, sets, torchvision_models
+from dnnbench.sources import load, sets
 
 __all__ = ["profile", "profile_many", "load_model", "list_models", "SetResult", "sensors", "bench", "machine",
            "runtimes", "runtime_configs", "check_study_inputs"]
@@ -55,19 +55,38 @@ def _parse_input_size(input_size) -> tuple[int, int] | None:
     return int(h), int(w)
 
 
-def profile(model, batch_size: int = 1, input_size=None, inputs: InputSpec | None = None) -> Profile:
+def profile(model, batch_size: int = 1, input_size=None, inputs: InputSpec | None = None,
+            form: str = "train") -> Profile:
     """Static profile of ``model`` (a reference, an nn.Module or a LoadedModel) at ``batch_size``.
 
     ``input_size``: H, (H, W) or "H,W" for single-image models; default is the model's native size.
     Nothing is computed for real unless the model cannot run on meta tensors (then ``Profile.mode`` is "real").
+    ``form``: "train" (the model as built) or "deploy" (BatchNorm folded, re-parameterisable blocks fused:
+    what an inference runtime executes; see ``dnnbench.counting.deploy``). The model given is not changed.
     """
     check_batch_size(batch_size, "batch size")
+    form = check_form(form)
     size = _parse_input_size(input_size)
     lm = _as_loaded(model)
     spec = inputs or lm.inputs
     if size is not None:
         spec = spec.with_image_size(*size)
-    return profile_model(lm, batch_size, spec)
+    if form == "deploy":
+        lm = deploy_form(lm, spec)
+    import dataclasses
+
+    return dataclasses.replace(profile_model(lm, batch_size, spec), form=form)
+
+
+def deploy_form(lm: LoadedModel, spec: InputSpec | None = None, inplace: bool = False) -> LoadedModel:
+    """``lm`` in its deploy form (a copy unless ``inplace``), with a note saying what was fused."""
+    import dataclasses
+
+    from dnnbench.counting.deploy import deploy_inplace, to_deploy
+
+    spec = spec or lm.inputs
+    module, report = (deploy_inplace if inplace else to_deploy)(lm.module, lambda device: spec.make(1, device))
+    return dataclasses.replace(lm, module=module, notes=[*lm.notes, report.note()])
 
 
 @dataclass
@@ -93,7 +112,7 @@ def expand_models(names: list[str]) -> list[sets.SetEntry]:
 
 
 def profile_many(names: list[str], batch_size: int = 1, input_size=None,
-                 on_start: Callable[[sets.SetEntry], None] | None = None) -> Iterator[SetResult]:
+                 on_start: Callable[[sets.SetEntry], None] | None = None, form: str = "train") -> Iterator[SetResult]:
     """Profile each model; a model that fails becomes a result with its error, and the rest go on.
 
     When not one model could be profiled, the results are yielded and then a ``DnnbenchError`` naming each
@@ -109,7 +128,7 @@ def profile_many(names: list[str], batch_size: int = 1, input_size=None,
             yield SetResult(entry.label, None, None, f"unavailable: {entry.unavailable}", entry.paper_top1)
             continue
         try:
-            prof = profile(load(entry.ref, device="meta"), batch_size, input_size)
+            prof = profile(load(entry.ref, device="meta"), batch_size, input_size, form=form)
             any_ok = True
             yield SetResult(entry.label, entry.ref, prof, None, entry.paper_top1)
         except DnnbenchError as exc:
@@ -166,22 +185,10 @@ def check_study_inputs(models, input_size=None, target_ci: float = 0.02, max_tim
                 raise InputError(f"{exc.what} ({lm.ref})", exc.why, exc.fix) from exc
 
 
-def list_models(pattern: str | None = None) -> list[dict]:
-    """Offline listing: published params, GMACs and top-1 of torchvision classifiers (or a set)."""
-    if pattern and sets.is_set(pattern):
-        rows = []
-        for e in sets.expand(pattern):
-            row = {"model": e.ref or e.label, "label": e.label, "unavailable": e.unavailable,
-                   "paper_top1": e.paper_top1}
-            if e.ref and e.ref.startswith("torchvision:"):
-                row.update(torchvision_models.describe(e.ref.split(":", 1)[1]))
-            rows.append(row)
-        return rows
-    pat = (pattern or "*").removeprefix("torchvision:")
-    if not any(c in pat for c in "*?["):
-        pat = f"*{pat}*"
-    names = [n for n in torchvision_models.classification_models() if fnmatch.fnmatch(n, pat)]
-    return [torchvision_models.describe(n) for n in names]
+def list_models(pattern: str | None = None, task: str | None = None) -> list[dict]:
+    """Offline listing: published params, GMACs, task and quality metrics of torchvision models (or a set's
+    members), optionally of one ``task`` (see core.specs.TASKS)."""
+    return sets.listing(pattern, task)
 
 
 def sensors(spec: str | None = None, root: str | None = None) -> list:
@@ -201,7 +208,7 @@ DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
 BenchEvent = Callable[[str, "CellSpec", object], None]  # ("start"|"progress"|"done", spec, payload)
 
 
-def _bench_loader(ref: str, device: str, input_size=None) -> LoadedModel:
+def _bench_loader(ref: str, device: str, input_size=None, form: str = "train") -> LoadedModel:
     """Build the model inside a worker process. Module-level, so ``functools.partial`` of it pickles.
 
     Initialisers tile a fixed random block (``cheap_init``): timing and memory do not depend on the weights'
@@ -214,6 +221,8 @@ def _bench_loader(ref: str, device: str, input_size=None) -> LoadedModel:
     size = _parse_input_size(input_size)
     if size is not None:
         lm.inputs = lm.inputs.with_image_size(*size)
+    if form == "deploy":  # fused in place: the worker's only copy is what it measures
+        lm = deploy_form(lm, inplace=True)
     return lm
 
 
@@ -227,6 +236,7 @@ class BenchLoader:
     ref: str
     device: str
     input_size: object = None
+    form: str = "train"
 
     def prepare(self) -> None:
         """Import what building needs, so that the worker's memory baseline includes the libraries.
@@ -261,7 +271,7 @@ class BenchLoader:
         return ("nothing",)
 
     def __call__(self) -> LoadedModel:
-        return _bench_loader(self.ref, self.device, self.input_size)
+        return _bench_loader(self.ref, self.device, self.input_size, self.form)
 
 
 def check_device(device: str) -> str:
@@ -424,6 +434,9 @@ def plan_bench(model, config: "BenchConfig", env=None) -> BenchPlan:
     size = _parse_input_size(config.input_size)
     if size is not None:
         inputs = inputs.with_image_size(*size)
+    form = check_form(config.form)
+    if form == "deploy":  # the static counts are of what is measured
+        meta = deploy_form(meta, inputs)
     processes = config.processes
     if processes is None:  # other runtimes prepare (export, compile, quantize) in every process: one
         processes = DEFAULT_PROCESSES if runtime == "eager" and not config.in_process else 1
@@ -435,7 +448,8 @@ def plan_bench(model, config: "BenchConfig", env=None) -> BenchPlan:
     specs = tuple(CellSpec(meta.ref, b, device, threads, tspec, "in-process" if config.in_process else "subprocess",
                            sensors=sensors, estimate_tdp_w=config.estimate_power_w, runtime=runtime,
                            precision=precision, input_shape=tuple(tuple(s) for s in inputs.shapes(b)),
-                           machine=env.fingerprint)
+                           machine=env.fingerprint, task=getattr(meta, "task", None) or "classification",
+                           form=form)
                   for b in sizes)
     return BenchPlan(meta.ref if given is not None else str(model), specs, inputs, env, meta, given)
 
@@ -489,7 +503,7 @@ def run_plan(plan: BenchPlan, config: "BenchConfig", on_event: BenchEvent | None
                 f"{device.split(':')[0]} --threads {threads}` (about 10 s) to measure it")
     peak = machine.load_peak(env.fingerprint, device, threads)
     try:
-        loader = BenchLoader(plan.ref, device, config.input_size)
+        loader = BenchLoader(plan.ref, device, config.input_size, first.form)
         if not config.in_process:  # the fork server imports torch and the model's libraries while the parent profiles
             prestart(first, loader)
         meta = plan.meta
@@ -506,8 +520,10 @@ def run_plan(plan: BenchPlan, config: "BenchConfig", on_event: BenchEvent | None
                 lm = _as_loaded(plan.given, device=device)
                 lm.module.to(device)
                 lm.inputs = plan.inputs
+                if first.form == "deploy":  # a copy: the caller's module stays as it was
+                    lm = deploy_form(lm)
             else:
-                lm = _bench_loader(plan.ref, device, config.input_size)
+                lm = _bench_loader(plan.ref, device, config.input_size, first.form)
         for spec in specs:
             if should_stop is not None and should_stop():
                 break
@@ -601,13 +617,15 @@ def _accuracy_weights(ref: ModelRef, weights: str | None) -> tuple[str | None, s
 
 
 def accuracy(model, data: str, config: "AccuracyConfig | None" = None, *, on_progress=None,
-             **options) -> "Accuracy":
-    """Measured top-1/top-5 of ``model`` on the images under ``data``, with 95 % Wilson intervals.
+             **options) -> "Accuracy | DetectionAccuracy | SegmentationAccuracy":
+    """Measured quality of ``model`` on the images under ``data``, by its task: top-1/top-5 with 95 % Wilson
+    intervals; box mAP from a COCO ``annotations`` JSON (detection); mIoU and pixel accuracy from a mask
+    folder (segmentation: ``annotations``, or ``data``'s images/ and masks/); these two with bootstrap CIs.
 
     ``model``: a reference (or a LoadedModel). ``data``: class folders (ImageNet wnids) or, with ``labels``,
     a flat folder. The settings (``weights``, ``labels``, ``limit``, ``batch_size``, ``workers``, ``device``,
-    ``seed``, ``download_weights``) come as an ``AccuracyConfig`` or as keywords of the same names, which
-    override the config's (see ``dnnbench.core.accuracy.AccuracyConfig``); a bad value is an InputError.
+    ``seed``, ``download_weights``, ``annotations``, ``resamples``) come as an ``AccuracyConfig`` or as
+    keywords of the same names, which override the config's (see ``dnnbench.core.accuracy.AccuracyConfig``); a bad value is an InputError.
     ``on_progress(files_done, files_total, images_scored, elapsed_s)``.
     """
     cfg = _accuracy_config(config, options)
@@ -615,7 +633,7 @@ def accuracy(model, data: str, config: "AccuracyConfig | None" = None, *, on_pro
         raise InputError(f"--device {cfg.device} is not available here", "torch sees no CUDA device",
                          "use --device cpu")
     from dnnbench.core.refs import parse_ref
-    from dnnbench.evaluate.accuracy import measure_accuracy
+    from dnnbench.evaluate.accuracy import measure
 
     if isinstance(model, LoadedModel):
         lm, label, notes = model, None, []
@@ -623,7 +641,8 @@ def accuracy(model, data: str, config: "AccuracyConfig | None" = None, *, on_pro
         ref = parse_ref(model) if isinstance(model, str) else model
         w, label, notes = _accuracy_weights(ref, cfg.weights)
         lm = load(ref, device="cpu", weights=w, download=cfg.download_weights)
-    return measure_accuracy(lm, data, cfg, weights=label, notes=notes, on_progress=on_progress)
+    # by the model's task: top-1/top-5 (Accuracy), box mAP (DetectionAccuracy) or mIoU (SegmentationAccuracy)
+    return measure(lm, data, cfg, weights=label, notes=notes, on_progress=on_progress)
 
 
 def _accuracy_config(config: "AccuracyConfig | None", options: dict) -> "AccuracyConfig":
@@ -682,7 +701,8 @@ def pick(store: str | None = None, budget: "Budget | None" = None, **constraints
     """The best stored model under a budget (see ``dnnbench.analysis.pick``); ``result.exit_code`` is 3 when
     none fits. ``budget``: a ``Budget``, or its fields as keywords (which override its values): batch_size,
     the budgets in the CLI's units (max_latency_ms, min_throughput in images/s, max_memory_mb in MiB,
-    max_energy_mj per image, max_power_w, min_top1 as a fraction or percent), where, objective, device."""
+    max_energy_mj per image, max_power_w, min_top1 as a fraction or percent), where, objective, device,
+    min_map (box mAP) and min_miou (fractions or percent; only that task's models are then candidates), task."""
     from dnnbench.analysis.pick import Budget, pick as pick_frame
 
     budget = Budget.of(budget, **constraints)  # contradictions are refused before the store is read

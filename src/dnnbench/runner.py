@@ -107,6 +107,7 @@ class StudyConfig:
     in_process: bool = False
     data: str | None = None
     labels: str | None = None
+    annotations: str | None = None  # detection: a COCO JSON; segmentation: the mask folder
     weights: str = "DEFAULT"
     accuracy_limit: int | None = None
     accuracy_batch_size: int = 64
@@ -115,6 +116,7 @@ class StudyConfig:
     runtimes: object = None
     precisions: object = None
     processes: int | None = None
+    form: str = "train"  # "deploy": BatchNorm folded, re-param blocks fused (profile and bench cells)
 
 
 def plan_cells(models, cfg: StudyConfig, metrics, threads: int, fingerprint: str,
@@ -145,6 +147,8 @@ def plan_cells(models, cfg: StudyConfig, metrics, threads: int, fingerprint: str
             for b in sizes:
                 spec = {"kind": "profile", "model": ref, "batch_size": b, "input_size": cfg.input_size,
                         "device": "meta", "runtime": "eager", "precision": "fp32", "machine": fingerprint}
+                if cfg.form != "train":  # train cells keep the identity they always had
+                    spec["form"] = cfg.form
                 cells.append(StudyPlan(e.label, ref, "profile", b, digest(spec), spec))
         if not bench_group:
             continue
@@ -158,7 +162,7 @@ def plan_cells(models, cfg: StudyConfig, metrics, threads: int, fingerprint: str
                                max_time_per_cell=cfg.max_time_per_cell, in_process=cfg.in_process,
                                input_size=cfg.input_size, sensors=cfg.sensors if "power" in metrics else "none",
                                estimate_power_w=cfg.estimate_power_w if "power" in metrics else None,
-                               runtime=runtime, precision=precision, processes=cfg.processes)
+                               runtime=runtime, precision=precision, processes=cfg.processes, form=cfg.form)
             try:
                 bplan = api.plan_bench(ref, bcfg, env)
             except DnnbenchError as exc:
@@ -174,10 +178,13 @@ def plan_cells(models, cfg: StudyConfig, metrics, threads: int, fingerprint: str
 def _profile_record(plan: StudyPlan, env: dict, paper_top1: dict[str, float]) -> CellRecord:
     started = now_iso()
     try:
-        p = api.profile(plan.ref, batch_size=plan.batch_size, input_size=plan.config.get("input_size"))
+        lm = api.load_model(plan.ref, device="meta")
+        p = api.profile(lm, batch_size=plan.batch_size, input_size=plan.config.get("input_size"),
+                        form=plan.config.get("form", "train"))
     except DnnbenchError as exc:
         return CellRecord("profile", plan.config, "error", exc.one_line(), env, started_at=started)
     result = p.to_dict(layers=False)
+    result.setdefault("task", getattr(lm, "task", None) or "classification")  # the store's task column
     if plan.ref in paper_top1:
         result["paper_top1"] = paper_top1[plan.ref]
     warnings = [CellWarning("uncounted", f"uncounted ops: {', '.join(p.uncounted_ops)}",
@@ -192,7 +199,8 @@ def _accuracy_record(plan: StudyPlan, env: dict) -> CellRecord:
     started = now_iso()
     try:
         acc = api.accuracy(plan.ref, data=cfg["data"], labels=cfg.get("labels"), weights=cfg.get("weights"),
-                           limit=cfg.get("limit"), batch_size=plan.batch_size, device=cfg["device"])
+                           limit=cfg.get("limit"), batch_size=plan.batch_size, device=cfg["device"],
+                           annotations=cfg.get("annotations"))
     except DnnbenchError as exc:
         return CellRecord("accuracy", cfg, "error", exc.one_line(), env, started_at=started)
     result = acc.to_dict()
@@ -263,6 +271,8 @@ def study(models, config: StudyConfig | None = None, *, store: str | None = None
         accuracy_config = {"data": os.path.abspath(cfg.data), "labels": os.path.abspath(cfg.labels) if cfg.labels
                            else None, "weights": cfg.weights, "limit": cfg.accuracy_limit,
                            "batch_size": cfg.accuracy_batch_size}
+        if cfg.annotations:  # only when given: the cell ids of classification studies stay as they were
+            accuracy_config["annotations"] = os.path.abspath(cfg.annotations)
     elif cfg.data:
         raise InputError("--data is given but accuracy is not in --metrics", "only accuracy cells read images",
                          "add accuracy to --metrics, e.g. --metrics profile,accuracy")

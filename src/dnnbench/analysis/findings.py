@@ -17,7 +17,9 @@ from dnnbench.analysis import units as u
 from dnnbench.analysis.fit import hyperbolic_fit, linear_fit, loglog_slope
 from dnnbench.analysis.memory import batch_fits, floor_vs_weights
 from dnnbench.analysis.pareto import pareto_front
-from dnnbench.analysis.tables import Setup, bench_table, col, models_table, setups
+from dnnbench.analysis.tables import (Setup, bench_table, col, model_tasks, models_table, of_task, setups, task_metric,
+                                      task_title, tasks)
+from dnnbench.core.measurements import item_unit
 
 MEMORY_BUDGETS = (2**30, 4 * 2**30)  # 1 GiB and 4 GiB (the TX1 the paper used had 4 GB)
 # Families whose convolutions are depthwise or grouped: few MACs per byte moved, so usually slow for their
@@ -34,10 +36,11 @@ class Finding:
     paper: str = ""
     data: dict = field(default_factory=dict)
     available: bool = True
+    task: str = "classification"  # the task whose models it is about (core.specs.TASKS)
 
     def to_dict(self) -> dict:
         return {"key": self.key, "title": self.title, "text": self.text, "details": self.details,
-                "paper": self.paper, "data": self.data, "available": self.available}
+                "paper": self.paper, "data": self.data, "available": self.available, "task": self.task}
 
 
 def _missing(key: str, title: str, why: str, paper_text: str = "") -> Finding:
@@ -109,38 +112,48 @@ def ops_time(df: pd.DataFrame, all_setups: list[Setup]) -> Finding:
 
 # ---- accuracy <-> time ---------------------------------------------------------------------------
 
-def accuracy_time(bench: pd.DataFrame, setup: Setup | None) -> Finding:
-    title = "Accuracy vs time per image (hyperbolic fit: top-1 = ceiling - k / time)"
+def accuracy_time(bench: pd.DataFrame, setup: Setup | None, task: str = "classification") -> Finding:
+    """The task's quality metric (top-1; box mAP for detection, mIoU for segmentation...) against time per item."""
+    metric, label, better = task_metric(task)
+    unit = item_unit(task)
+    title = f"Accuracy vs time per {unit} (hyperbolic fit: {label} = ceiling - k / time)"
     paper_text = f"Paper (TX1): {paper.FINDINGS['accuracy_time']}."
+    if better != "max":
+        return _missing("accuracy_time", title, f"{label} is lower-is-better: a saturating accuracy-time fit does not "
+                        "apply to it", paper_text)
     if bench.empty:
         return _missing("accuracy_time", title, "no time measured; " + STUDY_HINT, paper_text)
-    g = bench[col(bench, "latency_per_item_s").notna() & col(bench, "top1").notna()]
+    g = bench[col(bench, "latency_per_item_s").notna() & col(bench, metric).notna()]
     if g.empty:
-        return _missing("accuracy_time", title, "no model has both a time and a top-1 (profile cells carry the published "
-                        "top-1: add --metrics profile to the study)", paper_text)
+        how = ("profile cells carry the published top-1: add --metrics profile to the study" if metric == "top1" else
+               f"measure it with `dnnbench accuracy` on the task's data, or study models whose weights publish it")
+        return _missing("accuracy_time", title, f"no model has both a time and a {label} ({how})", paper_text)
     counts = g.groupby("batch_size")["model"].nunique()
     bs = 1 if counts.get(1, 0) >= 2 else int(counts.idxmax())
     g = g[g["batch_size"] == bs]
     if g["model"].nunique() < 2:
-        return _missing("accuracy_time", title, "needs at least two models with time and top-1 at one batch size",
-                        paper_text)
-    f = hyperbolic_fit(g["latency_per_item_s"], g["top1"], g["model"])
-    best = g.loc[col(g, "top1").idxmax()]
-    details = [f"batch {bs} on {setup.label if setup else '?'}: top-1 = {u.pct(f.ceiling)} {_signed(lambda v: f'{v:.3g}', -f.k)} s "
-               f"/ time per image, R² {_r2(f.r2)} over {f.n} models" + (" (two points: exact by construction)." if f.n == 2 else ".")]
+        only = f" (only {g['model'].iloc[0]})" if g["model"].nunique() == 1 else ""
+        return _missing("accuracy_time", title, f"needs at least two models with time and {label} at one batch size"
+                        f"{only}: a fit through one point is not defined", paper_text)
+    f = hyperbolic_fit(g["latency_per_item_s"], g[metric], g["model"])
+    best = g.loc[col(g, metric).idxmax()]
+    details = [f"batch {bs} on {setup.label if setup else '?'}: {label} = {u.pct(f.ceiling)} "
+               f"{_signed(lambda v: f'{v:.3g}', -f.k)} s / time per {unit}, R² {_r2(f.r2)} over {f.n} models"
+               + (" (two points: exact by construction)." if f.n == 2 else ".")]
     if f.k > 0:
-        target = float(best["top1"]) + 0.01
+        target = float(best[metric]) + 0.01
         need = f.time_for(target)
-        details.append(f"Most accurate measured: {best['model']} at {u.pct(best['top1'])} in {u.seconds(best['latency_per_item_s'])} "
-                       "per image; " + (f"one more point ({u.pct(target)}) would take {u.seconds(need)} per image by the fit "
-                                        f"({need / float(best['latency_per_item_s']):.1f}x)." if need else
-                                        f"one more point ({u.pct(target)}) is beyond the fit's ceiling {u.pct(f.ceiling)}."))
+        details.append(f"Most accurate measured: {best['model']} at {u.pct(best[metric])} in "
+                       f"{u.seconds(best['latency_per_item_s'])} per {unit}; "
+                       + (f"one more point ({u.pct(target)}) would take {u.seconds(need)} per {unit} by the fit "
+                          f"({need / float(best['latency_per_item_s']):.1f}x)." if need else
+                          f"one more point ({u.pct(target)}) is beyond the fit's ceiling {u.pct(f.ceiling)}."))
         text = (f"Accuracy saturates with time: the fit's ceiling is {u.pct(f.ceiling)} (R² {_r2(f.r2)}, {f.n} models, batch {bs}); "
                 "each further point costs more time than the last.")
     else:
         text = (f"No hyperbolic trade-off among these {f.n} models at batch {bs} (k = {f.k:.3g} <= 0): a faster model is "
                 "not less accurate here.")
-    return Finding("accuracy_time", title, text, details, paper_text, {"batch_size": bs, **f.to_dict()})
+    return Finding("accuracy_time", title, text, details, paper_text, {"batch_size": bs, "metric": metric, **f.to_dict()})
 
 
 # ---- memory --------------------------------------------------------------------------------------
@@ -230,25 +243,29 @@ def density(models: pd.DataFrame) -> Finding:
 
 # ---- Pareto fronts -------------------------------------------------------------------------------
 
-def fronts(bench: pd.DataFrame) -> Finding:
-    title = "Pareto fronts: top-1 against time, memory and energy per image"
+def fronts(bench: pd.DataFrame, task: str = "classification") -> Finding:
+    q, qlabel, better = task_metric(task)
+    unit = item_unit(task)
+    title = f"Pareto fronts: {qlabel} against time, memory and energy per {unit}"
     if bench.empty:
         return _missing("pareto", title, "no bench cells; " + STUDY_HINT)
     bs = 1 if (bench["batch_size"] == 1).any() else int(bench["batch_size"].min())
     g = bench[bench["batch_size"] == bs]
-    details, data = [], {"batch_size": bs}
-    for metric, label in (("latency_per_item_s", "time per image"), ("memory_total_bytes", "memory"),
-                          ("energy_per_item_j", "energy per image")):
-        pts = {r["model"]: {"top1": r.get("top1"), metric: r.get(metric)} for _, r in g.iterrows()}
-        usable = {k: v for k, v in pts.items() if pd.notna(v["top1"]) and pd.notna(v[metric])}
+    details, data = [], {"batch_size": bs, "metric": q}
+    show = u.pct if better == "max" else (lambda v: f"{v:.3g}")
+    for metric, label in (("latency_per_item_s", f"time per {unit}"), ("memory_total_bytes", "memory"),
+                          ("energy_per_item_j", f"energy per {unit}")):
+        pts = {r["model"]: {q: r.get(q), metric: r.get(metric)} for _, r in g.iterrows()}
+        usable = {k: v for k, v in pts.items() if pd.notna(v[q]) and pd.notna(v[metric])}
         if len(usable) < 1:
-            details.append(f"top-1 vs {label}: not available (no model with both at batch {bs}).")
+            details.append(f"{qlabel} vs {label}: not available (no model with both at batch {bs}).")
             continue
-        front = pareto_front(usable, maximize=["top1"], minimize=[metric])
+        front = pareto_front(usable, **({"maximize": [q], "minimize": [metric]} if better == "max"
+                                        else {"minimize": [q, metric]}))
         front.sort(key=lambda k: usable[k][metric])
         data[metric] = front
-        details.append(f"top-1 vs {label} (batch {bs}): " + " → ".join(
-            f"{k} ({u.pct(usable[k]['top1'])}, {u.metric(metric, usable[k][metric])})" for k in front)
+        details.append(f"{qlabel} vs {label} (batch {bs}): " + " → ".join(
+            f"{k} ({show(usable[k][q])}, {u.metric(metric, usable[k][metric])})" for k in front)
             + f"; dominated: {len(usable) - len(front)} of {len(usable)}.")
     text = (f"At batch {bs}, the models worth deploying for some budget are the fronts below; every other model is "
             "beaten on both axes by one of them.")
@@ -257,8 +274,9 @@ def fronts(bench: pd.DataFrame) -> Finding:
 
 # ---- batching and published accuracy ------------------------------------------------------------
 
-def batching(bench: pd.DataFrame) -> Finding:
-    title = "Batching: time per image from the smallest to the largest batch"
+def batching(bench: pd.DataFrame, task: str = "classification") -> Finding:
+    unit = item_unit(task)
+    title = f"Batching: time per {unit} from the smallest to the largest batch"
     g = bench[col(bench, "latency_per_item_s").notna()] if not bench.empty else bench
     if g.empty or g["batch_size"].nunique() < 2:
         return _missing("batching", title, "needs time at two batch sizes or more (--batch-sizes 1,4,16)")
@@ -272,11 +290,11 @@ def batching(bench: pd.DataFrame) -> Finding:
         slopes[m] = p
         details.append(f"{m}: {u.seconds(a['latency_per_item_s'])} at batch {a['batch_size']} → "
                        f"{u.seconds(b['latency_per_item_s'])} at batch {b['batch_size']} "
-                       f"({_gain(a['latency_per_item_s'] / b['latency_per_item_s'])}; time/image ∝ batch^{p:.2f}).")
+                       f"({_gain(a['latency_per_item_s'] / b['latency_per_item_s'])}; time/{unit} ∝ batch^{p:.2f}).")
     if not slopes:
         return _missing("batching", title, "no model was timed at two batch sizes")
     med = sorted(slopes.values())[len(slopes) // 2]
-    text = (f"Time per image scales as batch^{med:.2f} (median over {len(slopes)} models): "
+    text = (f"Time per {unit} scales as batch^{med:.2f} (median over {len(slopes)} models): "
             + ("batching pays on this setup." if med < -0.1 else "batching barely helps on this setup."))
     return Finding("batching", title, text, details, "Paper (TX1): time per image falls with batch size, "
                    "most for networks with large fully connected layers (AlexNet, VGG).", {"loglog_slopes": slopes})
@@ -299,11 +317,47 @@ def paper_accuracy(models: pd.DataFrame) -> Finding:
 
 
 def findings(df: pd.DataFrame, setup: Setup | None = None) -> list[Finding]:
-    """Every finding, computed from the store's frame; ``setup``: the primary setup (default: most cells)."""
+    """Every finding, computed from the store's frame; ``setup``: the primary setup (default: most cells).
+
+    The paper's findings are per task: with models of more than one task in the store, operations->time,
+    accuracy->time (the task's metric: box mAP for detection, mIoU for segmentation, top-1 otherwise), memory,
+    the Pareto fronts and batching come once per task, each over that task's models (keys of tasks other than
+    classification end in "-TASK"); power is over every model; density and the paper's top-1 are about
+    classifiers. A task with a single model says why no fit exists.
+    """
     all_setups = setups(df)
     setup = setup or (all_setups[0] if all_setups else None)
-    bench = bench_table(df, setup)
-    models = models_table(df)
-    out = [ops_time(df, all_setups), accuracy_time(bench, setup), memory(bench, setup), power(bench, setup),
-           density(models), fronts(bench), batching(bench), paper_accuracy(models)]
+    found = tasks(df) or ["classification"]
+    if found == ["classification"]:
+        bench = bench_table(df, setup)
+        models = models_table(df)
+        return [ops_time(df, all_setups), accuracy_time(bench, setup), memory(bench, setup), power(bench, setup),
+                density(models), fronts(bench), batching(bench), paper_accuracy(models)]
+    out: list[Finding] = []
+    for task in found:
+        sub = of_task(df, task)
+        bench = bench_table(sub, setup)
+        per_task = [ops_time(sub, all_setups), accuracy_time(bench, setup, task), memory(bench, setup),
+                    fronts(bench, task), batching(bench, task)]
+        if task == "classification":
+            models = models_table(sub)
+            per_task += [density(models), paper_accuracy(models)]
+        out += [_for_task(f, task, sub) for f in per_task]
+    every = power(bench_table(df, setup), setup)
+    every.task = "all"  # over the models of every task
+    out.append(every)
     return out
+
+
+def _for_task(f: Finding, task: str, sub: pd.DataFrame) -> Finding:
+    """``f`` labelled with its task; a finding that needs two models says when the task has only one."""
+    f.task = task
+    if task != "classification":
+        f.key = f"{f.key}-{task}"
+    f.title = f"{task_title(task)}: {f.title}"
+    n = len(model_tasks(sub))
+    if not f.available and n == 1 and f.key.split("-")[0] in ("ops_time", "accuracy_time"):
+        only = next(iter(model_tasks(sub)))
+        f.text += (f" This store holds one {task.replace('_', ' ')} model ({only.removeprefix('torchvision:')}): a "
+                   "fit across models needs two or more of the task.")
+    return f

@@ -35,8 +35,8 @@ from dnnbench.analysis.costmodel import CostModel, fit_cost_model
 from dnnbench.analysis.errors import ConstraintError, UnknownMetricError
 from dnnbench.core.errors import check_batch_size
 from dnnbench.analysis.pareto import pareto_front
-from dnnbench.analysis.tables import (Setup, bench_table, choose_setup, models_table, profile_at,
-                                      require_results, short_name)
+from dnnbench.analysis.tables import (QUALITY_METRICS, TASK_METRICS, Setup, bench_table, choose_setup, model_tasks,
+                                      models_table, of_task, profile_at, require_results, short_name, task_title, tasks)
 
 # metric -> (better direction, unit, how to show it): the metrics pick knows how to rank and explain.
 METRICS: dict[str, tuple[str, str, str]] = {
@@ -51,7 +51,14 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "params": ("min", "", "parameters"),
     "macs_per_item": ("min", "MAC", "MACs per image"),
     "weight_bytes": ("min", "bytes", "weight size"),
+    "box_map": ("max", "fraction", "box mAP"),
+    "box_map50": ("max", "fraction", "box mAP@.5"),
+    "mask_map": ("max", "fraction", "mask mAP"),
+    "miou": ("max", "fraction", "mIoU"),
+    "pixel_acc": ("max", "fraction", "pixel accuracy"),
 }
+# Quality budgets given as a fraction or a percentage, and the task whose models publish the metric.
+QUALITY_BUDGETS = {"min_top1": ("top1", None), "min_map": ("box_map", "detection"), "min_miou": ("miou", "segmentation")}
 # the CLI budgets: option -> (metric, bound, scale to SI)
 BUDGETS = {
     "max_latency_ms": ("latency_median_s", "<=", 1e-3),
@@ -60,6 +67,8 @@ BUDGETS = {
     "max_energy_mj": ("energy_per_item_j", "<=", 1e-3),
     "max_power_w": ("power_w", "<=", 1.0),
     "min_top1": ("top1", ">=", 1.0),
+    "min_map": ("box_map", ">=", 1.0),  # COCO box mAP@[.5:.95]
+    "min_miou": ("miou", ">=", 1.0),
 }
 PARETO_AXES = (("top1", "max"), ("latency_per_item_s", "min"), ("memory_total_bytes", "min"), ("energy_per_item_j", "min"))
 PARETO_PAIRS = ("latency_per_item_s", "memory_total_bytes", "energy_per_item_j")
@@ -154,6 +163,7 @@ class PickResult:
     closest: list[Candidate]
     cost_model: CostModel | None
     notes: list[str] = field(default_factory=list)
+    task: str | None = None  # the candidates' task when restricted to one (--task, or --min-map/--min-miou)
 
     @property
     def feasible(self) -> list[Candidate]:
@@ -179,7 +189,7 @@ class PickResult:
                 "candidates": [c.to_dict() for c in self.candidates],
                 "binding": self.binding, "closest": [c.model_ref for c in self.closest],
                 "cost_model": self.cost_model.to_dict() if self.cost_model else None,
-                "notes": self.notes, "exit_code": self.exit_code}
+                "notes": self.notes, "exit_code": self.exit_code, "task": self.task}
 
 
 # ---- constraints ---------------------------------------------------------------------------------
@@ -204,12 +214,39 @@ class Budget:
     where: tuple[str, ...] = ()
     objective: str = "top1"
     device: str | None = None
+    min_map: float | None = None  # box mAP (detection), fraction or percent
+    min_miou: float | None = None  # mIoU (segmentation), fraction or percent
+    task: str | None = None  # only models of this task (core.specs.TASKS); None: inferred from --min-map/--min-miou
 
     def __post_init__(self) -> None:
         # a list stays frozen as a tuple; one clause given as a string is one clause, not its characters
         where = (self.where,) if isinstance(self.where, str) else tuple(self.where)
         object.__setattr__(self, "where", where)
         self.constraints()
+        if self.task is not None and self.task not in TASK_METRICS:
+            raise ConstraintError(f"--task {self.task} is not known", f"tasks are {', '.join(TASK_METRICS)}",
+                                  "write e.g. --task detection")
+        wanted = {QUALITY_BUDGETS[n][1] for n in ("min_map", "min_miou") if getattr(self, n) is not None}
+        if len(wanted) > 1 or (wanted and self.task is not None and self.task not in wanted):
+            given = [_opt(n) for n in ("min_map", "min_miou") if getattr(self, n) is not None]
+            raise ConstraintError(f"{' and '.join(given)}{f' and --task {self.task}' if self.task else ''} contradict "
+                                  "each other", "box mAP is a detection metric and mIoU a segmentation one: no model "
+                                  "has both", "keep the budget of the task you deploy")
+
+    @property
+    def chosen_task(self) -> str | None:
+        """The task the candidates are restricted to: ``task``, else the one --min-map/--min-miou imply."""
+        if self.task is not None:
+            return self.task
+        return next((QUALITY_BUDGETS[n][1] for n in ("min_map", "min_miou") if getattr(self, n) is not None), None)
+
+    @property
+    def chosen_objective(self) -> str:
+        """``objective``; the default (top-1) becomes the chosen task's quality metric."""
+        task = self.chosen_task
+        if self.objective == "top1" and task is not None:
+            return TASK_METRICS[task][0]
+        return self.objective
 
     @property
     def budgets(self) -> dict[str, float | None]:
@@ -273,12 +310,13 @@ def build_constraints(batch_size: int = 1, where: tuple[str, ...] | list[str] = 
         if not math.isfinite(value):
             raise ConstraintError(f"{_opt(name)} {value} is not a number", "a budget is a finite number",
                                   f"give {_opt(name)} a finite value")
-        if name == "min_top1":
+        if name in QUALITY_BUDGETS:
+            what = METRICS[metric][2]
             if value < 0 or value > 100:
-                raise ConstraintError(f"--min-top1 {value:g} can never be met", "top-1 lies between 0 and 1 (0 and 100 %)",
+                raise ConstraintError(f"{_opt(name)} {value:g} can never be met", f"{what} lies between 0 and 1 (0 and 100 %)",
                                       "give a fraction like 0.7 or a percentage like 70")
             si = value / 100 if value > 1 else value
-            out.append(Constraint(metric, op, si, f"--min-top1 {value:g}"))
+            out.append(Constraint(metric, op, si, f"{_opt(name)} {value:g}"))
             continue
         if value <= 0:
             raise ConstraintError(f"{_opt(name)} {value:g} can never be met",
@@ -350,6 +388,9 @@ def _candidate(ref: str, mrow: pd.Series | None, cell: pd.Series | None, df: pd.
     if mrow is not None:
         if pd.notna(mrow.get("top1")):
             c.values["top1"] = Value(float(mrow["top1"]), mrow["top1_source"])
+        for name in QUALITY_METRICS:  # the task's metric (box mAP, mIoU...): measured, else published
+            if name in mrow.index and pd.notna(mrow.get(name)):
+                c.values[name] = Value(float(mrow[name]), str(mrow.get(f"{name}_source") or "measured"))
         for name in ("params", "macs_per_item", "weight_bytes"):
             if pd.notna(mrow.get(name)):
                 c.values[name] = Value(float(mrow[name]), "static")
@@ -391,6 +432,9 @@ def _candidate(ref: str, mrow: pd.Series | None, cell: pd.Series | None, df: pd.
 def _why_unknown(metric: str, cand: Candidate, cm: CostModel, setup: Setup | None, batch_size: int) -> str:
     if metric == "top1":
         return "no accuracy known (none measured or published for these weights)"
+    if metric in QUALITY_METRICS:
+        return (f"no {METRICS.get(metric, (0, 0, metric))[2]} known (none measured with `dnnbench accuracy` on the "
+                "task's data, nor published with these weights)")
     if setup is None:
         return "nothing was measured on any device: run `dnnbench study MODELS --quick` first"
     if cand.status not in ("ok", "not measured"):
@@ -437,10 +481,17 @@ def pick(df: pd.DataFrame, budget: Budget | None = None, *, store_where: str = "
     max_energy_mj, max_power_w, min_top1, where, objective, device), replacing ``budget``'s values.
     """
     budget = Budget.of(budget, **options)
-    batch_size, objective = budget.batch_size, budget.objective
+    batch_size, objective, task = budget.batch_size, budget.chosen_objective, budget.chosen_task
     constraints = budget.constraints()
     require_results(df, store_where)
-    setup = choose_setup(df, budget.device)
+    setup = choose_setup(df, budget.device)  # over every task: the same setup whatever --task says
+    notes = []
+    if task is not None:
+        df = _restrict(df, task, budget)
+        if budget.task is None:
+            notes.append(f"only {task.replace('_', ' ')} models are candidates "
+                         f"({', '.join(c.given for c in constraints if c.metric == TASK_METRICS[task][0])})")
+    _check_quality_known(df, constraints, task)
     models = models_table(df)
     bench_all = bench_table(df, setup, statuses=("ok", "oom", "error", "skipped"))
     bench_ok = bench_all[bench_all["status"] == "ok"] if not bench_all.empty else bench_all
@@ -452,7 +503,6 @@ def pick(df: pd.DataFrame, budget: Budget | None = None, *, store_where: str = "
         check_metric(con.metric, known, "constraint metric")
     # the values each candidate carries: the ones pick ranks and explains, and any the constraints name
     shown = [m for m in dict.fromkeys([*METRICS, *(c.metric for c in constraints)]) if m in numeric]
-    notes = []
     cm = fit_cost_model(bench_ok, batch_size)
     refs = list(dict.fromkeys(list(models.index) + (list(bench_all["model_ref"]) if not bench_all.empty else [])))
     cells = {}
@@ -472,15 +522,52 @@ def pick(df: pd.DataFrame, budget: Budget | None = None, *, store_where: str = "
     if feasible and best is None:
         notes.append(f"{len(feasible)} model(s) meet the constraints but none has a known {objective}")
     pool = feasible if feasible else [c for c in cands if c.status in ("ok", "not measured")]
-    axes = [m for m, _ in PARETO_AXES if pool and all(c.get(m) is not None for c in pool)]
+    quality = TASK_METRICS[task][0] if task is not None else "top1"
+    pareto_axes = [((quality, TASK_METRICS[task][2]) if m == "top1" and task is not None else (m, d))
+                   for m, d in PARETO_AXES]
+    axes = [m for m, _ in pareto_axes if pool and all(c.get(m) is not None for c in pool)]
     front = pareto_front({c.model_ref: {m: c.get(m) for m in axes} for c in pool},
-                         maximize=[m for m, d in PARETO_AXES if d == "max" and m in axes],
-                         minimize=[m for m, d in PARETO_AXES if d == "min" and m in axes]) if len(axes) >= 2 else []
+                         maximize=[m for m, d in pareto_axes if d == "max" and m in axes],
+                         minimize=[m for m, d in pareto_axes if d == "min" and m in axes]) if len(axes) >= 2 else []
     binding, closest = [], []
     if best is None and constraints:
         binding = _binding(cands, constraints)
         closest = _closest(cands)
-    return PickResult(batch_size, objective, constraints, setup, cands, best, front, axes, binding, closest, cm, notes)
+    return PickResult(batch_size, objective, constraints, setup, cands, best, front, axes, binding, closest, cm, notes,
+                      task)
+
+
+def _restrict(df: pd.DataFrame, task: str, budget: Budget) -> pd.DataFrame:
+    """The frame's rows of ``task``'s models; one line when the store has none."""
+    sub = of_task(df, task)
+    if sub.empty:
+        have = tasks(df)
+        counts = {t: sum(1 for v in model_tasks(df).values() if v == t) for t in have}
+        why_from = f"--task {task}" if budget.task else ", ".join(
+            _opt(n) for n in ("min_map", "min_miou") if getattr(budget, n) is not None)
+        raise ConstraintError(f"{why_from}: the store holds no {task.replace('_', ' ')} model",
+                              "it holds " + ", ".join(f"{n} {t.replace('_', ' ')}" for t, n in counts.items()),
+                              f"study {task.replace('_', ' ')} models into it first, or drop {why_from}")
+    return sub
+
+
+def _check_quality_known(df: pd.DataFrame, constraints: list[Constraint], task: str | None) -> None:
+    """A budget on a task's quality metric (box mAP, mIoU) that no candidate has: one line, not a table of unknowns.
+
+    (A --min-top1 nothing meets stays an answer, exit 3: top-1 is known for most classifiers.)"""
+    models = models_table(df)
+    for con in constraints:
+        if con.metric not in QUALITY_METRICS or con.metric not in models.columns:
+            continue
+        if models[con.metric].notna().any():
+            continue
+        what = METRICS.get(con.metric, (0, 0, con.metric))[2]
+        kind = task_title(task).lower() if task else "stored"
+        raise ConstraintError(f"{con.given}: no {kind} model in the store has a {what}",
+                              f"{len(models)} candidate(s), none with {con.metric} measured (`dnnbench accuracy`) or "
+                              "published with its weights",
+                              f"measure {what} into the store first (`dnnbench study MODELS --metrics accuracy "
+                              "--data ...`), or drop " + con.given.split(" ")[0])
 
 
 def _binding(cands: list[Candidate], constraints: list[Constraint]) -> list[dict]:

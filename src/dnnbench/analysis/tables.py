@@ -33,6 +33,58 @@ from dnnbench.analysis.errors import NoResultsError
 SETUP_KEYS = ("fingerprint", "device", "runtime", "precision", "threads")
 NON_BENCH_GROUPS = ("profile", "accuracy")
 
+# Each task's quality metric (the column of the store's frame), how it is shown, and which way is better.
+# Classification and video report top-1 (video: of a clip); the others their published metric.
+TASK_METRICS: dict[str, tuple[str, str, str]] = {
+    "classification": ("top1", "top-1", "max"),
+    "detection": ("box_map", "box mAP", "max"),
+    "instance_segmentation": ("mask_map", "mask mAP", "max"),
+    "keypoint_detection": ("kp_map", "keypoint mAP", "max"),
+    "segmentation": ("miou", "mIoU", "max"),
+    "video": ("top1", "clip top-1", "max"),
+    "optical_flow": ("epe", "EPE (px)", "min"),
+}
+TASK_ORDER = tuple(TASK_METRICS)
+# quality metrics other than top-1 that accuracy cells may carry (and profile cells as reported_NAME)
+QUALITY_METRICS = ("box_map", "box_map50", "mask_map", "kp_map", "miou", "pixel_acc", "epe")
+
+
+def task_metric(task: str | None) -> tuple[str, str, str]:
+    """(column, label, "max"|"min") of ``task``'s quality metric (unknown tasks: top-1)."""
+    return TASK_METRICS.get(task or "classification", TASK_METRICS["classification"])
+
+
+def task_title(task: str) -> str:
+    return task.replace("_", " ").capitalize()
+
+
+def tasks(df: pd.DataFrame) -> list[str]:
+    """The tasks of the models in the frame, classification first, in ``TASK_ORDER`` (others after)."""
+    found = set(model_tasks(df).values())
+    return [t for t in TASK_ORDER if t in found] + sorted(found - set(TASK_ORDER))
+
+
+def model_tasks(df: pd.DataFrame) -> dict[str, str]:
+    """model_ref -> task: the task its records name (a non-classification task wins over the default)."""
+    if df is None or df.empty:
+        return {}
+    if "task" not in df.columns:
+        return {ref: "classification" for ref in dict.fromkeys(df["model_ref"])}
+    out: dict[str, str] = {}
+    for ref, task in zip(df["model_ref"], df["task"]):
+        task = task if isinstance(task, str) and task else "classification"
+        if out.get(ref) in (None, "classification"):
+            out[ref] = task
+    return out
+
+
+def of_task(df: pd.DataFrame, task: str) -> pd.DataFrame:
+    """The rows of the frame whose model does ``task``."""
+    if df.empty:
+        return df
+    t = model_tasks(df)
+    return df[df["model_ref"].map(t) == task]
+
 
 def short_name(ref: str) -> str:
     """Display name of a model reference: torchvision's prefix dropped, the rest kept."""
@@ -157,11 +209,15 @@ def _setup_mask(df: pd.DataFrame, setup: Setup) -> pd.Series:
 def models_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per model: static figures (per item) and top-1 with its source. Index: model_ref."""
     cols = ["model", "params", "weight_bytes", "macs_per_item", "flops_per_item", "activation_peak_bytes_b1",
-            "top1", "top1_source", "reported_top1", "reported_top5", "paper_top1", "measured_top1"]
+            "top1", "top1_source", "reported_top1", "reported_top5", "paper_top1", "measured_top1",
+            "task", "quality", "quality_metric", "quality_source", *QUALITY_METRICS,
+            *(f"{m}_source" for m in QUALITY_METRICS)]
+    text = {"model", "top1_source", "task", "quality_metric", "quality_source", *(f"{m}_source" for m in QUALITY_METRICS)}
     if df.empty:
         return pd.DataFrame(columns=cols).rename_axis("model_ref")
     ok = df[df["status"] == "ok"]
     rows = {}
+    task_of = model_tasks(df)
     for ref in dict.fromkeys(df["model_ref"]):
         mine = ok[ok["model_ref"] == ref]
         prof = mine[mine["metric_group"] == "profile"].sort_values("batch_size")
@@ -198,10 +254,21 @@ def models_table(df: pd.DataFrame) -> pd.DataFrame:
             if r.get(name) is not None:
                 r["top1"], r["top1_source"] = r[name], source
                 break
+        for name in QUALITY_METRICS:  # measured on the task's data, else published with the weights
+            measured = col(acc, name).dropna()
+            reported = col(mine, f"reported_{name}").dropna()
+            if not measured.empty:
+                r[name], r[f"{name}_source"] = float(measured.iloc[-1]), "measured"
+            elif not reported.empty:
+                r[name], r[f"{name}_source"] = float(reported.iloc[0]), "published"
+        r["task"] = task_of.get(ref, "classification")
+        metric = task_metric(r["task"])[0]
+        r["quality_metric"] = metric
+        r["quality"], r["quality_source"] = r.get(metric), r.get(f"{metric}_source")
         rows[ref] = r
     out = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=cols)
     for c in cols:
-        if c not in ("model", "top1_source"):
+        if c not in text:
             out[c] = pd.to_numeric(out[c], errors="coerce").astype(float)
     return out.rename_axis("model_ref")
 
@@ -227,7 +294,8 @@ def bench_table(df: pd.DataFrame, setup: Setup | None, statuses: tuple[str, ...]
     bench["memory_tensors_bytes"] = (col(bench, "cuda_peak_allocated_bytes") if gpu else
                                      col(bench, "static_weight_bytes") + col(bench, "cpu_activation_peak_bytes"))
     models = models_table(df)
-    for c in ("model", "params", "weight_bytes", "top1", "top1_source", "paper_top1", "reported_top1"):
+    for c in ("model", "params", "weight_bytes", "top1", "top1_source", "paper_top1", "reported_top1", "task",
+              "quality", "quality_metric", "quality_source", *QUALITY_METRICS):
         bench[c] = bench["model_ref"].map(models[c]) if c in models.columns else None
     bench["model"] = bench["model"].fillna(bench["model_ref"].map(short_name))
     sizes = bench.groupby("model_ref")["input_key"].nunique()

@@ -1,4 +1,4 @@
-"""`dnnbench accuracy`: top-1/top-5 measured on the user's validation images."""
+"""`dnnbench accuracy`: top-1/top-5, box mAP or mIoU measured on the user's validation images."""
 
 from __future__ import annotations
 
@@ -24,15 +24,23 @@ from dnnbench.cli.render import accuracy as render
               help="Decoding processes [default: one per CPU, at most 8; 0 decodes in this process].")
 @click.option("--labels", default=None, metavar="FILE",
               help="Ground truth for a flat folder: one label per line (sorted file names) or 'FILENAME LABEL'.")
+@click.option("--annotations", default=None, metavar="FILE|DIR",
+              help="Detection: a COCO annotations JSON for the --data images. Segmentation: the folder of PNG "
+                   "masks (class indices, 255 = ignore; default: --data's images/ and masks/).")
+@click.option("--resamples", type=int, default=200, show_default=True,
+              help="Bootstrap resamples of the images for the mAP / mIoU intervals.")
 @click.option("--download-weights", is_flag=True, help="Allow downloading the weights if they are not cached.")
 @click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --limit subset.")
 @format_option()
 def accuracy(model, data, fmt, **settings):
-    """Top-1/top-5 of MODEL measured on your validation set (--data), beside the published figure.
+    """Quality of MODEL measured on your validation set (--data), beside the published figure.
 
-    Each model is fed through its own preprocessing (torchvision weights transforms, timm data config,
-    a factory's preprocess; else resize + centre crop + ImageNet mean/std). Intervals are 95 % Wilson.
+    By the model's task: classifiers top-1/top-5 (95 % Wilson intervals); detectors COCO box mAP@[.5:.95]
+    and mAP@.5 (pycocotools, against --annotations FILE); segmentation mIoU and pixel accuracy (masks in
+    --annotations DIR); these two with 95 % bootstrap intervals over images. Each model is fed through its
+    own preprocessing (torchvision weights transforms, timm data config, a factory's preprocess; else a
+    default the record names).
     """
     from dnnbench import api
     from dnnbench.core.accuracy import AccuracyConfig
@@ -49,5 +57,9 @@ def accuracy(model, data, fmt, **settings):
         acc = api.accuracy(model, data, config, on_progress=on_progress)
     if fmt == "json":
         dump(acc.to_dict())
+    elif hasattr(acc, "box_map"):
+        render.detection(acc)
+    elif hasattr(acc, "miou"):
+        render.segmentation(acc)
     else:
         render.accuracy(acc)

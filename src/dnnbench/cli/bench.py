@@ -7,8 +7,8 @@ import sys
 import click
 
 from dnnbench.cli.output import command, dump, err, fail
-from dnnbench.cli.params import (BATCH_SIZES, DEVICE, MIN_SAMPLES, PROCESSES, SECONDS, TARGET_CI, format_option,
-                                 threads_option)
+from dnnbench.cli.params import (BATCH_SIZES, DEVICE, MIN_SAMPLES, PROCESSES, SECONDS, TARGET_CI, form_option,
+                                 format_option, threads_option)
 from dnnbench.cli.render import bench as render
 
 
@@ -37,6 +37,7 @@ from dnnbench.cli.render import bench as render
 @click.option("--processes", type=PROCESSES, default=None, metavar="N",
               help="Worker processes per cell, each sampling a share of the cap when calls are fast enough "
                    "[default: 5 for eager, else 1].")
+@form_option()
 @format_option()
 def bench(model, runtime, precision, fmt, **settings):
     """Inference time, throughput and memory of MODEL at each batch size, measured on this machine.

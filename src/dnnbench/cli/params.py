@@ -92,3 +92,11 @@ def store_option(help: str = "Results store [default: $DNNBENCH_STORE or the def
 
 def threads_option(help: str = "CPU threads (torch.set_num_threads). Default: the physical cores."):
     return click.option("--threads", type=THREADS, default=None, help=help)
+
+
+def form_option():
+    """--form train|deploy: the model as built, or what an inference runtime executes (BatchNorm folded,
+    re-parameterisable blocks fused)."""
+    return click.option("--form", type=click.Choice(["train", "deploy"]), default="train", show_default=True,
+                        help="train: the model as built; deploy: BatchNorm folded into the preceding conv/linear "
+                             "and re-parameterisable blocks fused (RepVGG, MobileOne...), as a runtime executes it.")

@@ -66,11 +66,18 @@ def _write_text(text: str, output: str | None) -> None:
 @click.option("--max-energy-mj", type=float, default=None, metavar="MJ", help="Energy per image in millijoules (idle included).")
 @click.option("--max-power-w", type=float, default=None, metavar="W", help="Mean power while running.")
 @click.option("--min-top1", type=float, default=None, metavar="FRACTION|%", help="Top-1: 0.7 or 70 (values above 1 are percent).")
+@click.option("--min-map", type=float, default=None, metavar="FRACTION|%",
+              help="Box mAP@[.5:.95] of detectors: 0.3 or 30 (only detection models are candidates).")
+@click.option("--min-miou", type=float, default=None, metavar="FRACTION|%",
+              help="mIoU of segmentation models: 0.6 or 60 (only segmentation models are candidates).")
+@click.option("--task", default=None, metavar="TASK",
+              help="Only models of this task: classification, detection, segmentation, video, ... "
+                   "[default: every task; the task --min-map/--min-miou imply].")
 @click.option("--where", multiple=True, metavar="METRIC<=VALUE",
               help="Any stored metric, SI units, repeatable: --where 'latency_p90_s<=0.05'.")
 @click.option("--objective", default="top1", show_default=True, metavar="METRIC",
-              help="What 'best' maximises or minimises: top1, throughput_items_per_s, latency_median_s, "
-                   "memory_total_bytes, energy_per_item_j, ...")
+              help="What 'best' maximises or minimises: top1 (with --task: the task's metric, e.g. box_map), "
+                   "throughput_items_per_s, latency_median_s, memory_total_bytes, energy_per_item_j, ...")
 @click.option("--device", default=None, metavar="cpu|cuda", help="Setup to use [default: the one with most cells].")
 @format_option()
 def pick(store, fmt, **constraints):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from dnnbench.cli.output import command, fail
-from dnnbench.cli.params import BATCH_SIZES, LIMIT, SECONDS, TARGET_CI, store_option, threads_option
+from dnnbench.cli.params import BATCH_SIZES, LIMIT, SECONDS, TARGET_CI, form_option, store_option, threads_option
 from dnnbench.cli.render import study as render
 
 
@@ -28,6 +28,8 @@ from dnnbench.cli.render import study as render
 @click.option("--name", default=None, help="A label stored with every cell of this study.")
 @click.option("--data", default=None, metavar="DIR", help="Validation images for the accuracy group.")
 @click.option("--labels", default=None, metavar="FILE", help="Labels file for a flat --data folder.")
+@click.option("--annotations", default=None, metavar="FILE|DIR",
+              help="Detection: COCO annotations JSON; segmentation: the mask folder (accuracy group).")
 @click.option("--weights", default="DEFAULT", show_default=True,
               help="Weights for accuracy cells: DEFAULT (local cache), a tag or a checkpoint path.")
 @click.option("--limit", "accuracy_limit", type=LIMIT, default=None, help="Accuracy on a class-stratified subset of N images.")
@@ -39,6 +41,7 @@ from dnnbench.cli.render import study as render
               help="Runtimes to measure, a comma list or all [default: eager; onnxruntime for onnx: models].")
 @click.option("--precision", "precisions", default=None, metavar="fp32|fp16|bf16|int8|all",
               help="Precisions to measure, a comma list or all [default: fp32].")
+@form_option()
 def study(models, store, **settings):
     """Run the whole sweep (MODELS or sets x batch sizes x metric groups) into the results store.
 

@@ -104,6 +104,16 @@ def parse_batch_sizes(value) -> tuple[int, ...]:
     return tuple(sorted(set(sizes)))
 
 
+# What one item of a batch is, per task (core.specs.TASKS): time per item and items/s are named after it.
+ITEM_UNITS = {"classification": "image", "detection": "image", "instance_segmentation": "image",
+              "keypoint_detection": "image", "segmentation": "image", "video": "clip", "optical_flow": "pair"}
+
+
+def item_unit(task: str | None) -> str:
+    """"image", "clip" or "pair": one item of a batch of ``task`` (None: classification)."""
+    return ITEM_UNITS.get(task or "classification", "item")
+
+
 @dataclass(frozen=True)
 class TimingSpec:
     """When a timing cell stops, and how its warm-up is told apart.
@@ -152,6 +162,13 @@ class CellSpec:
     precision: str = "fp32"  # one of PRECISIONS
     input_shape: tuple | None = None  # every input tensor's shape at this batch size, e.g. ((1, 3, 224, 224),)
     machine: str = ""  # the fingerprint of the machine it runs on: the same spec elsewhere is another cell
+    task: str = "classification"  # core.specs.TASKS; in the spec's dict only when not classification
+    form: str = "train"  # "deploy": BatchNorm folded, re-param blocks fused; in the spec's dict only when deploy
+
+    @property
+    def item_unit(self) -> str:
+        """What one batch item is: an image, a clip (video) or an image pair (optical flow)."""
+        return item_unit(self.task)
 
     @property
     def is_reference(self) -> bool:
@@ -161,6 +178,10 @@ class CellSpec:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["input_shape"] = [list(s) for s in self.input_shape] if self.input_shape else None
+        if d["task"] == "classification":  # the identity of every classification cell stays what it was
+            del d["task"]
+        if d["form"] == "train":  # likewise every cell of the model as built
+            del d["form"]
         return d
 
     @property
@@ -423,7 +444,9 @@ class Equivalence:
     """Outputs of a configuration against the reference on the same input: max/mean |difference| and top-1 agreement.
 
     ``top1_agreement``: the fraction of rows (all dims but the last, of the first output) whose argmax over the
-    last dim is the same in both. ``reference`` names what was compared with, e.g. "eager fp32".
+    last dim is the same in both; for segmentation the fraction of pixels whose class (argmax over dim 1) is;
+    none for tasks whose outputs have no class dimension (boxes, flow). ``reference`` names what was compared
+    with, e.g. "eager fp32"; ``compared`` says what was left out when outputs differ in size (detections).
     """
 
     reference: str
@@ -433,6 +456,7 @@ class Equivalence:
     rows: int
     reference_max_abs: float | None = None  # largest |output| of the reference: the scale of the differences
     unavailable: dict[str, str] = field(default_factory=dict)
+    compared: str = ""  # what was compared, when not every output: e.g. outputs of a data-dependent size left out
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -808,6 +832,7 @@ class BenchConfig:
     runtime: str | None = None  # None: eager (onnxruntime for an ONNX file)
     precision: str = "fp32"
     processes: int | None = None  # None: 5 for isolated eager cells, else 1
+    form: str = "train"  # "deploy": measure the model with BatchNorm folded and re-param blocks fused
 
     def sizes(self) -> tuple[int, ...]:
         return parse_batch_sizes(self.batch_sizes)

@@ -8,7 +8,8 @@ from types import ModuleType
 from dnnbench.core.errors import MissingExtraError
 
 # module -> extra that installs it
-EXTRAS = {"onnx": "onnx", "onnxruntime": "onnx", "onnxscript": "onnx", "timm": "timm", "pynvml": "nvml"}
+EXTRAS = {"onnx": "onnx", "onnxruntime": "onnx", "onnxscript": "onnx", "timm": "timm", "pynvml": "nvml",
+          "pycocotools": "detection"}
 
 
 def require(module: str, purpose: str) -> ModuleType:

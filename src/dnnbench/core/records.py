@@ -75,6 +75,7 @@ class Profile:
     dtype: str = "float32"
     reported: ReportedAccuracy | None = None
     notes: list[str] = field(default_factory=list)
+    form: str = "train"  # "train" (as built) or "deploy" (BatchNorm folded, re-param blocks fused: notes say what)
 
     def to_dict(self, layers: bool = True) -> dict[str, Any]:
         d = asdict(self)

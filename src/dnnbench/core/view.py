@@ -23,7 +23,11 @@ POWER_FIGURES = ("power_w", "idle_power_w", "energy_per_item_j", "energy_per_ite
 PROFILE_FIGURES = ("params", "trainable_params", "weight_bytes", "buffer_bytes", "macs", "flops", "other_flops",
                    "activation_peak_bytes", "input_bytes", "output_bytes")
 ACCURACY_FIGURES = ("top1", "top5", "top5_k", "top1_ci_low", "top1_ci_high", "top5_ci_low", "top5_ci_high",
-                    "images", "corrupt_images", "images_per_s", "wall_s")
+                    "images", "corrupt_images", "images_per_s", "wall_s",
+                    # detection (box mAP) and segmentation (mIoU): the record holds those of its task
+                    "box_map", "box_map50", "box_map_ci_low", "box_map_ci_high", "box_map50_ci_low",
+                    "box_map50_ci_high", "miou", "pixel_acc", "miou_ci_low", "miou_ci_high", "pixel_acc_ci_low",
+                    "pixel_acc_ci_high")
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,10 @@ def _bench(record: CellRecord, v: _View) -> None:
         v.put("latency_samples", st.n)
         v.put("latency_per_item_s", cell.latency_per_item_s)
         v.put("throughput_items_per_s", cell.throughput_items_per_s)
+        if cell.spec.task != "classification":  # an item is an image, a clip (video) or an image pair (flow)
+            unit = cell.spec.item_unit
+            v.note("latency_per_item_s", f"per {unit} ({cell.spec.task}): the batch's median / {cell.batch_size}")
+            v.note("throughput_items_per_s", f"{unit}s per second ({cell.spec.task})")
         v.put("cold_start_s", cell.cold_start_s)
         mem_why = (cell.memory.unavailable if cell.memory else {}) or {}
         for name in MEMORY_FIGURES:
@@ -135,7 +143,8 @@ def _bench(record: CellRecord, v: _View) -> None:
             v.put("equivalence_top1_agreement", eq.top1_agreement, eq.unavailable.get("top1_agreement"))
             v.put("equivalence_rows", eq.rows)
             v.put("equivalence_reference_max_abs", eq.reference_max_abs, "unavailable")
-            v.note("equivalence_max_abs_diff", f"against {eq.reference} on the same input")
+            v.note("equivalence_max_abs_diff", f"against {eq.reference} on the same input"
+                   + (f"; compared {eq.compared}" if eq.compared else ""))
         if info.notes:  # how the runtime prepared the model (exporter, quantization scope, compile graphs)
             v.note("prepare_s", "; ".join(info.notes))
     if cell.spec.sensors != "none" or cell.spec.estimate_tdp_w is not None:
@@ -191,7 +200,7 @@ def _accuracy(record: CellRecord, v: _View) -> None:
         return
     for name in ACCURACY_FIGURES:
         if name in r or name in record.unavailable:
-            v.put(name, r.get(name), record.unavailable.get(name))
+            v.put(name, r.get(name), record.unavailable.get(name) or (r.get("unavailable") or {}).get(name))
     _reported(r, v)
 
 

@@ -153,6 +153,48 @@ def transformer_encoder_layer(args, kwargs, out):
     return proj + attn + ffn, other
 
 
+@formula("aten.mkldnn_rnn_layer")
+def mkldnn_lstm_layer(args, kwargs, out):
+    # One LSTM layer and direction as CPU inference runs it (the meta path decomposes into the same work):
+    # (input, w_ih [4H, I], w_hh [4H, H], b_ih, b_hh, hx, cx, reverse, batch_sizes, mode, hidden_size, ...).
+    # Per step and batch item: the two gate products (MACs), their biases (2 x 4H), and 13H elementwise ops
+    # (gate sum 4H, sigmoid 3H, tanh 1H, cell update 3H, tanh of the cell 1H, output 1H).
+    x, w_ih, w_hh = args[0], args[1], args[2]
+    steps = x.numel() // x.shape[-1]
+    gates, hidden = w_ih.shape[0], w_hh.shape[1]
+    has_bias = isinstance(args[3], torch.Tensor)
+    return steps * gates * (w_ih.shape[1] + hidden), steps * ((2 * gates if has_bias else 0) + 13 * hidden)
+
+
+# ---- quantized kernels (torchvision's quantized_* models: int8 weights in packed parameters) --------
+
+def _quantized_conv(relu: int) -> Formula:
+    # (qx, packed_params, output_scale, output_zero_point); the packed weight is [C_out, C_in/groups, *k]
+    # (transposed: [C_in, C_out/groups, *k]); the bias adds one op per output element, a fused ReLU one more.
+    def count(args, kwargs, out):
+        x, packed, y = args[0], args[1], _first_tensor(out)
+        w, b = packed.unpack()
+        transposed = bool(packed.transpose()) if hasattr(packed, "transpose") else False
+        macs = (x.numel() if transposed else y.numel()) * w.shape[1] * prod(w.shape[2:])
+        return macs, y.numel() * (int(b is not None) + relu)
+
+    return count
+
+
+for _name in ("conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"):
+    formula(f"quantized.{_name}")(_quantized_conv(0))
+for _name in ("conv1d_relu", "conv2d_relu", "conv3d_relu", "conv2d_add", "conv2d_add_relu"):
+    formula(f"quantized.{_name}")(_quantized_conv(1))
+
+
+@formula("quantized.linear", "quantized.linear_relu", "quantized.linear_dynamic")
+def quantized_linear(args, kwargs, out):
+    x, packed = args[0], args[1]
+    w, b = packed.unpack()
+    rows = x.numel() // x.shape[-1]
+    return rows * w.shape[0] * w.shape[1], rows * w.shape[0] * int(b is not None)
+
+
 # ---- other FLOPs: elementwise, norms, pooling, reductions --------------------------------------
 
 _POINTWISE = """
@@ -161,9 +203,22 @@ hardswish_ hardsigmoid hardsigmoid_ hardtanh hardtanh_ clamp clamp_ clamp_min cl
 clamp_max_ leaky_relu leaky_relu_ elu elu_ mish mish_ softplus exp exp_ log log_ sqrt sqrt_ rsqrt
 rsqrt_ pow pow_ erf erf_ reciprocal reciprocal_ add_ sub_ mul_ div_ threshold threshold_ where
 maximum minimum square sin cos floor ceil round sign lerp addcmul addcdiv prelu _prelu_kernel
-eq ne lt le gt ge logical_not logical_and logical_or bitwise_not masked_fill masked_fill_
+eq ne lt le gt ge logical_not logical_and logical_or bitwise_not bitwise_and bitwise_or bitwise_xor masked_fill
+masked_fill_ log2 log10 log1p expm1 exp2 trunc frac fmod remainder atan2 hypot floor_divide
 """
 for _name in _POINTWISE.split():
+    FORMULAS.setdefault(f"aten.{_name}", lambda args, kwargs, out: (0, _numel(_first_tensor(out))))
+
+
+# quantized elementwise kernels: one op per output element (requantisation included)
+for _name in ("add", "add_relu", "add_scalar", "add_scalar_relu", "mul", "mul_relu", "mul_scalar",
+              "mul_scalar_relu", "relu6", "hardswish", "sigmoid", "leaky_relu", "batch_norm2d",
+              "batch_norm2d_relu", "batch_norm3d", "layer_norm", "group_norm", "instance_norm", "elu", "celu",
+              "threshold", "hardtanh", "gelu", "cat_relu"):
+    FORMULAS.setdefault(f"quantized.{_name}", lambda args, kwargs, out: (0, _numel(_first_tensor(out))))
+# (de)quantisation: one scale-and-round per element
+for _name in ("quantize_per_tensor", "quantize_per_channel", "dequantize", "quantize_per_tensor_dynamic",
+              "fake_quantize_per_tensor_affine", "fake_quantize_per_channel_affine"):
     FORMULAS.setdefault(f"aten.{_name}", lambda args, kwargs, out: (0, _numel(_first_tensor(out))))
 
 
@@ -193,7 +248,9 @@ def _window(kernel) -> int:
 
 
 @formula("aten.max_pool2d_with_indices", "aten.max_pool2d", "aten.avg_pool2d", "aten.max_pool3d_with_indices",
-         "aten.avg_pool3d", "aten.max_pool1d", "aten.avg_pool1d", "aten.mkldnn_max_pool2d")
+         "aten.avg_pool3d", "aten.max_pool1d", "aten.avg_pool1d", "aten.mkldnn_max_pool2d",
+         "aten.quantized_max_pool2d", "aten.quantized_max_pool1d", "aten.max_pool3d", "aten.max_pool1d_with_indices",
+         "quantized.max_pool2d", "quantized.max_pool1d")
 def pool(args, kwargs, out):
     return 0, _numel(_first_tensor(out)) * _window(args[1])
 
@@ -211,10 +268,75 @@ def reduction(args, kwargs, out):
     return 0, args[0].numel() if isinstance(args[0], torch.Tensor) else 0
 
 
-@formula("aten.upsample_bilinear2d", "aten.upsample_nearest2d", "aten._upsample_bilinear2d_aa",
-         "aten.upsample_bicubic2d", "aten.grid_sampler_2d")
-def resample(args, kwargs, out):
+@formula("aten.upsample_nearest1d", "aten.upsample_nearest2d", "aten.upsample_nearest3d",
+         "aten._upsample_nearest_exact1d", "aten._upsample_nearest_exact2d", "aten._upsample_nearest_exact3d")
+def resample_nearest(args, kwargs, out):
+    # one index computation per output element, no arithmetic on values
     return 0, _numel(_first_tensor(out))
+
+
+# Interpolation: a weighted sum of the neighbours each output element reads, one op per tap --
+# linear 2, bilinear 4, trilinear 8, bicubic 16 (grid_sample the same per its mode; antialiased modes
+# read a scale-dependent window and are counted at the plain mode's taps, a lower bound).
+def _taps(n: int) -> Formula:
+    return lambda args, kwargs, out: (0, n * _numel(_first_tensor(out)))
+
+
+formula("aten.upsample_linear1d")(_taps(2))
+formula("aten.upsample_bilinear2d", "aten._upsample_bilinear2d_aa")(_taps(4))
+formula("aten.upsample_trilinear3d")(_taps(8))
+formula("aten.upsample_bicubic2d", "aten._upsample_bicubic2d_aa")(_taps(16))
+
+
+_GRID_TAPS = {0: 4, 1: 1, 2: 16}  # grid_sample interpolation_mode: bilinear, nearest, bicubic
+
+
+@formula("aten.grid_sampler_2d", "aten.grid_sampler", "aten.cudnn_grid_sampler")
+def grid_sample_2d(args, kwargs, out):
+    mode = int(args[2]) if len(args) > 2 and isinstance(args[2], int) else 0
+    return 0, _GRID_TAPS.get(mode, 4) * _numel(_first_tensor(out))
+
+
+@formula("aten.grid_sampler_3d")
+def grid_sample_3d(args, kwargs, out):
+    mode = int(args[2]) if len(args) > 2 and isinstance(args[2], int) else 0
+    return 0, (8 if mode == 0 else 1) * _numel(_first_tensor(out))
+
+
+# ---- torchvision's detection ops ------------------------------------------------------------------
+
+@formula("torchvision.roi_align", "torchvision._roi_align")
+def roi_align(args, kwargs, out):
+    # (input, rois, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned): every output bin averages
+    # sampling_ratio^2 bilinear samples of 4 taps each. An adaptive ratio (<= 0) depends on each box's
+    # size; it is counted as one sample per bin, a lower bound.
+    ratio = int(args[5]) if len(args) > 5 else int(kwargs.get("sampling_ratio", -1))
+    samples = ratio * ratio if ratio > 0 else 1
+    return 0, _numel(_first_tensor(out)) * samples * 4
+
+
+@formula("torchvision.roi_pool", "torchvision.ps_roi_pool", "torchvision.ps_roi_align")
+def roi_pool(args, kwargs, out):
+    # one op per output bin (the window each bin reads depends on the box: counted as one element)
+    return 0, _numel(_first_tensor(out))
+
+
+@formula("torchvision.nms")
+def nms(args, kwargs, out):
+    # N boxes: 3 ops per box area, then at most N(N-1)/2 IoU tests of 13 ops each (intersection corners 4,
+    # width/height 4, area 1, union and ratio 3, threshold 1). Boxes suppressed early skip their tests:
+    # this is the upper bound the kernel can run, as its actual work depends on the boxes' values.
+    n = args[0].shape[0]
+    return 0, 3 * n + 13 * (n * (n - 1) // 2)
+
+
+@formula("torchvision.deform_conv2d")
+def deform_conv2d(args, kwargs, out):
+    # (input, weight, offset, mask, bias, ...): a convolution whose taps are bilinear samples (4 each)
+    x, w, y = args[0], args[1], _first_tensor(out)
+    kernel = prod(w.shape[2:])
+    macs = y.numel() * w.shape[1] * kernel
+    return macs, (y.numel() // w.shape[0]) * x.shape[1] * kernel * 4 + y.numel()
 
 
 # ---- zero-cost ops: data movement and tensor creation (explicitly zero, not "uncounted") ---------
@@ -233,6 +355,11 @@ _reshape_alias _unsafe_split _unsafe_index diagonal triu tril meshgrid linspace 
 is_same_size _has_compatible_shallow_copy_type set_ resize_ _assert_async sym_size sym_stride
 sym_numel sym_storage_offset _assert_tensor_metadata unfold im2col col2im one_hot embedding
 _embedding_bag_forward_only _nested_tensor_from_mask _nested_tensor_from_mask_left_aligned
+eye unsafe_split unsafe_split_with_sizes unsafe_chunk _unique2 unique_dim unique_consecutive argsort
+nonzero_static masked_scatter scatter scatter_ index_copy index_fill index_fill_
+_pin_memory
+""".split()) | frozenset(f"quantized.{n}" for n in """
+cat
 """.split())
 
 

@@ -2,23 +2,41 @@
 
 Same conventions as the torch counter (``formulas.py``):
 
-- MACs: Conv, ConvTranspose, Gemm, MatMul (batched, broadcast; attention's Q.K^T and A.V included) and their
-  quantized forms (ConvInteger, QLinearConv, MatMulInteger, QLinearMatMul). FLOPs = 2 x MACs.
+- MACs: Conv, ConvTranspose, Gemm, MatMul (batched, broadcast; attention's Q.K^T and A.V included), Einsum,
+  LSTM/GRU/RNN (every step's input and recurrent matmuls), their quantized forms (ConvInteger, QLinearConv,
+  MatMulInteger, QLinearMatMul, com.microsoft DynamicQuantizeLSTM/MatMulIntegerToFloat) and ONNX Runtime's fused
+  FusedConv/FusedGemm. FLOPs = 2 x MACs.
 - other_flops: bias adds (1 per output element), elementwise ops and activations (1 per element),
-  BatchNormalization (2), Layer/Group/InstanceNormalization (5), Softmax (4), pooling (one per window
-  element), global pooling and reductions (one per input element), Resize (one per output element).
+  BatchNormalization (2), Layer/Group/InstanceNormalization (5), Softmax (4), LRN (size + 5, as torch's
+  local_response_norm decomposes), ImageScaler (2), pooling (one per window element), global pooling and
+  reductions (one per input element), Resize/Upsample (one per output element), recurrent cells (see _recurrent).
 - data movement (Reshape, Transpose, Concat, Gather, Cast, ...) is zero by definition; every other op is
   reported in ``uncounted_ops`` with its call count — never a silent zero. So is a MAC op whose shapes
-  shape inference could not determine.
+  could not be determined.
+- constant subgraphs (nodes whose inputs are all constants: DequantizeLinear of an int8 weight, Cast of an fp16
+  one, ConstantOfShape, Identity chains, Reshape/Transpose of weights) are folded, as a runtime does when it
+  loads the graph: zero per inference; their outputs are weights.
 
-Params: elements of the float initializers that are weights — not 0-d scalars the exporter baked in (Clip
-bounds, attention scales), not BatchNormalization's running mean/variance (torch buffers, reported as
-``buffer_bytes``), not integer tensors (shapes, indices) except the int8 weights of quantized ops. An
-``Identity`` of a weight initializer counts as its own tensor: torch's exporter deduplicates equal-valued
-initializers (e.g. the all-ones BatchNorm scales of a randomly initialised network) and re-creates each
-use with an Identity. Shapes come from ``onnx``'s per-node shape inference at the batch size and input
-sizes asked for (the graph's symbolic batch is set to a number first), fed with the values of shape
-computations, which are evaluated and cost nothing (torch does that arithmetic in Python).
+Params: the elements of every constant tensor a computing node reads as a weight, wherever the file stores it:
+initializers (also those listed as graph inputs, as IR < 4 requires: those are not data inputs), sparse
+initializers, ``Constant`` nodes (``value``, ``sparse_value``, ``value_floats``...) and the outputs of folded
+constant subgraphs. Values derived from one stored tensor by Transpose/Reshape/Cast/DequantizeLinear... are the
+same weight, counted once; an ``Identity`` copy counts as its own tensor (torch's exporter deduplicates
+equal-valued initializers, e.g. the all-ones BatchNorm scales of a randomly initialised network, and
+re-creates each use with an Identity). Not params: 0-d scalars the exporter baked in (Clip bounds, attention
+scales), integer tensors (shapes, indices) except the int8/int32 weights and biases of quantized ops,
+quantization scales and zero points, Resize scales, and BatchNormalization's running mean/variance and
+recurrent initial states (torch buffers, reported as ``buffer_bytes``). ``weight_bytes`` counts each weight at
+the type the file stores it in (int8 for a QDQ weight, fp16 for one cast at load; dense float for sparse and
+ConstantOfShape tensors).
+
+Shapes come from ``onnx``'s per-node shape inference at the file's own opsets (no conversion needed; any
+opset ``onnx`` has schemas for), at the batch size and input sizes asked for (the graph's symbolic batch, or
+-1/0 dims, are set to numbers first), fed with the values of shape computations, which are evaluated and cost
+nothing (torch does that arithmetic in Python). Values that shape inference cannot determine — ops outside the
+ONNX standard, such as ONNX Runtime's com.microsoft contrib ops, and what follows them — get their shapes from
+one ONNX Runtime run on generated inputs (the profile's notes say so); if that fails too, the nodes that need
+them are listed in ``uncounted_ops`` as "(shape unknown)".
 """
 
 from __future__ import annotations
@@ -34,17 +52,32 @@ from dnnbench.core.specs import InputSpec, LoadedModel
 FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 _ELEM_BYTES = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2, 17: 1, 18: 1,
                19: 1, 20: 1, 21: 1, 22: 1}
-# (op, input index) that hold a quantized op's integer weight
-QUANT_WEIGHT_INPUTS = {("ConvInteger", 1), ("MatMulInteger", 1), ("QLinearConv", 3), ("QLinearMatMul", 3),
-                       ("DequantizeLinear", 0)}
+# (op, input index) that hold a quantized op's integer weight (and QLinearConv's int32 bias)
+QUANT_WEIGHT_INPUTS = {("ConvInteger", 1), ("MatMulInteger", 1), ("QLinearConv", 3), ("QLinearConv", 8),
+                       ("QLinearMatMul", 3), ("DequantizeLinear", 0), ("DynamicQuantizeLSTM", 1),
+                       ("DynamicQuantizeLSTM", 2), ("MatMulIntegerToFloat", 1), ("DynamicQuantizeMatMul", 1)}
 BN_STATS = {("BatchNormalization", 3), ("BatchNormalization", 4)}
+# recurrent layers' initial states: state, not parameters (torch passes them as arguments), reported as buffers
+RNN_STATES = {("LSTM", 5), ("LSTM", 6), ("GRU", 5), ("RNN", 5), ("DynamicQuantizeLSTM", 5), ("DynamicQuantizeLSTM", 6)}
+# constant inputs that are never parameters: resampling scales/sizes, quantization scales and zero points
+NOT_PARAMS = ({("Resize", i) for i in (1, 2, 3)} | {("Upsample", 1)}
+              | {(op, i) for op in ("QuantizeLinear", "DequantizeLinear") for i in (1, 2)}
+              | {(op, i) for op in ("QLinearConv", "QLinearMatMul") for i in (1, 2, 4, 5, 6, 7)}
+              | {(op, i) for op in ("ConvInteger", "MatMulInteger", "DynamicQuantizeMatMul") for i in (2, 3)}
+              | {("DynamicQuantizeLSTM", i) for i in (8, 9, 10, 11)} | {("MatMulIntegerToFloat", i) for i in (2, 3, 4, 5)})
+# ops a constant weight passes through unchanged in count (Transpose(W), DequantizeLinear(W_int8), Cast(W_fp16)):
+# their output is the same weight as their input. Identity is not among them (see _param_slots).
+SAME_WEIGHT = frozenset("Transpose Reshape Flatten Squeeze Unsqueeze Cast CastLike DequantizeLinear".split())
+# never folded: random, or with subgraphs
+NOT_FOLDABLE = frozenset("RandomNormal RandomUniform RandomNormalLike RandomUniformLike Multinomial Bernoulli If Loop "
+                         "Scan SequenceEmpty".split())
 
 ZERO_COST = frozenset("""
 Reshape Flatten Transpose Squeeze Unsqueeze Concat Split Slice Gather GatherElements GatherND Shape Size
 Constant ConstantOfShape Identity Cast CastLike Expand Tile Pad Dropout Range ScatterND ScatterElements Scatter
 DepthToSpace SpaceToDepth Compress NonZero OneHot Trilu EyeLike RandomNormal RandomUniform RandomNormalLike
 RandomUniformLike TopK SplitToSequence SequenceConstruct SequenceAt ConcatFromSequence Optional OptionalGetElement
-ReverseSequence Unique
+ReverseSequence Unique Crop
 """.split())
 POINTWISE = frozenset("""
 Add Sub Mul Div Relu Sigmoid Tanh Clip Erf Pow Sqrt Exp Log Neg Abs LeakyRelu HardSigmoid HardSwish Gelu Where
@@ -60,6 +93,11 @@ REDUCTIONS = frozenset("ReduceMean ReduceSum ReduceMax ReduceMin ReduceProd Redu
 GLOBAL_POOLS = frozenset("GlobalAveragePool GlobalMaxPool GlobalLpPool".split())
 POOLS = frozenset("MaxPool AveragePool LpPool".split())
 RESAMPLE = frozenset("Resize Upsample GridSample".split())
+RECURRENT = {"LSTM": 4, "GRU": 3, "RNN": 1, "DynamicQuantizeLSTM": 4}  # gates per step
+# ONNX Runtime's contrib ops (com.microsoft), written into files saved after its graph optimisations
+CONTRIB_CONV = frozenset({"FusedConv"})
+CONTRIB_POINTWISE = frozenset("QLinearAdd QLinearMul QLinearSigmoid QLinearLeakyRelu QuickGelu BiasGelu FastGelu "
+                              "Gelu BiasAdd".split())
 
 
 class _Shapes:
@@ -84,6 +122,8 @@ class _Shapes:
         values: dict = {}
         for vi in g.input:
             types[vi.name] = vi.type
+        for sp in g.sparse_initializer:
+            types[sp.values.name] = helper.make_tensor_type_proto(sp.values.data_type, list(sp.dims))
         for init in g.initializer:
             t = helper.make_tensor_type_proto(init.data_type, list(init.dims))
             types[init.name] = t
@@ -291,7 +331,29 @@ def _count_node(node, shapes: _Shapes) -> tuple[int, int]:
         a = _need(ins[0])
         y = _need(outs[0])
         return _numel(y) * a[-1], 0  # every output element takes K multiply-accumulates
-    if op in POINTWISE:
+    if op in RECURRENT:
+        return _recurrent(node, ins)
+    if op == "LRN":  # as torch's local_response_norm decomposes: square, window sum (size), scale, shift, pow, divide
+        return 0, _numel(_need(outs[0])) * (int(_attrs(node)["size"]) + 5)
+    if op == "Einsum":
+        return _einsum(node, ins, outs)
+    if op == "ImageScaler":  # scale and per-channel bias (opsets < 10)
+        return 0, 2 * _numel(_need(outs[0]))
+    if op in CONTRIB_CONV:  # com.microsoft FusedConv / NCHWc Conv: a Conv with its activation fused
+        w, y = _need(ins[1]), _need(outs[0])
+        act = 1 if _attrs(node).get("activation") else 0
+        return _numel(y) * w[1] * prod(w[2:]), _numel(y) * ((1 if has(2) else 0) + act + (1 if has(3) else 0))
+    if op == "FusedGemm":
+        a, b = _need(ins[0]), _need(ins[1])
+        at = _attrs(node)
+        m, k = (a[1], a[0]) if at.get("transA", 0) else (a[0], a[1])
+        n = b[0] if at.get("transB", 0) else b[1]
+        return m * k * n, m * n * ((1 if has(2) else 0) + (1 if at.get("activation") else 0))
+    if op in ("MatMulIntegerToFloat", "DynamicQuantizeMatMul"):
+        a, y = _need(ins[0]), _need(outs[0])
+        bias = has(6) if op == "MatMulIntegerToFloat" else has(4)
+        return _numel(y) * a[-1], (_numel(y) if bias else 0)
+    if op in POINTWISE or op in CONTRIB_POINTWISE:
         return 0, _numel(_need(outs[0]))
     if op == "BatchNormalization":
         return 0, 2 * _numel(_need(ins[0]))
@@ -299,10 +361,10 @@ def _count_node(node, shapes: _Shapes) -> tuple[int, int]:
         return 0, 5 * _numel(_need(ins[0]))
     if op in ("Softmax", "LogSoftmax"):
         return 0, 4 * _numel(_need(outs[0]))
-    if op in POOLS:
+    if op in POOLS or op in ("QLinearAveragePool", "NhwcMaxPool"):
         kernel = _attrs(node).get("kernel_shape") or []
         return 0, _numel(_need(outs[0])) * prod(kernel)
-    if op in GLOBAL_POOLS or op in REDUCTIONS:
+    if op in GLOBAL_POOLS or op in REDUCTIONS or op == "QLinearGlobalAveragePool":
         return 0, _numel(_need(ins[0]))
     if op in RESAMPLE:
         return 0, _numel(_need(outs[0]))
@@ -311,9 +373,87 @@ def _count_node(node, shapes: _Shapes) -> tuple[int, int]:
     raise KeyError(op)
 
 
+def _recurrent(node, ins) -> tuple[int, int]:
+    """LSTM/GRU/RNN over the whole sequence: every step multiplies x_t by W and h_{t-1} by R for every gate.
+
+    MACs = directions x T x B x gates x H x (I + H), as torch's decomposition into per-step matmuls counts them.
+    other_flops per step and hidden unit: the two bias adds per gate when B is given, one activation per gate,
+    and the cell update (LSTM: c = f*c + i*g, h = o*tanh(c): 5; GRU: r*(R h), (1-z)*n + z*h: 5; RNN: 0).
+    """
+    x, w = _need(ins[0]), _need(ins[1])
+    at = _attrs(node)
+    t, b = (x[1], x[0]) if at.get("layout", 0) else (x[0], x[1])
+    gates = RECURRENT[node.op_type]
+    dirs, hidden, feat = w[0], w[1] // gates, w[2]
+    if node.op_type == "DynamicQuantizeLSTM":  # com.microsoft: W is [dirs, I, 4H] (transposed)
+        hidden, feat = w[2] // gates, w[1]
+    steps = dirs * t * b * hidden
+    has_bias = len(node.input) > 3 and bool(node.input[3])
+    update = {"LSTM": 5, "DynamicQuantizeLSTM": 5, "GRU": 5, "RNN": 0}[node.op_type]
+    return steps * gates * (feat + hidden), steps * ((2 * gates if has_bias else 0) + gates + update)
+
+
+def _einsum(node, ins, outs) -> tuple[int, int]:
+    """Einsum: a contraction of two or more operands costs one MAC per point of the joint index space (the
+    product of every index's size); a single operand is a reduction or a transpose (one op per input element)."""
+    eq = _attrs(node)["equation"]
+    eq = eq.decode() if isinstance(eq, bytes) else eq
+    lhs = eq.replace(" ", "").split("->")[0].split(",")
+    sizes: dict[str, int] = {}
+    for term, dims in zip(lhs, ins):
+        dims = _need(dims)
+        if "..." in term:  # the ellipsis stands for the leading dims, aligned right across operands
+            k = len(dims) - (len(term) - 3)
+            term = term.replace("...", "".join(chr(0x100 + i) for i in range(max(k, 0))))
+        for letter, d in zip(term, dims):
+            sizes[letter] = max(sizes.get(letter, 1), d)
+    if len(lhs) == 1:
+        return 0, _numel(_need(ins[0]))
+    return prod(sizes.values()), 0
+
+
+def _shapes_from_a_run(model, spec: InputSpec, batch_size: int, names: list[str], folder: str | None):
+    """{value: (dims, elem_type)} for ``names`` from one ONNX Runtime run of ``model`` on generated inputs, or the
+    reason it could not be had (a str). Used only for values ONNX's shape inference leaves unknown: ops outside
+    the ONNX standard (ONNX Runtime's com.microsoft contrib ops have no ONNX schema) and what follows them."""
+    from onnx import ModelProto, helper
+
+    from dnnbench.core.optional import available
+
+    if not available("onnxruntime"):
+        return "onnxruntime is not installed (pip install 'dnnbench[onnx]')"
+    import onnxruntime as ort
+
+    m = ModelProto()
+    m.CopyFrom(model)
+    have = {o.name for o in m.graph.output}
+    for name in names:
+        if name not in have:
+            m.graph.output.append(helper.ValueInfoProto(name=name))
+    so = ort.SessionOptions()
+    so.log_severity_level = 4  # the failure, if any, is reported in the profile's notes
+    so.intra_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every value the graph names
+    if folder:
+        so.add_session_config_entry("session.model_external_initializers_file_folder_path", folder)
+    try:
+        sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        real = [i.name for i in sess.get_inputs()]
+        args, kwargs = spec.make(batch_size)
+        feed = dict(zip(spec.names or real, args)) if args else dict(kwargs)
+        outs = sess.run(names, {k: v.numpy() for k, v in feed.items() if k in real})
+    except Exception as exc:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        text = text.rpartition("Status Message: ")[2]  # ONNX Runtime's own reason, after its source path
+        text = text.split(".h:")[-1].split(".cc:")[-1][:200]
+        return (f"ONNX Runtime could not run it at this input size either ({text}): pass an --input-size the "
+                "graph accepts")
+    return {n: (list(o.shape), helper.np_dtype_to_tensor_dtype(o.dtype)) for n, o in zip(names, outs)}
+
+
 def _fix_inputs(model, spec: InputSpec, batch_size: int) -> None:
     """Set the graph's input dimensions to the numbers of this profile (batch and input sizes)."""
-    inits = {i.name for i in model.graph.initializer}
+    inits = {i.name for i in model.graph.initializer} | {sp.values.name for sp in model.graph.sparse_initializer}
     real = [i for i in model.graph.input if i.name not in inits]
     shapes = spec.shapes(batch_size)
     by_name = dict(zip(spec.names, shapes)) if spec.names else dict(zip((i.name for i in real), shapes))
@@ -326,7 +466,7 @@ def _fix_inputs(model, spec: InputSpec, batch_size: int) -> None:
             raise InputError(f"input {vi.name!r} has {len(dims)} dimensions in the graph, not {len(want)}",
                              f"asked for shape {want}", "leave --input-size out, or give the size the graph takes")
         for d, n in zip(dims, want):
-            if d.HasField("dim_value") and d.dim_value not in (0, n):
+            if d.HasField("dim_value") and d.dim_value > 0 and d.dim_value != n:  # 0 and -1 mean dynamic
                 raise InputError(f"input {vi.name!r} is fixed to {[x.dim_value or x.dim_param for x in dims]} in the graph",
                                  f"cannot profile it at {want}",
                                  "use the batch size and input size the file fixes, or export with dynamic axes")
@@ -339,38 +479,90 @@ def _fix_inputs(model, spec: InputSpec, batch_size: int) -> None:
             out.type.tensor_type.ClearField("shape")
 
 
-def _param_slots(model) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
-    """(weights, buffers, bytes): tensor name -> elements, by the conventions in the module docstring.
+def _constant_nodes(model) -> set[int]:
+    """Indices of the nodes whose inputs are all constants (initializers, Constant nodes, or such nodes' outputs).
 
-    A slot is an initializer or the output of an Identity of one; each is classified by its own consumers.
+    These are folded: an inference runtime computes them once when it loads the graph (ONNX Runtime's constant
+    folding), so they cost nothing per inference, and their outputs are weights if a computing node reads them.
+    A node that reads a graph input, even only through ``Shape``, is not constant.
     """
-    inits = {i.name: i for i in model.graph.initializer}
-    source: dict[str, str] = {name: name for name in inits}
-    for node in model.graph.node:
-        if node.op_type == "Identity" and node.input and node.input[0] in inits and node.output:
-            source[node.output[0]] = node.input[0]
-    uses: dict[str, set[tuple[str, int]]] = defaultdict(set)
-    for node in model.graph.node:
-        if node.op_type == "Identity" and node.input and node.input[0] in inits:
-            continue  # the copy is the slot; its consumers classify it
-        for i, name in enumerate(node.input):
-            if name in source:
-                uses[name].add((node.op_type, i))
-    weights, buffers, nbytes = {}, {}, {}
-    for slot, init_name in source.items():
-        used = uses.get(slot)
-        if not used:
+    g = model.graph
+    const = {i.name for i in g.initializer} | {sp.values.name for sp in g.sparse_initializer}
+    folded: set[int] = set()
+    for idx, node in enumerate(g.node):
+        if node.domain not in ("", "ai.onnx") or node.op_type in NOT_FOLDABLE:
             continue
-        init = inits[init_name]
-        n = prod(init.dims)
-        nbytes[slot] = n * _ELEM_BYTES.get(init.data_type, 4)
-        if used <= BN_STATS:
-            buffers[slot] = n
-        elif init.data_type in FLOAT_TYPES and len(init.dims) > 0:
-            weights[slot] = n
-        elif used & QUANT_WEIGHT_INPUTS and len(init.dims) > 0:
-            weights[slot] = n
-    return weights, buffers, nbytes
+        if node.op_type == "Constant" or (any(node.input) and all(not n or n in const for n in node.input)):
+            folded.add(idx)
+            const.update(o for o in node.output if o)
+    return folded
+
+
+def _param_slots(model, shapes: "_Shapes", folded: set[int]):
+    """Weights, buffers and their bytes, by the conventions in the module docstring.
+
+    Returns (weights, buffers, nbytes, slot_of, unknown, storage): ``weights``/``buffers`` map a weight's root
+    to its elements, ``nbytes`` a root to its bytes as stored, ``slot_of`` each constant value a computing node
+    reads to its root, ``unknown`` the constants read by computing nodes whose shape is not known, ``storage``
+    a root to its stored element type. A root is a stored tensor (an initializer, a ``Constant`` node's value,
+    an ``Identity`` copy, or a folded computation such as ``ConstantOfShape``); values derived from it by
+    SAME_WEIGHT ops are the same weight, counted once. Each root is classified by the computing nodes that read
+    it (BatchNormalization statistics and recurrent states are buffers; quantization scales and resampling
+    scales are neither).
+    """
+    g = model.graph
+    root: dict[str, str] = {}
+    storage: dict[str, int] = {}
+    for init in g.initializer:
+        root[init.name], storage[init.name] = init.name, init.data_type
+    for sp in g.sparse_initializer:
+        root[sp.values.name], storage[sp.values.name] = sp.values.name, sp.values.data_type
+    nodes = list(g.node)
+    for idx in sorted(folded):
+        node = nodes[idx]
+        for out in node.output:
+            if not out:
+                continue
+            src = node.input[0] if node.input and node.input[0] in root else None
+            if node.op_type in SAME_WEIGHT and src is not None:
+                root[out], storage[out] = root[src], storage[root[src]]
+            else:
+                root[out] = out
+                kind = shapes.info.get(out, (None, 0))[1]
+                storage[out] = storage[root[src]] if node.op_type == "Identity" and src is not None else kind
+    uses: dict[str, set[tuple[str, int]]] = defaultdict(set)
+    slot_of: dict[str, str] = {}
+    elements: dict[str, int] = {}
+    kinds: dict[str, int] = {}
+    unknown = 0
+    for idx, node in enumerate(nodes):
+        if idx in folded or idx in shapes.shape_ops:
+            continue
+        for i, name in enumerate(node.input):
+            if name not in root:
+                continue
+            r = root[name]
+            dims, kind = shapes.info.get(name, (None, 0))
+            if dims is None:
+                unknown += 1
+                continue
+            slot_of[name] = r
+            uses[r].add((node.op_type, i))
+            if len(dims) > 0:  # a 0-d value is a scalar the exporter baked in (Clip bounds, scales), not a weight
+                elements[r] = max(elements.get(r, 0), prod(dims))
+                kinds[r] = kind if kind in FLOAT_TYPES else kinds.get(r, kind)
+    weights, buffers, nbytes = {}, {}, {}
+    for r, used in uses.items():
+        n = elements.get(r)
+        if n is None:
+            continue
+        nbytes[r] = n * _ELEM_BYTES.get(storage.get(r) or kinds[r], 4)
+        rest = used - NOT_PARAMS
+        if rest and rest <= (BN_STATS | RNN_STATES):
+            buffers[r] = n
+        elif rest and (kinds[r] in FLOAT_TYPES or rest & QUANT_WEIGHT_INPUTS):
+            weights[r] = n
+    return weights, buffers, nbytes, slot_of, unknown, storage
 
 
 def profile_onnx(lm: LoadedModel, batch_size: int = 1, inputs: InputSpec | None = None) -> Profile:
@@ -395,19 +587,39 @@ def profile_onnx(lm: LoadedModel, batch_size: int = 1, inputs: InputSpec | None 
         raise InputError(f"{lm.ref} rejected input of shape {' and '.join(map(str, spec.shapes(batch_size)))}",
                          f"ONNX shape inference failed: {first}",
                          "pass an --input-size and batch size the graph accepts") from exc
-    weights, buffers, slot_bytes = _param_slots(model)
+    folded = _constant_nodes(model)
+    notes = list(lm.notes)
+    read = {n for node in model.graph.node for n in node.input} | {o.name for o in model.graph.output}
+    missing = [o for idx, node in enumerate(model.graph.node) if idx not in folded and idx not in shapes.shape_ops
+               for o in node.output if o and o in read and shapes.dims(o) is None]  # unread outputs (masks) don't matter
+    if missing:
+        import os
+
+        path = getattr(module, "onnx_path", None)
+        got = _shapes_from_a_run(model, spec, batch_size, missing, os.path.dirname(os.path.abspath(path)) if path else None)
+        lost = set(missing)
+        ops = sorted({f"{n.domain}.{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type
+                      for n in model.graph.node if any(o in lost for o in n.output)},
+                     key=lambda name: ("." not in name, name))[:6]  # ops outside the standard (the cause) first
+        if isinstance(got, dict):
+            shapes.info.update(got)
+            notes.append(f"ONNX shape inference left {len(missing)} values unknown (from {', '.join(ops)}): their "
+                         "shapes were read from one ONNX Runtime run on generated inputs")
+        else:
+            notes.append(f"ONNX shape inference left {len(missing)} values unknown (from {', '.join(ops)}) and {got}")
+    weights, buffers, slot_bytes, slot_of, unknown_consts, storage = _param_slots(model, shapes, folded)
 
     ops: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # count, macs, other
     uncounted: dict[str, int] = defaultdict(int)
     rows: list[LayerRow] = []
     credited: set[str] = set()
-    notes = list(lm.notes)
     unknown_shapes = 0
     for idx, node in enumerate(model.graph.node):
         name = f"onnx.{node.op_type}" if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
         try:
             # shape arithmetic (Shape -> Gather -> Mul...) is bookkeeping, done in Python under torch: zero
-            macs, other = (0, 0) if idx in shapes.shape_ops else _count_node(node, shapes)
+            # constant subgraphs are folded when the runtime loads the graph: zero per inference, like the above
+            macs, other = (0, 0) if idx in shapes.shape_ops or idx in folded else _count_node(node, shapes)
         except _Unknown:
             uncounted[f"{name} (shape unknown)"] += 1
             unknown_shapes += 1
@@ -421,24 +633,31 @@ def profile_onnx(lm: LoadedModel, batch_size: int = 1, inputs: InputSpec | None 
         st[1] += macs
         st[2] += other
         params = 0
-        for inp in node.input if node.op_type != "Identity" else ():
-            if inp in weights and inp not in credited:  # a weight is credited to its first consumer
-                credited.add(inp)
-                params += weights[inp]
+        for inp in node.input if idx not in folded else ():
+            r = slot_of.get(inp)
+            if r in weights and r not in credited:  # a weight is credited to its first computing consumer
+                credited.add(r)
+                params += weights[r]
         if macs or other or params:
             out_bytes = sum(shapes.nbytes(o) or 0 for o in node.output if o)
             rows.append(LayerRow(node.name or (node.output[0] if node.output else node.op_type), node.op_type, params,
                                  macs, 2 * macs, other, out_bytes, 1))
+    if unknown_consts:
+        notes.append(f"{unknown_consts} constant inputs of computing nodes have no known shape: not in params")
+    n_folded = sum(1 for i in folded if model.graph.node[i].op_type != "Constant")
+    if n_folded:
+        notes.append(f"{n_folded} nodes compute only from constants: folded as a runtime does when it loads the "
+                     "graph (zero per inference; their outputs count as weights)")
     if unknown_shapes:
         notes.append(f"{unknown_shapes} nodes have shapes ONNX shape inference could not determine: listed in "
                      "uncounted_ops")
 
     total_macs = sum(v[1] for v in ops.values())
     total_other = sum(v[2] for v in ops.values())
-    peak = _activation_peak(model, shapes)
+    peak = _activation_peak(model, shapes, folded)
     param_count = sum(weights.values())
     weight_bytes = sum(slot_bytes[n] for n in weights)
-    elem = next((i.data_type for i in model.graph.initializer if i.name in weights), 1)
+    elem = storage.get(max(weights, key=weights.get), 1) if weights else 1  # the largest weight's stored type
     dtype = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16", 3: "int8", 2: "uint8"}.get(elem, "float32")
     outputs = sum(shapes.nbytes(o.name) or 0 for o in model.graph.output)
     notes.append("counted from the ONNX graph (shape inference, no compute); ONNX has no trainable flag: "
@@ -456,7 +675,7 @@ def profile_onnx(lm: LoadedModel, batch_size: int = 1, inputs: InputSpec | None 
     )
 
 
-def _activation_peak(model, shapes: _Shapes) -> int:
+def _activation_peak(model, shapes: _Shapes, folded: set[int]) -> int:
     """Peak bytes of live values over the graph's node order (topological by the ONNX spec).
 
     Graph inputs live throughout, as in the torch counter; a value is freed after its last consumer unless it
@@ -477,8 +696,7 @@ def _activation_peak(model, shapes: _Shapes) -> int:
         for name in node.output:
             if name and name not in inits:
                 size = shapes.nbytes(name) or 0
-                # Identity of a weight and Constant outputs are weights/constants, not activations
-                if node.op_type == "Constant" or (node.op_type == "Identity" and node.input and node.input[0] in inits):
+                if idx in folded:  # constants (weights), not activations
                     size = 0
                 sizes[name] = size
                 live += size

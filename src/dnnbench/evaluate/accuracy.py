@@ -82,6 +82,39 @@ def _probe(module: torch.nn.Module, samples, transform, device: str) -> tuple[in
                        "they are not readable image files", "check that --data holds JPEG/PNG images")
 
 
+def measure(loaded: LoadedModel, data_dir: str, config: AccuracyConfig, *, weights: str | None = None,
+            notes: list[str] | None = None, on_progress: Progress | None = None):
+    """The quality of ``loaded`` by its task: top-1/top-5, box mAP or mIoU (see each evaluator)."""
+    from dnnbench.core.specs import TASKS
+
+    task = loaded.task
+    kw = dict(weights=weights, notes=notes, on_progress=on_progress)
+    if task == "classification":
+        if config.annotations:
+            raise InputError("--annotations is for detection and segmentation models",
+                             f"{loaded.ref} is a classification model", "use --labels for a flat folder of images")
+        return measure_accuracy(loaded, data_dir, config, **kw)
+    if config.labels:
+        raise InputError(f"--labels is for classification, and {loaded.ref} is a {task} model",
+                         "detection reads a COCO annotations JSON, segmentation a mask folder",
+                         "pass --annotations instead")
+    if task in ("detection", "instance_segmentation", "keypoint_detection"):
+        from dnnbench.evaluate.detection import measure_detection
+
+        return measure_detection(loaded, data_dir, config, **kw)
+    if task == "segmentation":
+        from dnnbench.evaluate.segmentation import measure_segmentation
+
+        return measure_segmentation(loaded, data_dir, config, **kw)
+    if task in TASKS:
+        raise InputError(f"measured accuracy of {task} models is not implemented yet",
+                         f"{loaded.ref} is a {task} model ({TASKS[task]}); dnnbench scores classification "
+                         "(top-1), detection (box mAP) and segmentation (mIoU)",
+                         "use its published figure (dnnbench accuracy MODEL without --data)")
+    raise InputError(f"{loaded.ref} has an unknown task {task!r}", f"tasks are {', '.join(TASKS)}",
+                     "set the model's task to one of them")
+
+
 def measure_accuracy(loaded: LoadedModel, data_dir: str, config: AccuracyConfig, *, weights: str | None = None,
                      notes: list[str] | None = None, on_progress: Progress | None = None) -> Accuracy:
     """Evaluate ``loaded`` on the images under ``data_dir``; see ``imagedata`` for layouts and class maps.

@@ -112,13 +112,13 @@ def run_cell(spec: CellSpec, get_model: Loader, progress: Progress | None = None
         module = lm.module.eval()
         gen = torch.Generator(device="cpu").manual_seed(spec.seed)
         args, kwargs = lm.inputs.make(spec.batch_size, "cpu", gen)
-        args = tuple(a.to(device) for a in args)
-        kwargs = {k: v.to(device) for k, v in kwargs.items()}
+        args, kwargs = to_device((args, kwargs), device)  # a list input (detectors) is a list of tensors
         cuda = None
         timer = CpuTimer()
         if on_gpu:
             # autotune per input shape: the warm-up of each batch size absorbs the search
             torch.backends.cudnn.benchmark = True
+            env.extra["cudnn_benchmark"] = True  # the environment was read before this was set
         if progress:
             progress("preparing", 0, 0.0, None)
         # the runtime's callable for one batch (eager: the module itself), after export/compile/quantization
@@ -150,6 +150,13 @@ def run_cell(spec: CellSpec, get_model: Loader, progress: Progress | None = None
                            spec.threads)
     return BenchCell(spec, "ok", "", timing, memory, env, warnings=warnings + run.warnings, energy=energy,
                      runtime_info=runtime_info, started_at=started)
+
+
+def to_device(tree, device):
+    """Every tensor of ``tree`` (tuples, lists, dicts of tensors: any model input) on ``device``."""
+    from torch.utils._pytree import tree_map
+
+    return tree_map(lambda t: t.to(device) if isinstance(t, torch.Tensor) else t, tree)
 
 
 def _trace_unavailable(spec: CellSpec, on_gpu: bool) -> str | None:

@@ -49,12 +49,15 @@ class CudaTimer:
         self.device = device
         self.start = torch.cuda.Event(enable_timing=True)
         self.end = torch.cuda.Event(enable_timing=True)
+        # the stream the model's kernels go to: the current one of *its* device (record() alone would use the
+        # current device's, wrong for cuda:1 while device 0 is current)
+        self.stream = torch.cuda.current_stream(device)
 
     def __call__(self, fn: Callable[[], object]) -> float:
         self.torch.cuda.synchronize(self.device)  # nothing earlier may leak into this sample
-        self.start.record()
+        self.start.record(self.stream)
         fn()
-        self.end.record()
+        self.end.record(self.stream)
         self.end.synchronize()
         return self.start.elapsed_time(self.end) / 1e3
 

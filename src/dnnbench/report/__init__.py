@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from dnnbench.analysis.findings import Finding, findings
-from dnnbench.analysis.tables import bench_table, choose_setup, models_table, require_results, warnings_table
+from dnnbench.analysis.tables import (bench_table, choose_setup, models_table, of_task, require_results, tasks,
+                                      warnings_table)
 from dnnbench.core.version import __version__
 from dnnbench.report.figures import FigureOut, ReportData, render
 
@@ -18,7 +19,7 @@ from dnnbench.report.figures import FigureOut, ReportData, render
 @dataclass
 class ReportResult:
     path: Path  # the HTML file
-    figures: list[FigureOut]
+    figures: list[FigureOut]  # with models of several tasks: each task's figures (keys "KEY-TASK" but classification)
     findings: list[Finding]
     setup: object = None
     files: list[str] = field(default_factory=list)  # every file written
@@ -39,10 +40,18 @@ def build(df: pd.DataFrame, environments: dict[str, dict], out_dir: str | Path, 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     setup = choose_setup(df, device)
-    data = ReportData(df, setup, bench_table(df, setup), models_table(df),
-                      datetime.now(timezone.utc).date().isoformat())
-    figs = render(data, out / "figures")
+    today = datetime.now(timezone.utc).date().isoformat()
+    data = ReportData(df, setup, bench_table(df, setup), models_table(df), today)
     found = findings(df, setup)
+    task_list = tasks(df)
+    if len(task_list) <= 1:
+        figs = render(data, out / "figures")
+    else:  # the paper's figures per task, each over that task's models and with its quality metric
+        figs = []
+        for task in task_list:
+            sub = of_task(df, task)
+            figs += render(ReportData(sub, setup, bench_table(sub, setup), models_table(sub), today, task),
+                           out / "figures")
     html = page(data, figs, found, environments, warnings_table(df), store_where, __version__)
     path = out / "report.html"
     path.write_text(html, encoding="utf-8")

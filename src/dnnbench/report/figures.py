@@ -23,7 +23,8 @@ import pandas as pd
 from dnnbench.analysis import paper
 from dnnbench.analysis.fit import linear_fit
 from dnnbench.analysis.pareto import pareto_front
-from dnnbench.analysis.tables import Setup, col
+from dnnbench.analysis.tables import Setup, col, task_metric, task_title
+from dnnbench.core.measurements import item_unit
 
 STUDY = "dnnbench study MODELS --quick"
 SIZE_IN = (7.6, 4.9)
@@ -39,6 +40,17 @@ class ReportData:
     bench: pd.DataFrame  # ok bench cells of ``setup`` (tables.bench_table)
     models: pd.DataFrame  # tables.models_table
     generated: str  # ISO date the report was made
+    task: str = "classification"  # the models' task (core.specs.TASKS); figures use its quality metric
+
+    @property
+    def quality(self) -> tuple[str, str, float]:
+        """(column, axis label, scale): the task's quality metric as plotted (fractions in %)."""
+        metric, label, better = task_metric(self.task)
+        return (metric, f"{label} (%)", 100.0) if better == "max" else (metric, label, 1.0)
+
+    @property
+    def unit(self) -> str:
+        return item_unit(self.task)
 
     @property
     def subtitle(self) -> str:
@@ -138,6 +150,7 @@ class FigureOut:
     no_data: str | None = None  # the reason, when the figure is a "no data" placeholder
     files: list[str] = field(default_factory=list)  # PNG and SVG paths written
     plotted: Plotted = field(default_factory=Plotted)  # what the figure drew (empty for a "no data" panel)
+    task: str = "classification"  # the task whose models it draws
 
     @property
     def width_px(self) -> int:
@@ -201,39 +214,51 @@ def _need_bench(data: ReportData, metric: str, how: str) -> NoData | None:
 
 # ---- the figures ---------------------------------------------------------------------------------
 
+def _no_quality(data: ReportData) -> str:
+    q, label, _ = data.quality
+    if q == "top1":
+        return "no top-1 known: profile cells carry the published top-1; run `dnnbench study MODELS --metrics profile`"
+    return (f"no {label.removesuffix(' (%)')} known for the {data.task.replace('_', ' ')} models: measure it with "
+            "`dnnbench accuracy` on the task's data (or `dnnbench study ... --metrics accuracy`)")
+
+
 def top1_per_model(data: ReportData, fig_ax):
-    m = data.models[data.models["top1"].notna() | data.models["paper_top1"].notna()].copy()
+    q, qlabel, scale = data.quality
+    m = data.models[data.models[q].notna() | data.models["paper_top1"].notna()].copy()
     if m.empty:
-        return NoData("no top-1 known: profile cells carry the published top-1; run `dnnbench study MODELS --metrics profile`")
-    m = m.sort_values("top1", na_position="first")
+        return NoData(_no_quality(data))
+    m = m.sort_values(q, na_position="first")
     fig, ax = fig_ax()
     y = range(len(m))
     h = 0.38
-    ax.barh([i + h / 2 for i in y], m["top1"] * 100, height=h, label="today (measured or published)", color="#3b75af")
+    ax.barh([i + h / 2 for i in y], m[q] * scale, height=h, label="today (measured or published)", color="#3b75af")
     if m["paper_top1"].notna().any():
         ax.barh([i - h / 2 for i in y], m["paper_top1"] * 100, height=h, label="paper 2016", color="#e39c4b")
     ax.set_yticks(list(y), m["model"], fontsize=8)
-    ax.set_xlabel("top-1 accuracy (%)")
-    lo = float(min(m["top1"].min(skipna=True) if m["top1"].notna().any() else 100,
-                   m["paper_top1"].min(skipna=True) if m["paper_top1"].notna().any() else 100))
-    ax.set_xlim(max(0, lo * 100 - 10), 100)
+    ax.set_xlabel("top-1 accuracy (%)" if q == "top1" else qlabel)
+    lo = float(min(m[q].min(skipna=True) if m[q].notna().any() else 1,
+                   m["paper_top1"].min(skipna=True) if m["paper_top1"].notna().any() else 1))
+    if scale == 100:
+        ax.set_xlim(max(0, lo * 100 - 10), 100)
     ax.legend(fontsize=8, loc="lower right")
     return fig
 
 
 def ball_chart(data: ReportData, fig_ax):
-    m = data.models[data.models["top1"].notna() & data.models["macs_per_item"].notna()]
+    q, qlabel, scale = data.quality
+    m = data.models[data.models[q].notna() & data.models["macs_per_item"].notna()]
     if m.empty:
-        return NoData("needs MACs and top-1: run `dnnbench study MODELS --metrics profile`")
+        return NoData("needs MACs and top-1: run `dnnbench study MODELS --metrics profile`" if q == "top1" else
+                      f"needs MACs and a {qlabel.removesuffix(' (%)')}: " + _no_quality(data).split(": ", 1)[1])
     fig, ax = fig_ax()
     colors = data.colors()
     sizes = (m["params"].fillna(0) / 1e6).clip(lower=0.5) * 8
     gm = m["macs_per_item"] / 1e9
-    ax.scatter(gm, m["top1"] * 100, s=sizes, c=[colors.get(n) for n in m["model"]], alpha=0.6, edgecolors="k",
+    ax.scatter(gm, m[q] * scale, s=sizes, c=[colors.get(n) for n in m["model"]], alpha=0.6, edgecolors="k",
                gid="models")
-    _label_points(ax, gm, m["top1"] * 100, m["model"])
-    ax.set_xlabel("GMACs per image (paper's G-Ops = 2 x GMACs)")
-    ax.set_ylabel("top-1 accuracy (%)")
+    _label_points(ax, gm, m[q] * scale, m["model"])
+    ax.set_xlabel(f"GMACs per {data.unit} (paper's G-Ops = 2 x GMACs)")
+    ax.set_ylabel("top-1 accuracy (%)" if q == "top1" else qlabel)
     ax.text(0.99, 0.02, "marker area ∝ parameters", transform=ax.transAxes, ha="right", fontsize=8, color="#555")
     return fig
 
@@ -250,7 +275,7 @@ def time_vs_batch(data: ReportData, fig_ax):
     _log(ax, "x", data.bench["batch_size"], base=2)
     _log(ax, "y")
     ax.set_xlabel("batch size")
-    ax.set_ylabel("time per image (ms, median)")
+    ax.set_ylabel(f"time per {data.unit} (ms, median)")
     ax.legend(fontsize=7, ncol=2)
     return fig
 
@@ -353,8 +378,8 @@ def ops_vs_time(data: ReportData, fig_ax):
             label += f": {f.intercept:.3g} ms + {f.slope:.3g} ms/GMAC, R² " + ("n/a" if f.r2 is None else f"{f.r2:.2f}")
         ax.scatter(x, y, marker=marker, color=color, label=label, edgecolors="k", gid=f"batch {bs}")
         _label_points(ax, x, y, g["model"], 6)
-    ax.set_xlabel("GMACs per image")
-    ax.set_ylabel("time per image (ms, median)")
+    ax.set_xlabel(f"GMACs per {data.unit}")
+    ax.set_ylabel(f"time per {data.unit} (ms, median)")
     ax.set_xlim(left=0)
     ax.legend(fontsize=7)
     return fig
@@ -390,20 +415,23 @@ def accuracy_vs_throughput(data: ReportData, fig_ax):
     nd = _need_bench(data, "throughput_items_per_s", f"no throughput measured: run `{STUDY} --metrics time`")
     if nd:
         return nd
-    b = data.bench[col(data.bench, "throughput_items_per_s").notna() & col(data.bench, "top1").notna()]
+    q, qlabel, scale = data.quality
+    b = data.bench[col(data.bench, "throughput_items_per_s").notna() & col(data.bench, q).notna()]
     if b.empty:
-        return NoData("no model has both a throughput and a top-1: add --metrics profile to the study")
+        return NoData("no model has both a throughput and a top-1: add --metrics profile to the study" if q == "top1"
+                      else f"no model has both a throughput and a {qlabel.removesuffix(' (%)')}: "
+                      + _no_quality(data).split(": ", 1)[1])
     counts = b.groupby("batch_size")["model"].nunique()
     bs = int(counts[counts == counts.max()].index.max())
     g = b[b["batch_size"] == bs]
     fig, ax = fig_ax()
-    x, y = g["throughput_items_per_s"], g["top1"] * 100
+    x, y = g["throughput_items_per_s"], g[q] * scale
     sizes = (g["gmacs_per_item"].fillna(0.1)).clip(lower=0.05) * 60
     ax.scatter(x, y, s=sizes, c=[data.colors().get(n) for n in g["model"]], alpha=0.6, edgecolors="k", gid="models")
     _label_points(ax, x, y, g["model"])
     front = pareto_front({m: {"t": t, "a": a} for m, t, a in zip(g["model"], x, y)}, maximize=["t", "a"])
     fr = g[g["model"].isin(front)].sort_values("throughput_items_per_s")
-    ax.plot(fr["throughput_items_per_s"], fr["top1"] * 100, "k-", lw=0.8, alpha=0.6, label="Pareto front")
+    ax.plot(fr["throughput_items_per_s"], fr[q] * scale, "k-", lw=0.8, alpha=0.6, label="Pareto front")
     _log(ax, "x")
     power = col(g, "power_w").dropna()
     if not power.empty:
@@ -417,8 +445,8 @@ def accuracy_vs_throughput(data: ReportData, fig_ax):
     else:
         note = "no power measured: iso-energy lines\nneed --metrics power and a sensor"
     ax.plot([], [], " ", label=note)
-    ax.set_xlabel(f"images per second (batch {bs})")
-    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_xlabel(f"{data.unit}s per second (batch {bs})")
+    ax.set_ylabel("top-1 accuracy (%)" if q == "top1" else qlabel)
     ax.legend(fontsize=7, loc="best")
     return fig
 
@@ -509,13 +537,34 @@ FIGURES: list[tuple[str, str, Callable, str]] = [
 ]
 
 
+# The figures drawn for the models of a task other than classification (their quality metric in place of top-1).
+TASK_FIGURES = ("top1", "ball", "time_batch", "memory_batch", "ops_time", "accuracy_throughput")
+
+
+def _task_figure(key: str, title: str, caption: str, task: str) -> tuple[str, str, str]:
+    """A figure's key, title and caption for ``task``'s models (its quality metric named)."""
+    metric, label, _ = task_metric(task)
+    unit = item_unit(task)
+    title = title.replace("Top-1 accuracy", label).replace("Top-1", label).replace("images per second",
+                                                                                  f"{unit}s per second")
+    title = title.replace("per image", f"per {unit}")
+    caption = caption.replace("top-1", label).replace("per image", f"per {unit}")
+    return f"{key}-{task}", f"{task_title(task)}: {title}", caption
+
+
 def render(data: ReportData, out_dir: Path | None = None) -> list[FigureOut]:
-    """Draw every figure; write PNG and SVG under ``out_dir`` when given. No figure is ever empty."""
+    """Draw every figure; write PNG and SVG under ``out_dir`` when given. No figure is ever empty.
+
+    ``data.task`` other than classification draws ``TASK_FIGURES`` for that task, keyed ``KEY-TASK``.
+    """
     plt = _plt()
     outs = []
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-    for key, title, fn, caption in FIGURES:
+    chosen = FIGURES if data.task == "classification" else [
+        (*_task_figure(k, t, c, data.task)[:2], fn, _task_figure(k, t, c, data.task)[2])
+        for k, t, fn, c in FIGURES if k in TASK_FIGURES]
+    for key, title, fn, caption in chosen:
         res = fn(data, lambda t=title: _ax(t, data))
         no_data = res.reason if isinstance(res, NoData) else None
         fig = _no_data_figure(title, no_data, data) if no_data else res
@@ -533,5 +582,5 @@ def render(data: ReportData, out_dir: Path | None = None) -> list[FigureOut]:
                     fig.savefig(path, format="svg")
                 files.append(str(path))
         plt.close(fig)
-        outs.append(FigureOut(key, title, caption, buf.getvalue(), no_data, files, drawn))
+        outs.append(FigureOut(key, title, caption, buf.getvalue(), no_data, files, drawn, data.task))
     return outs

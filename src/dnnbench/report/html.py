@@ -15,6 +15,8 @@ import pandas as pd
 from dnnbench.analysis import paper
 from dnnbench.core import units as u
 from dnnbench.analysis.findings import Finding
+from dnnbench.analysis.tables import model_tasks, task_metric, task_title, tasks
+from dnnbench.core.measurements import item_unit
 from dnnbench.report.figures import FigureOut, ReportData
 
 CSS = """
@@ -101,14 +103,26 @@ def _results_table(data: ReportData) -> str:
         if not b.empty:
             conf = "" if (s.runtime, s.precision) == ("eager", "fp32") else f", {s.runtime} {s.precision}"
             frames.append(b.assign(_setup=f"{s.device}, {s.threads or '-'} thr{conf}"))
-    head = ["model", "batch", "setup", "status"] + [h for h, _, _ in RESULT_COLUMNS] + ["warnings"]
+    several = len(tasks(data.df)) > 1  # then a task column, time per item in its unit, and the task's metric
+    columns = RESULT_COLUMNS if not several else [
+        ("time / item", "latency_per_item_s", u.seconds), *RESULT_COLUMNS[1:3], ("items/s", "throughput_items_per_s", u.rate),
+        *RESULT_COLUMNS[4:-1], ("quality", "quality", None)]
+    head = ["model", "batch", "setup", "status"] + (["task (item)"] if several else []) \
+        + [h for h, _, _ in columns] + ["warnings"]
     rows = []
     for b in frames:
         for _, r in b.iterrows():
             cells = [_td(r["model"], left=True), _td(int(r["batch_size"]), int(r["batch_size"])),
                      _td(r["_setup"], left=True), _td(r["status"], left=True, cls=f"status-{r['status']}")]
-            for _, name, fmt in RESULT_COLUMNS:
+            task = r.get("task") if isinstance(r.get("task"), str) else "classification"
+            if several:
+                cells.append(_td(f"{task.replace('_', ' ')} ({item_unit(task)})", left=True))
+            for _, name, fmt in columns:
                 v = _num(r.get(name))
+                if fmt is None:  # the task's quality metric, named
+                    metric, label, better = task_metric(task)
+                    cells.append(_td("-" if v is None else f"{label} {u.pct(v) if better == 'max' else f'{v:.3g}'}", v))
+                    continue
                 cells.append(_td(fmt(v), v))
             n = len(r["warnings"] or []) if isinstance(r.get("warnings"), list) else 0
             cells.append(_td(n, n))
@@ -126,7 +140,7 @@ def _results_table(data: ReportData) -> str:
                 _td(u.mib(_num(r["activation_peak_bytes_b1"]), 1), _num(r["activation_peak_bytes_b1"])),
                 _td(u.pct(_num(r["top1"])), _num(r["top1"])), _td(r["top1_source"] if isinstance(r["top1_source"], str) else "-", left=True),
                 _td(u.pct(_num(r["paper_top1"])), _num(r["paper_top1"]))]) + "</tr>")
-    ths = "".join(f'<th class="{"l" if i < 4 else ""}">{escape(h)}</th>' for i, h in enumerate(head))
+    ths = "".join(f'<th class="{"l" if i < 4 or h == "task (item)" else ""}">{escape(h)}</th>' for i, h in enumerate(head))
     return (f'<div class="scroll"><table class="sortable" id="results"><thead><tr>{ths}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table></div>')
 
@@ -188,6 +202,33 @@ def _runtimes_section(df: pd.DataFrame) -> str:
         "top-1 class agrees; with random weights the logits lie close together, so top-1 agreement is a "
         "pessimistic figure.</p>")
     return "".join(parts)
+
+
+def _by_task(df: pd.DataFrame, found: list[Finding], figures: list[FigureOut], part: str) -> str:
+    """The findings (or figures) as they are with one task; with several, a section per task
+    (``id="findings-TASK"``/``"figures-TASK"``) naming its models and quality metric."""
+    def body(fs, gs):
+        return ("".join(_finding(f) for f in fs) if part == "findings"
+                else f'<div class="figs">{"".join(_figure(g) for g in gs)}</div>')
+
+    task_list = tasks(df)
+    if len(task_list) <= 1:
+        return body(found, figures)
+    of = model_tasks(df)
+    out = []
+    for task in task_list:
+        models = [ref.removeprefix("torchvision:") for ref, t in of.items() if t == task]
+        metric, label, _ = task_metric(task)
+        fs = [f for f in found if getattr(f, "task", "classification") == task]
+        gs = [g for g in figures if getattr(g, "task", "classification") == task]
+        out.append(f'<section class="task" id="{part}-{escape(task)}"><h3>{escape(task_title(task))}</h3>'
+                   f'<p class="muted">{len(models)} model{"s" if len(models) != 1 else ""} '
+                   f'({escape(", ".join(models))}); time per {item_unit(task)}; quality: {escape(label)} '
+                   f'(<code>{escape(metric)}</code>)</p>{body(fs, gs)}</section>')
+    rest = [f for f in found if getattr(f, "task", "classification") not in task_list] if part == "findings" else []
+    if rest:
+        out.append('<section class="task" id="findings-all"><h3>Every task</h3>' + body(rest, []) + "</section>")
+    return "".join(out)
 
 
 def _finding(f: Finding) -> str:
@@ -324,11 +365,11 @@ by dnnbench {escape(version)}</p>
 <a href="#environment">Environment</a><a href="#warnings-section">Noise warnings</a><a href="#methods">How this was measured</a></nav>
 <p>{summary}</p>
 <h2 id="findings">Findings</h2>
-{"".join(_finding(f) for f in found)}
+{_by_task(data.df, found, figures, "findings")}
 <h2 id="figures">Figures</h2>
 <p class="muted">{len(figures)} figures{f", {len(no_data)} without data (each says why and how to get it)" if no_data else ""}.
 PNG and SVG copies are in the <code>figures/</code> folder next to this file.</p>
-<div class="figs">{"".join(_figure(f) for f in figures)}</div>
+{_by_task(data.df, found, figures, "figures")}
 <h2 id="results">Results</h2>
 <p class="muted">Click a column header to sort. Values in SI, shown in convenient units.</p>
 {_results_table(data)}

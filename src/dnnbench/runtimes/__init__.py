@@ -59,6 +59,7 @@ def prepare(spec: CellSpec, module, args: tuple, kwargs: dict, device, owns_modu
     prepared = rt.prepare(ctx)
     prepared.prepare_s = time.perf_counter() - t0 - (prepared.first_call_s or 0.0)
     prepared.details.setdefault("threads", spec.threads)
+    prepared.task = spec.task  # what the equivalence check compares depends on it (logits, masks, boxes)
     sup = precisions.support(spec.precision, spec.device)
     if sup.isa:  # what "native" rested on, kept with the cell (an int8 figure means little without it)
         prepared.details.setdefault("isa", sup.isa)

@@ -75,6 +75,7 @@ class Prepared:
     warnings: list[CellWarning] = field(default_factory=list)
     cleanups: list[Callable[[], None]] = field(default_factory=list)
     prepare_peak_rss_bytes: int | None = None
+    task: str = "classification"  # core.specs.TASKS: what the outputs are (logits, masks, boxes, flow)
 
     def after_prepare(self, rss) -> None:
         """Restart the memory peak after one-off preparation, keeping the preparation's own peak on record."""
@@ -92,7 +93,7 @@ class Prepared:
         if self.reference is not None:
             try:
                 with torch.inference_mode():
-                    equivalence = compare(self.reference, self.outputs(), self.reference_name)
+                    equivalence = compare(self.reference, self.outputs(), self.reference_name, self.task)
             except Exception as exc:  # the check must not lose a measured cell
                 why = f"unavailable: the equivalence run failed ({type(exc).__name__}: {str(exc)[:200]})"
                 equivalence = Equivalence(self.reference_name, None, None, None, 0, None,
@@ -164,14 +165,40 @@ def eager_outputs(module, args, kwargs) -> list[torch.Tensor]:
         return [t.clone() for t in flat_outputs(module(*args, **kwargs))]
 
 
-def compare(reference: list[torch.Tensor], outputs: list[torch.Tensor], reference_name: str) -> Equivalence:
-    """Max and mean |difference| over every floating output element, and top-1 agreement of the first output."""
+# Tasks whose first output holds class scores, and the dim that holds them (None: no class dimension).
+_CLASS_DIM = {"classification": -1, "video": -1, "segmentation": 1}
+
+
+def compare(reference: list[torch.Tensor], outputs: list[torch.Tensor], reference_name: str,
+            task: str = "classification") -> Equivalence:
+    """Max and mean |difference| over the floating outputs of equal shape, and top-1 agreement of the first output.
+
+    Outputs of any structure arrive flattened (``flat_outputs``). When their number differs nothing is
+    compared. A detector's outputs have a data-dependent size (how many boxes pass the threshold): tensors whose
+    shapes differ are left out, and ``compared`` says how many of how many were compared. Top-1 agreement is
+    over the class dimension of the task's first output (the last dim of logits; dim 1 of a segmentation
+    map's, per pixel); detection and flow outputs have none, which is said.
+    """
     why: dict[str, str] = {}
-    pairs = [(r, o) for r, o in zip(reference, outputs) if r.is_floating_point()]
-    if len(reference) != len(outputs) or not pairs or any(r.shape != o.shape for r, o in pairs):
-        shapes = f"{[tuple(r.shape) for r in reference]} vs {[tuple(o.shape) for o in outputs]}"
-        msg = f"unavailable: the outputs do not match the reference's in number or shape ({shapes})"
-        return Equivalence(reference_name, None, None, None, 0, None, {"max_abs_diff": msg, "top1_agreement": msg})
+    if len(reference) != len(outputs):
+        msg = (f"unavailable: the outputs do not match the reference's in number ({len(outputs)} tensors vs "
+               f"{len(reference)})")
+        return Equivalence(reference_name, None, None, None, 0, None, {"max_abs_diff": msg, "top1_agreement": msg},
+                           compared=f"nothing: {len(outputs)} output tensors vs the reference's {len(reference)}")
+    floating = [(r, o) for r, o in zip(reference, outputs) if r.is_floating_point()]
+    pairs = [(r, o) for r, o in floating if r.shape == o.shape]
+    resized = [(tuple(r.shape), tuple(o.shape)) for r, o in floating if r.shape != o.shape]
+    compared = ""
+    if resized:
+        shown = ", ".join(f"{list(o)} vs {list(r)}" for r, o in resized[:3]) + (", ..." if len(resized) > 3 else "")
+        compared = (f"{len(pairs)} of {len(floating)} floating output tensors (equal shapes); {len(resized)} differ "
+                    f"in size, as a data-dependent output does (e.g. a detector's boxes above its threshold): {shown} (this "
+                    "run's vs the reference's)")
+    if not pairs:
+        msg = ("unavailable: the outputs do not match the reference's in shape: " +
+               (f"{compared}" if compared else "the outputs hold no floating tensor"))
+        return Equivalence(reference_name, None, None, None, 0, None, {"max_abs_diff": msg, "top1_agreement": msg},
+                           compared=compared or "nothing: no floating output")
     total = count = 0.0
     worst = 0.0
     ref_max = 0.0
@@ -194,16 +221,24 @@ def compare(reference: list[torch.Tensor], outputs: list[torch.Tensor], referenc
         msg = f"unavailable: {nonfinite} output values are NaN or infinite (overflow in this precision?)"
         why["max_abs_diff"] = why["mean_abs_diff"] = msg
         max_abs = mean_abs = None
-    r0, o0 = pairs[0]
-    agreement = None
-    rows = 0
-    if r0.dim() >= 1 and r0.shape[-1] >= 2:
-        ra = r0.reshape(-1, r0.shape[-1]).float().argmax(-1)
-        oa = o0.reshape(-1, o0.shape[-1]).float().argmax(-1)
+    agreement, rows = None, 0
+    dim = _CLASS_DIM.get(task)
+    r0, o0 = reference[0], outputs[0]
+    if dim is None:
+        why["top1_agreement"] = (f"unavailable: a {task.replace('_', ' ')} model's outputs have no class dimension "
+                                 "(boxes, scores, masks or flow are compared by |difference|)")
+    elif not r0.is_floating_point() or r0.shape != o0.shape or r0.dim() < (2 if dim == 1 else 1) \
+            or r0.shape[dim] < 2:
+        why["top1_agreement"] = ("unavailable: the first output has no class dimension"
+                                 + (" (dim 1 < 2)" if dim == 1 else " (last dim < 2)") if r0.shape == o0.shape else
+                                 "unavailable: the first output's shape differs from the reference's")
+    else:
+        ra = r0.float().movedim(dim, -1)
+        oa = o0.float().movedim(dim, -1)
+        ra = ra.reshape(-1, ra.shape[-1]).argmax(-1)
+        oa = oa.reshape(-1, oa.shape[-1]).argmax(-1)
         rows = int(ra.numel())
         agreement = float((ra == oa).double().mean()) if rows else None
-    else:
-        why["top1_agreement"] = "unavailable: the first output has no class dimension (last dim < 2)"
     if agreement is not None and not math.isfinite(agreement):
         agreement = None
-    return Equivalence(reference_name, max_abs, mean_abs, agreement, rows, ref_max, why)
+    return Equivalence(reference_name, max_abs, mean_abs, agreement, rows, ref_max, why, compared)

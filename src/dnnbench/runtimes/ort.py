@@ -231,6 +231,14 @@ class OnnxRuntime(Runtime):
                     reference = [torch.from_numpy(o) for o in ref_sess.run(None, _numpy_feed(ref_sess, feed_tensors))]
                     del ref_sess
             else:
+                untensored = [a for a in (*ctx.args, *ctx.kwargs.values()) if not isinstance(a, torch.Tensor)]
+                if untensored:  # a detector's list of images: the graph would want one input per image
+                    what = (f"a list of {len(untensored[0])} images" if isinstance(untensored[0], (list, tuple))
+                            else f"a {type(untensored[0]).__name__}")
+                    raise UnavailableError(f"--runtime onnxruntime cannot run {ctx.model}",
+                                           f"it takes {what}, and dnnbench feeds an exported graph tensors only",
+                                           "measure it with --runtime eager or compile, or export it yourself "
+                                           "and bench onnx:FILE")
                 reference = eager_outputs(ctx.module, ctx.args, ctx.kwargs)
                 reference_name = "eager fp32"
                 path = os.path.join(tmp, "model.onnx")

@@ -113,8 +113,17 @@ def support(precision: str, device: str = "cpu", flags: frozenset[str] | None = 
         return Support(precision, True, True)
     if device.startswith("cuda"):
         if precision == "bf16":
-            ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-            return Support(precision, ok, ok, "" if ok else "this GPU has no bfloat16 support (compute capability < 8.0)")
+            if not torch.cuda.is_available():
+                return Support(precision, False, False, "CUDA is not available here: no GPU to run bfloat16 on")
+            # torch's default counts emulation (a bf16 tensor can be made, compute capability < 8.0) as support
+            try:
+                native = torch.cuda.is_bf16_supported(including_emulation=False)
+            except TypeError:  # torch < 2.3: no emulation counted, one answer
+                native = torch.cuda.is_bf16_supported()
+            runs = native or torch.cuda.is_bf16_supported()
+            return Support(precision, runs, native, "" if native else
+                           "emulated: this GPU has no native bfloat16 arithmetic (compute capability < 8.0)" if runs
+                           else "this GPU cannot run bfloat16")
         if precision == "fp16":
             return Support(precision, True, True)
         return Support(precision, True, False, "int8 on CUDA: only onnxruntime quantized graphs; PyTorch dynamic "
@@ -158,10 +167,12 @@ def cast_inputs(args, kwargs, precision: str):
     if dtype is None or dtype == torch.float32:
         return args, kwargs
 
+    from torch.utils._pytree import tree_map
+
     def cast(t):
         return t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t
 
-    return tuple(cast(a) for a in args), {k: cast(v) for k, v in kwargs.items()}
+    return tree_map(cast, (tuple(args), dict(kwargs)))  # inside lists too (a detector's list of images)
 
 
 def convert_module(module: torch.nn.Module, precision: str, owns_module: bool) -> tuple[torch.nn.Module, dict, list[str]]:

@@ -45,7 +45,7 @@ def parse_file(path: str):
 
 def graph_inputs(model) -> list:
     """The graph's real inputs (old opsets also list initializers as inputs)."""
-    inits = {i.name for i in model.graph.initializer}
+    inits = {i.name for i in model.graph.initializer} | {sp.values.name for sp in model.graph.sparse_initializer}
     return [i for i in model.graph.input if i.name not in inits]
 
 
@@ -62,7 +62,9 @@ def input_spec(model, path: str) -> tuple[InputSpec, list[str], int | None]:
         if tt is None or tt.elem_type not in _DTYPES:
             raise InputError(f"input {vi.name!r} of {path} is not a tensor dnnbench can generate",
                              "supported: float, int, bool tensors", "export the model with tensor inputs")
-        dims = [(d.dim_value if d.HasField("dim_value") else None, d.dim_param or "?") for d in tt.shape.dim]
+        # a dim_value of 0 or -1 (Paddle's exporter writes -1) is as dynamic as a dim_param
+        dims = [(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None, d.dim_param or "?")
+                for d in tt.shape.dim]
         if not dims:
             raise InputError(f"input {vi.name!r} of {path} has no batch dimension", "dim 0 of every input is the batch",
                              "export the model with a batch dimension (dynamic_axes={name: {0: 'batch'}})")

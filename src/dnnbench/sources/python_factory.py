@@ -4,7 +4,8 @@ The factory is called with no arguments and returns a module, or ``(module, exam
 example_inputs is a tensor, a tuple of tensors or a dict of tensors whose dim 0 is the batch.
 For ``accuracy`` a factory may carry two attributes: ``factory.preprocess`` (PIL image -> CxHxW tensor)
 and ``factory.class_names`` (its classes in output-index order, e.g. wnids); a checkpoint saved as
-``{"state_dict": ..., "class_names": [...]}`` provides class_names too, and wins.
+``{"state_dict": ..., "class_names": [...]}`` provides class_names too, and wins. ``factory.task`` names
+what the model does (one of ``core.specs.TASKS``; default "classification").
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 
 from dnnbench.core.errors import ModelBuildError, UnknownModelError
 from dnnbench.core.refs import ModelRef
-from dnnbench.core.specs import InputSpec, LoadedModel
+from dnnbench.core.specs import TASKS, InputSpec, LoadedModel
 from dnnbench.sources.checkpoints import load_checkpoint
 
 DEFAULT_IMAGE = (3, 224, 224)
@@ -96,9 +97,13 @@ def load(ref: ModelRef, device: str = "cpu", weights: str | None = None, downloa
         raise ModelBuildError(f"{ref}.preprocess is a {type(preprocess).__name__}",
                               "it must be a callable taking a PIL image and returning a CxHxW tensor",
                               "set factory.preprocess to a transform, e.g. a torchvision Compose")
+    task = getattr(factory, "task", None) or "classification"  # ``factory.task = "detection"``: see core.specs.TASKS
+    if task not in TASKS:
+        raise ModelBuildError(f"{ref}.task is {task!r}", f"tasks are {', '.join(TASKS)}",
+                              "set factory.task to one of them, e.g. factory.task = 'detection'")
     return LoadedModel(str(ref), made, inputs, weights, None, notes, preprocess=preprocess,
                        preprocess_source=f"{ref}.preprocess" if preprocess is not None else None,
-                       class_names=class_names)
+                       class_names=class_names, task=task)
 
 
 def _names(names, ref: ModelRef) -> list[str] | None:

@@ -1,8 +1,11 @@
-"""Built-in model sets: ``paper`` (Canziani et al. 2016) and ``torchvision`` (every classifier)."""
+"""Built-in model sets: ``paper`` (Canziani et al. 2016), ``torchvision`` (every torchvision model, of every
+task) and one set per torchvision group: ``classification``, ``detection``, ``segmentation``, ``video``,
+``optical_flow``, ``quantized`` (see torchvision_models.GROUPS)."""
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from dataclasses import dataclass
 from importlib import resources
@@ -40,11 +43,13 @@ def paper_set() -> list[SetEntry]:
     return entries
 
 
-def torchvision_set() -> list[SetEntry]:
-    return [SetEntry(n, f"torchvision:{n}") for n in torchvision_models.classification_models()]
+def torchvision_set(group: str | None = None) -> list[SetEntry]:
+    """Every torchvision model (of one group: see torchvision_models.GROUPS)."""
+    return [SetEntry(n, f"torchvision:{n}") for n in torchvision_models.models(group)]
 
 
 SETS = {"paper": paper_set, "torchvision": torchvision_set}
+SETS.update({group: functools.partial(torchvision_set, group) for group in torchvision_models.GROUPS})
 
 
 def is_set(text: str) -> bool:
@@ -53,3 +58,26 @@ def is_set(text: str) -> bool:
 
 def expand(text: str) -> list[SetEntry]:
     return SETS[text]()
+
+
+def listing(pattern: str | None = None, task: str | None = None) -> list[dict]:
+    """Offline rows for ``dnnbench models``: a set's members, or the torchvision models whose name matches
+    ``pattern`` (a substring or a glob; all by default), of one task if ``task`` is given. Each torchvision
+    row holds the figures published with its weights (torchvision_models.describe)."""
+    import fnmatch
+
+    if pattern and is_set(pattern):
+        rows = []
+        for e in expand(pattern):
+            row = {"model": e.ref or e.label, "label": e.label, "unavailable": e.unavailable,
+                   "paper_top1": e.paper_top1}
+            if e.ref and e.ref.startswith("torchvision:"):
+                name, _, tag = e.ref.split(":", 1)[1].partition(".")
+                row.update(torchvision_models.describe(name, tag or None))
+            rows.append(row)
+    else:
+        pat = (pattern or "*").removeprefix("torchvision:")
+        if not any(c in pat for c in "*?["):
+            pat = f"*{pat}*"
+        rows = [torchvision_models.describe(n) for n in torchvision_models.models() if fnmatch.fnmatch(n, pat)]
+    return [r for r in rows if task is None or r.get("task") == task]

@@ -684,7 +684,8 @@ def records_frame(rows, pd=None):
         env = rec.environment or {}
         spec = rec.spec
         out.append({
-            "cell_id": rec.cell_id, "study": study, "model_ref": rec.model, "weights": _weights(rec),
+            "cell_id": rec.cell_id, "study": study, "model_ref": rec.model, "task": _task(rec, view.values),
+            "weights": _weights(rec),
             "input_shape": _input_shape(rec), "runtime": spec.get("runtime", "eager"),
             "device": spec.get("device", "meta"), "precision": spec.get("precision", "fp32"),
             "threads": spec.get("threads"), "batch_size": rec.batch_size, "metric_group": group_of(rec),
@@ -697,6 +698,20 @@ def records_frame(rows, pd=None):
             **view.values,
         })
     return pd.DataFrame(out)
+
+
+# Quality metrics that only one task publishes: an accuracy record carrying one is of that task.
+_TASK_OF_METRIC = (("mask_map", "instance_segmentation"), ("kp_map", "keypoint_detection"), ("box_map", "detection"),
+                   ("miou", "segmentation"), ("pixel_acc", "segmentation"), ("epe", "optical_flow"))
+
+
+def _task(rec, values: dict) -> str:
+    """What the model does (core.specs.TASKS): from the spec (bench cells of other tasks), the result
+    (profile cells), a planted row's config, else the task-specific metric it carries; else classification."""
+    task = rec.spec.get("task") or rec.result.get("task") or (rec.spec.get("config") or {}).get("task")
+    if isinstance(task, str) and task:
+        return task
+    return next((t for name, t in _TASK_OF_METRIC if name in values), "classification")
 
 
 def _weights(rec) -> str | None:

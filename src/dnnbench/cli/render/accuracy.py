@@ -64,3 +64,55 @@ def accuracy(a) -> None:
     out.print(t)
     for note in a.notes:
         out.print(f"note: {note}")
+
+
+def _ci(value, lo, hi) -> str:
+    if value is None:
+        return "unavailable"
+    return f"{u.pct(value, 2)}  (95 % CI {u.pct(lo, 2)} – {u.pct(hi, 2)})" if lo is not None else u.pct(value, 2)
+
+
+def _tail(t: Table, a, noun: str) -> None:
+    t.add_row("published", reported_line(a.reported))
+    t.add_row("weights", a.weights)
+    t.add_row("preprocess", f"{a.preprocess}  [{a.preprocess_source}]")
+    t.add_row("throughput", f"{a.images_per_s:.1f} {noun}/s  (batch {a.batch_size}, {a.workers} workers, "
+                            f"{a.threads} threads, {a.device}; waited for data {a.data_wait_s:.1f} s of {a.wall_s:.1f} s)")
+    out.print(t)
+    for name, why in a.unavailable.items():
+        out.print(f"{name}: {why}")
+    for note in a.notes:
+        out.print(f"note: {note}")
+
+
+def detection(a) -> None:
+    """A detector's box mAP (DetectionAccuracy)."""
+    t = Table(title=f"{a.model} — box mAP on {a.images:,} images of {a.data_dir}", show_header=False,
+              title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("box mAP@[.5:.95]", _ci(a.box_map, a.box_map_ci_low, a.box_map_ci_high))
+    t.add_row("box mAP@.5", _ci(a.box_map50, a.box_map50_ci_low, a.box_map50_ci_high))
+    t.add_row("images", f"{a.images:,} scored, {a.corrupt_images:,} corrupt (skipped), {a.images_missing:,} of the "
+                        f"annotations not in --data" + (f", --limit {a.limit}" if a.limit else ""))
+    t.add_row("boxes", f"{a.ground_truth_boxes:,} ground truth in {a.categories} categor{'y' if a.categories == 1 else 'ies'}, "
+                       f"{a.detections:,} detections scored")
+    t.add_row("annotations", f"{a.annotations}; categories {a.category_map}")
+    t.add_row("interval", f"{a.resamples} bootstrap resamples of the images (pycocotools accumulate)")
+    _tail(t, a, "images")
+
+
+def segmentation(a) -> None:
+    """A segmentation model's mIoU and pixel accuracy (SegmentationAccuracy)."""
+    t = Table(title=f"{a.model} — mIoU on {a.images:,} images of {a.data_dir}", show_header=False,
+              title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("mIoU", _ci(a.miou, a.miou_ci_low, a.miou_ci_high) + f"; {a.classes} of {a.num_outputs} classes")
+    t.add_row("pixel accuracy", _ci(a.pixel_acc, a.pixel_acc_ci_low, a.pixel_acc_ci_high)
+              + f"; {a.labelled_pixels:,} labelled pixels")
+    t.add_row("images", f"{a.images:,} scored, {a.corrupt_images:,} corrupt (skipped), {a.unpaired_images:,} "
+                        f"without a mask" + (f", --limit {a.limit}" if a.limit else ""))
+    t.add_row("masks", f"{a.masks_dir} (255 = ignore)")
+    t.add_row("interval", f"{a.resamples} bootstrap resamples of the images")
+    _tail(t, a, "images")

@@ -99,9 +99,14 @@ def power(run) -> None:
 def bench(run) -> None:
     on_gpu = run.device.startswith("cuda")
     env = run.environment
-    t = Table(title=f"{run.model} on {run.device}, {run.threads} threads, {run.runtime} {run.precision} — latency per "
-                    "batch (median and 95 % CI), memory measured per cell", title_justify="left")
-    cols = ["batch", "status", "median", "95 % CI", "per item", "items/s", "p90", "p99", "cold start", "n"]
+    spec = run.cells[0].spec if run.cells else None
+    task = spec.task if spec is not None else "classification"
+    unit = spec.item_unit if spec is not None else "item"
+    what = "" if task == "classification" else f" ({task.replace('_', ' ')}: an item is one {unit})"
+    t = Table(title=f"{run.model}{what} on {run.device}, {run.threads} threads, {run.runtime} {run.precision} — latency "
+                    "per batch (median and 95 % CI), memory measured per cell", title_justify="left")
+    per, rate = ("per item", "items/s") if task == "classification" else (f"per {unit}", f"{unit}s/s")
+    cols = ["batch", "status", "median", "95 % CI", per, rate, "p90", "p99", "cold start", "n"]
     cols += ["CUDA peak alloc.", "CUDA peak reserved"] if on_gpu else ["peak RSS", "RSS above base"]
     cols += ["static act.+weights", "GFLOP/s", "% of peak"]
     for c in cols:
@@ -168,6 +173,8 @@ def runtime_lines(run) -> None:
     for c in ok:
         eq = c.equivalence
         line = f"batch {c.batch_size}: prepared in {u.seconds(c.prepare_s)}"
+        if eq is not None and eq.compared:
+            line += f"; compared {eq.compared}"
         if eq is not None:
             diff = f"{eq.max_abs_diff:.3g}" if eq.max_abs_diff is not None else eq.unavailable.get("max_abs_diff", "-")
             agree = (f"{100 * eq.top1_agreement:.1f} % of {eq.rows} rows" if eq.top1_agreement is not None

@@ -14,7 +14,10 @@ def value(c, metric: str) -> str:
     v = c.values.get(metric)
     if v is None or v.value is None:
         return "-"
-    text = u.metric(metric, v.value)
+    from dnnbench.analysis.tables import QUALITY_METRICS
+
+    # a task's quality metric (box mAP, mIoU...) is a fraction, shown in %, except EPE (pixels)
+    text = (u.pct(v.value) if metric in QUALITY_METRICS and metric != "epe" else u.metric(metric, v.value))
     if v.source == "predicted":
         text += " pred " + ("±?" if v.error is None else f"±{100 * v.error:.{1 if v.error < 0.01 else 0}f} %")
     return text
@@ -29,7 +32,7 @@ def _verdict(res, c):
     for v in c.violations:
         if v.excess is None:
             parts.append(f"{v.constraint.given}: {v.value.note or 'unknown'}")
-        elif v.constraint.metric.endswith(("top1", "top5")):  # accuracy falls short in points, not percent
+        elif v.constraint.metric.endswith(("top1", "top5", "map", "map50", "miou", "pixel_acc")):  # in points
             parts.append(f"breaks {v.constraint.given} by {100 * v.excess:.1f} points")
         else:
             rel = f" ({100 * v.excess_rel:+.0f} %)" if v.excess_rel is not None else ""
@@ -41,8 +44,16 @@ def pick(res) -> None:
     where = f"on {res.setup.label}" if res.setup else "(nothing measured on a device: published figures only)"
     cons = ", ".join(c.given for c in res.constraints) or "none"
     out.print(f"pick at batch {res.batch_size} {where}; objective: {res.objective}; constraints: {cons}")
-    cols = [("top-1", "top1"), ("latency", "latency_median_s"), ("images/s", "throughput_items_per_s"),
-            ("memory", "memory_total_bytes"), ("power", "power_w"), ("energy/image", "energy_per_item_j")]
+    from dnnbench.analysis.tables import task_metric
+    from dnnbench.core.measurements import item_unit
+
+    task = getattr(res, "task", None)
+    quality, qlabel, _ = task_metric(task)
+    unit = item_unit(task)
+    if task is not None:
+        out.print(f"task: {task.replace('_', ' ')} (quality: {qlabel}; time and energy per {unit})")
+    cols = [(qlabel, quality), ("latency", "latency_median_s"), (f"{unit}s/s", "throughput_items_per_s"),
+            ("memory", "memory_total_bytes"), ("power", "power_w"), (f"energy/{unit}", "energy_per_item_j")]
     extra = [c.metric for c in res.constraints if c.metric not in {m for _, m in cols}]
     if res.objective not in {m for _, m in cols}:
         extra.append(res.objective)
@@ -53,8 +64,8 @@ def pick(res) -> None:
         t.add_column(head, justify="right")
     t.add_column("verdict")
     for c in res.candidates:
-        top1 = value(c, "top1")
-        src = c.values.get("top1")
+        top1 = value(c, quality)
+        src = c.values.get(quality)
         if src is not None and src.source not in ("measured", "predicted"):
             top1 += f" ({src.source})"
         t.add_row(c.model, top1, *[value(c, m) for _, m in cols[1:]], _verdict(res, c),
@@ -62,7 +73,7 @@ def pick(res) -> None:
     out.print(t)
     if res.best is not None:
         b = res.best
-        shown = [f"{label} {value(b, m)}" for label, m in (("top-1", "top1"), ("latency", "latency_median_s"),
+        shown = [f"{label} {value(b, m)}" for label, m in ((qlabel, quality), ("latency", "latency_median_s"),
                                                            ("throughput", "throughput_items_per_s"),
                                                            ("memory", "memory_total_bytes"))
                  if b.get(m) is not None]

@@ -88,15 +88,35 @@ def progress(total: int):
         yield (lambda entry: bar.update(task, description=entry.label)), (lambda: bar.advance(task))
 
 
+# quality metrics as torchvision's weights meta names them, in column order, with their column titles
+_METRIC_COLUMNS = {"acc@1": "top-1", "acc@5": "top-5", "box_map": "box mAP", "mask_map": "mask mAP",
+                   "kp_map": "kp mAP", "miou": "mIoU", "pixel_acc": "pixel acc.", "epe": "EPE (px)"}
+
+
+def _metric(metric: str, value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if metric == "epe" else u.pct(value, 2 if metric.startswith("acc") else 1)
+
+
 def models(rows: list[dict]) -> None:
-    t = Table(title="models (published figures of the default weights; top-1 single crop)", title_justify="left")
-    for c in ("model", "input", "params", "GMACs", "top-1", "top-5", "paper top-1", "note"):
-        t.add_column(c, justify="left" if c in ("model", "input", "note") else "right")
-    for r in rows:
-        size = r.get("input_size")
-        t.add_row(r["model"], "x".join(map(str, size)) if size else "-",
+    """The model listing: a row per model, a column per quality metric any of them publishes (the figures of
+    each model's first published dataset, named in the "dataset" column)."""
+    headline = [(r.get("metrics") or {}).get(r.get("dataset"), {}) for r in rows]
+    metrics = [m for m in _METRIC_COLUMNS if any(m in h for h in headline)]
+    paper = any(r.get("paper_top1") is not None for r in rows)
+    t = Table(title="models (published figures of the default weights; top-1 single crop, clip top-1 for video)",
+              title_justify="left")
+    cols = ["model", "task", "input", "params", "GMACs", *(_METRIC_COLUMNS[m] for m in metrics), "dataset",
+            *(["paper top-1"] if paper else []), "note"]
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("model", "task", "input", "dataset", "note") else "right",
+                     overflow="fold")
+    for r, h in zip(rows, headline):
+        values = [_metric(m, h.get(m)) for m in metrics]
+        t.add_row(r["model"].removeprefix("torchvision:"), r.get("task") or "-", r.get("input") or "-",
                   f"{r['params'] / 1e6:.2f} M" if r.get("params") else "-",
-                  f"{r['macs'] / 1e9:.3f}" if r.get("macs") else "-",
-                  u.pct(r.get("top1"), 2), u.pct(r.get("top5"), 2), u.pct(r.get("paper_top1"), 2),
+                  f"{r['macs'] / 1e9:.3f}" if r.get("macs") else "-", *values, r.get("dataset") or "-",
+                  *([u.pct(r.get("paper_top1"), 2)] if paper else []),
                   f"unavailable: {r['unavailable']}" if r.get("unavailable") else "")
     out.print(t)
