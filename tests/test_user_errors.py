@@ -29,6 +29,14 @@ def wrong_norm():
 
 def wrong_channels():
     return nn.BatchNorm2d(16), torch.randn(2, 8, 3, 3)
+
+class _NeedsRealTensors(nn.Module):  # nonzero cannot run on meta: counted on real tensors, which do not fit
+    def forward(self, x):
+        keep = x.nonzero().shape[0]
+        return torch.empty(1 << 45) if keep >= 0 else x  # 128 TiB
+
+def too_big_for_memory():
+    return _NeedsRealTensors(), torch.randn(2, 3)
 """
 
 
@@ -136,6 +144,11 @@ def test_profile_rejects_input_the_model_rejects(models, name, fragment):
     assert "example input" in line  # a factory's fix names the factory's example input
     with pytest.raises(InputError, match="rejected input"):
         api.profile(models(name), batch_size=2)
+
+
+def test_real_tensors_that_do_not_fit_blame_the_size_not_the_model(models):
+    line = one_line_error(run("profile", models("too_big_for_memory")), "needs more memory than this machine has")
+    assert "smaller --input-size or --batch-size" in line and "model's code" not in line
 
 
 def test_profile_of_an_accepted_input_counts_by_hand(models):

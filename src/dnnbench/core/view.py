@@ -205,10 +205,18 @@ def _accuracy(record: CellRecord, v: _View) -> None:
 
 
 def _reported(r: dict, v: _View) -> bool:
-    """The published top-1/top-5 of the weights, when there are any; whether there were."""
+    """The figures published with the weights as ``reported_<metric>`` (top1, top5, box_map, miou, epe...:
+    ``ReportedAccuracy.figures``; records older than it carry top1/top5 only); whether there were any."""
     rep = r.get("reported") or {}
-    if rep.get("top1") is None:
+    figures = {n: x for n, x in (("top1", rep.get("top1")), ("top5", rep.get("top5"))) if x is not None}
+    figures.update({n: x for n, x in (rep.get("figures") or {}).items() if x is not None})
+    if not figures:
         return False
-    v.put("reported_top1", rep.get("top1"))
-    v.put("reported_top5", rep.get("top5"), "unavailable: not published with these weights")
+    where = ", ".join(s for s in (rep.get("source"), rep.get("dataset") and f"on {rep['dataset']}") if s)
+    what = f"published with {rep['weights']}" if rep.get("weights") else "published"
+    for name, value in figures.items():
+        v.put(f"reported_{name}", value)
+        v.note(f"reported_{name}", f"{what} ({where}), not measured" if where else f"{what}, not measured")
+    if "top1" in figures and "top5" not in figures:
+        v.put("reported_top5", None, "unavailable: not published with these weights")
     return True

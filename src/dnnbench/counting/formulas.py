@@ -263,7 +263,7 @@ def adaptive_pool(args, kwargs, out):
 
 @formula("aten.mean", "aten.sum", "aten.amax", "aten.amin", "aten.max", "aten.min", "aten.var", "aten.std",
          "aten.var_mean", "aten.std_mean", "aten.prod", "aten.norm", "aten.linalg_vector_norm", "aten.argmax",
-         "aten.argmin", "aten.logsumexp", "aten.cumsum")
+         "aten.argmin", "aten.logsumexp", "aten.cumsum", "aten.all", "aten.any")
 def reduction(args, kwargs, out):
     return 0, args[0].numel() if isinstance(args[0], torch.Tensor) else 0
 

@@ -203,11 +203,21 @@ def _rejected(ref: str, spec: InputSpec, batch_size: int, exc: BaseException) ->
     else:
         fix = "pass an --input-size the model accepts (its weights metadata gives the native size)"
     why = f"{type(exc).__name__}: {_short(exc)}"
+    if _out_of_memory(exc):  # real tensors of this size do not fit: the size is the cause, say so
+        return InputError(f"{ref} needs more memory than this machine has at input {shapes}", why,
+                          "pass a smaller --input-size or --batch-size (counting ran on real tensors here, "
+                          "because the model cannot run on meta tensors)")
     if not _about_the_input(exc):  # the model's own failure: do not send the user after the input size
         return InputError(f"{ref} failed in its forward on input of shape {shapes}", why,
                           "the error is raised by the model's code: check the model (or report it to its "
                           "authors); a different input size is unlikely to help")
     return InputError(f"{ref} rejected input of shape {shapes}", why, fix)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return isinstance(exc, MemoryError) or any(w in text for w in ("can't allocate memory", "out of memory",
+                                                                     "cannot allocate memory"))
 
 
 _INPUT_WORDS = ("size", "shape", "dimension", "dim ", "expected", "channel", "mat1", "divisible", "input",

@@ -386,23 +386,40 @@ def headline_metric(name: str, weights) -> tuple[str, str | None, float | None]:
     return metric, None, None
 
 
+# torchvision's meta metric names -> the names of ReportedAccuracy.figures (core.records.REPORTED_FIGURES)
+FIGURE_NAMES = {"acc@1": "top1", "acc@5": "top5"}
+
+
 def reported_accuracy(weights, name: str | None = None) -> ReportedAccuracy | None:
-    """Published top-1/top-5 (ImageNet-1K, or Kinetics-400 clip accuracy); for other tasks the task's
-    metric in the note (ReportedAccuracy holds top-1/top-5 only)."""
+    """Every quality figure the weights publish on the task's dataset: ``figures`` under core.view's names
+    (top1, top5, box_map, mask_map, kp_map, miou, pixel_acc, epe), with ``dataset``; ``top1``/``top5`` as
+    well for ImageNet-1K (and Kinetics-400 clip accuracy). The dataset is that of the task's headline metric
+    (the first that publishes it); figures on other datasets (e.g. RAFT on Sintel Final pass and KITTI) are
+    named in the note, not in ``figures``."""
     metrics = published_metrics(weights)
-    for ds in ("ImageNet-1K", "Kinetics-400"):
-        if ds in metrics:
-            m = metrics[ds]
-            return ReportedAccuracy(top1=m.get("acc@1"), top5=m.get("acc@5"), source="torchvision weights meta",
-                                    weights=str(weights), note=None if ds == "ImageNet-1K" else f"{ds} clip accuracy")
-    if name is None or not metrics:
+    if not metrics:
         return None
-    metric, ds, value = headline_metric(name, weights)
-    if value is None:
-        return None
-    shown = f"{value:.4g} px" if metric in UNITLESS_METRICS else f"{100 * value:.1f} %"
-    return ReportedAccuracy(top1=None, top5=None, source="torchvision weights meta", weights=str(weights),
-                            note=f"published {METRIC_LABELS[metric]} {shown} on {ds}")
+    ds = next((d for d in ("ImageNet-1K", "Kinetics-400") if d in metrics), None)
+    metric = value = None
+    if ds is None:
+        if name is None:
+            return None
+        metric, ds, value = headline_metric(name, weights)
+        if value is None:
+            return None
+    figures = {FIGURE_NAMES.get(m, m): v for m, v in metrics[ds].items()}
+    if ds == "ImageNet-1K":
+        note = None
+    elif ds == "Kinetics-400":
+        note = f"{ds} clip accuracy"
+    else:
+        shown = f"{value:.4g} px" if metric in UNITLESS_METRICS else f"{100 * value:.1f} %"
+        note = f"published {METRIC_LABELS[metric]} {shown} on {ds}"
+    others = [d for d in metrics if d != ds]
+    if others:
+        note = (f"{note}; " if note else "") + f"also published on {', '.join(others)} (see the weights meta)"
+    return ReportedAccuracy(top1=figures.get("top1"), top5=figures.get("top5"), source="torchvision weights meta",
+                            weights=str(weights), note=note, figures=figures, dataset=ds)
 
 
 # ---- the source ----------------------------------------------------------------------------------------
