@@ -56,9 +56,12 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "mask_map": ("max", "fraction", "mask mAP"),
     "miou": ("max", "fraction", "mIoU"),
     "pixel_acc": ("max", "fraction", "pixel accuracy"),
+    "epe": ("min", "px", "EPE"),  # optical flow: end-point error in pixels, lower is better
 }
 # Quality budgets given as a fraction or a percentage, and the task whose models publish the metric.
 QUALITY_BUDGETS = {"min_top1": ("top1", None), "min_map": ("box_map", "detection"), "min_miou": ("miou", "segmentation")}
+# budgets on one task's metric: giving one makes only that task's models candidates
+TASK_BUDGETS = {"min_map": "detection", "min_miou": "segmentation", "max_epe": "optical_flow"}
 # the CLI budgets: option -> (metric, bound, scale to SI)
 BUDGETS = {
     "max_latency_ms": ("latency_median_s", "<=", 1e-3),
@@ -69,6 +72,7 @@ BUDGETS = {
     "min_top1": ("top1", ">=", 1.0),
     "min_map": ("box_map", ">=", 1.0),  # COCO box mAP@[.5:.95]
     "min_miou": ("miou", ">=", 1.0),
+    "max_epe": ("epe", "<=", 1.0),  # optical flow end-point error, pixels
 }
 PARETO_AXES = (("top1", "max"), ("latency_per_item_s", "min"), ("memory_total_bytes", "min"), ("energy_per_item_j", "min"))
 PARETO_PAIRS = ("latency_per_item_s", "memory_total_bytes", "energy_per_item_j")
@@ -217,6 +221,7 @@ class Budget:
     min_map: float | None = None  # box mAP (detection), fraction or percent
     min_miou: float | None = None  # mIoU (segmentation), fraction or percent
     task: str | None = None  # only models of this task (core.specs.TASKS); None: inferred from --min-map/--min-miou
+    max_epe: float | None = None  # end-point error (optical flow), pixels
 
     def __post_init__(self) -> None:
         # a list stays frozen as a tuple; one clause given as a string is one clause, not its characters
@@ -226,19 +231,19 @@ class Budget:
         if self.task is not None and self.task not in TASK_METRICS:
             raise ConstraintError(f"--task {self.task} is not known", f"tasks are {', '.join(TASK_METRICS)}",
                                   "write e.g. --task detection")
-        wanted = {QUALITY_BUDGETS[n][1] for n in ("min_map", "min_miou") if getattr(self, n) is not None}
+        wanted = {t for n, t in TASK_BUDGETS.items() if getattr(self, n) is not None}
         if len(wanted) > 1 or (wanted and self.task is not None and self.task not in wanted):
-            given = [_opt(n) for n in ("min_map", "min_miou") if getattr(self, n) is not None]
+            given = [_opt(n) for n in TASK_BUDGETS if getattr(self, n) is not None]
             raise ConstraintError(f"{' and '.join(given)}{f' and --task {self.task}' if self.task else ''} contradict "
-                                  "each other", "box mAP is a detection metric and mIoU a segmentation one: no model "
-                                  "has both", "keep the budget of the task you deploy")
+                                  "each other", "box mAP is a detection metric, mIoU a segmentation one and EPE an "
+                                  "optical flow one: no model has two", "keep the budget of the task you deploy")
 
     @property
     def chosen_task(self) -> str | None:
         """The task the candidates are restricted to: ``task``, else the one --min-map/--min-miou imply."""
         if self.task is not None:
             return self.task
-        return next((QUALITY_BUDGETS[n][1] for n in ("min_map", "min_miou") if getattr(self, n) is not None), None)
+        return next((t for n, t in TASK_BUDGETS.items() if getattr(self, n) is not None), None)
 
     @property
     def chosen_objective(self) -> str:
@@ -318,6 +323,9 @@ def build_constraints(batch_size: int = 1, where: tuple[str, ...] | list[str] = 
             si = value / 100 if value > 1 else value
             out.append(Constraint(metric, op, si, f"{_opt(name)} {value:g}"))
             continue
+        if value <= 0 and name == "max_epe":
+            raise ConstraintError(f"{_opt(name)} {value:g} can never be met", "EPE is a mean distance in pixels: "
+                                  "above 0 for any real flow model", f"give {_opt(name)} a positive value, e.g. 2")
         if value <= 0:
             raise ConstraintError(f"{_opt(name)} {value:g} can never be met",
                                   "every model takes some time, memory and energy" if op == "<=" else
@@ -387,10 +395,14 @@ def _candidate(ref: str, mrow: pd.Series | None, cell: pd.Series | None, df: pd.
     c = Candidate(ref, short_name(ref))
     if mrow is not None:
         if pd.notna(mrow.get("top1")):
-            c.values["top1"] = Value(float(mrow["top1"]), mrow["top1_source"])
+            source = str(mrow["top1_source"])
+            c.values["top1"] = Value(float(mrow["top1"]), source,
+                                     note=_published_note(df, ref, "top1") if source == "published" else "")
         for name in QUALITY_METRICS:  # the task's metric (box mAP, mIoU...): measured, else published
             if name in mrow.index and pd.notna(mrow.get(name)):
-                c.values[name] = Value(float(mrow[name]), str(mrow.get(f"{name}_source") or "measured"))
+                source = str(mrow.get(f"{name}_source") or "measured")
+                c.values[name] = Value(float(mrow[name]), source,
+                                       note=_published_note(df, ref, name) if source == "published" else "")
         for name in ("params", "macs_per_item", "weight_bytes"):
             if pd.notna(mrow.get(name)):
                 c.values[name] = Value(float(mrow[name]), "static")
@@ -427,6 +439,31 @@ def _candidate(ref: str, mrow: pd.Series | None, cell: pd.Series | None, df: pd.
     if p is not None:
         c.values["power_w"] = Value(p.value, "predicted", p.error, p.basis)
     return c
+
+
+def _published_note(df: pd.DataFrame, ref: str, metric: str) -> str:
+    """What core.view says of ``ref``'s published ``metric`` (which weights, where from), or ""."""
+    if "unavailable" not in df.columns:
+        return ""
+    for notes in df.loc[(df["model_ref"] == ref) & (df["status"] == "ok"), "unavailable"]:
+        if isinstance(notes, dict) and notes.get(f"reported_{metric}"):
+            return str(notes[f"reported_{metric}"])
+    return ""
+
+
+def _quality_notes(cands: list[Candidate], best: Candidate | None, metric: str) -> list[str]:
+    """Say where the quality figure pick ranked on comes from when it was not measured here."""
+    out = []
+    v = best.values.get(metric) if best is not None else None
+    label = METRICS.get(metric, (0, 0, metric))[2]
+    if v is not None and v.source == "published":
+        out.append(f"{label} of {best.model} is the figure {v.note or 'published with its weights'}: the stored "
+                   f"cells' own weights may differ (e.g. random for a profile); measure it with `dnnbench accuracy`")
+    sources = {c.values[metric].source for c in cands if metric in c.values}
+    if {"measured", "published"} <= sources:
+        out.append(f"{label} is measured for some candidates and published for others: "
+                   + ", ".join(f"{c.model} ({c.values[metric].source})" for c in cands if metric in c.values))
+    return out
 
 
 def _why_unknown(metric: str, cand: Candidate, cm: CostModel, setup: Setup | None, batch_size: int) -> str:
@@ -521,6 +558,7 @@ def pick(df: pd.DataFrame, budget: Budget | None = None, *, store_where: str = "
     best = ranked[0] if ranked else None
     if feasible and best is None:
         notes.append(f"{len(feasible)} model(s) meet the constraints but none has a known {objective}")
+    notes.extend(_quality_notes(cands, best, objective))
     pool = feasible if feasible else [c for c in cands if c.status in ("ok", "not measured")]
     quality = TASK_METRICS[task][0] if task is not None else "top1"
     pareto_axes = [((quality, TASK_METRICS[task][2]) if m == "top1" and task is not None else (m, d))
@@ -544,7 +582,7 @@ def _restrict(df: pd.DataFrame, task: str, budget: Budget) -> pd.DataFrame:
         have = tasks(df)
         counts = {t: sum(1 for v in model_tasks(df).values() if v == t) for t in have}
         why_from = f"--task {task}" if budget.task else ", ".join(
-            _opt(n) for n in ("min_map", "min_miou") if getattr(budget, n) is not None)
+            _opt(n) for n in TASK_BUDGETS if getattr(budget, n) is not None)
         raise ConstraintError(f"{why_from}: the store holds no {task.replace('_', ' ')} model",
                               "it holds " + ", ".join(f"{n} {t.replace('_', ' ')}" for t, n in counts.items()),
                               f"study {task.replace('_', ' ')} models into it first, or drop {why_from}")
