@@ -126,7 +126,7 @@ def accuracy_time(bench: pd.DataFrame, setup: Setup | None, task: str = "classif
     g = bench[col(bench, "latency_per_item_s").notna() & col(bench, metric).notna()]
     if g.empty:
         how = ("profile cells carry the published top-1: add --metrics profile to the study" if metric == "top1" else
-               f"measure it with `dnnbench accuracy` on the task's data, or study models whose weights publish it")
+               "measure it with `dnnbench accuracy` on the task's data, or study models whose weights publish it")
         return _missing("accuracy_time", title, f"no model has both a time and a {label} ({how})", paper_text)
     counts = g.groupby("batch_size")["model"].nunique()
     bs = 1 if counts.get(1, 0) >= 2 else int(counts.idxmax())

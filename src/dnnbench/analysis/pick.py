@@ -457,8 +457,8 @@ def _quality_notes(cands: list[Candidate], best: Candidate | None, metric: str) 
     v = best.values.get(metric) if best is not None else None
     label = METRICS.get(metric, (0, 0, metric))[2]
     if v is not None and v.source == "published":
-        out.append(f"{label} of {best.model} is the figure {v.note or 'published with its weights'}: the stored "
-                   f"cells' own weights may differ (e.g. random for a profile); measure it with `dnnbench accuracy`")
+        out.append(f"{label} of {best.model} is the figure {v.note or 'published with its weights, not measured'} "
+                   "here; to rank on your data, measure it with `dnnbench accuracy`")
     sources = {c.values[metric].source for c in cands if metric in c.values}
     if {"measured", "published"} <= sources:
         out.append(f"{label} is measured for some candidates and published for others: "

@@ -70,6 +70,8 @@ def _write_text(text: str, output: str | None) -> None:
               help="Box mAP@[.5:.95] of detectors: 0.3 or 30 (only detection models are candidates).")
 @click.option("--min-miou", type=float, default=None, metavar="FRACTION|%",
               help="mIoU of segmentation models: 0.6 or 60 (only segmentation models are candidates).")
+@click.option("--max-epe", type=float, default=None, metavar="PX",
+              help="End-point error of optical flow models in pixels (only optical flow models are candidates).")
 @click.option("--task", default=None, metavar="TASK",
               help="Only models of this task: classification, detection, segmentation, video, ... "
                    "[default: every task; the task --min-map/--min-miou imply].")

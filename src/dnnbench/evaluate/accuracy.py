@@ -18,7 +18,7 @@ from dnnbench.core.errors import DatasetError, DnnbenchError, InputError
 from dnnbench.core.specs import LoadedModel
 from dnnbench.core.version import __version__
 from dnnbench.evaluate import imagedata
-from dnnbench.evaluate.imagedata import MAX_LISTED, ImageFiles, collate, decode, default_transform
+from dnnbench.evaluate.imagedata import MAX_LISTED, ImageFiles, collate, decode, default_transform, timed_batches
 
 TOP_K = 5
 DATA_WAIT_WARN = 0.2  # waiting this share of the wall time for images means loading held inference back
@@ -173,18 +173,9 @@ def measure_accuracy(loaded: LoadedModel, data_dir: str, config: AccuracyConfig,
     start = time.perf_counter()
     if on_progress:
         on_progress(0, total, 0, 0.0)
-    it = iter(loader)
-    while True:
-        t0 = time.perf_counter()
-        try:
-            batch = next(it)
-        except StopIteration:
-            break
-        except Exception as exc:  # a failing user transform arrives here from a worker
-            raise InputError("preprocessing the images failed", f"{type(exc).__name__}: {_first_line(exc)}",
-                             "fix the model's preprocess transform") from exc
+    for batch, waited_s in timed_batches(loader):
+        wait_s += waited_s
         t1 = time.perf_counter()
-        wait_s += t1 - t0
         x, y, bad, n = batch
         corrupt.extend(samples[i][0] for i, _ in bad)
         done += n
@@ -250,7 +241,3 @@ def _workers_can_start(dataset) -> bool:
     return True
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [ln for ln in str(exc).splitlines() if ln.strip()]
-    # DataLoader re-raises worker errors with the worker's traceback in the message; the cause is last.
-    return (lines[-1] if lines else "")[:200]

@@ -30,7 +30,7 @@ from dnnbench.core.errors import DatasetError, DnnbenchError, InputError
 from dnnbench.core.optional import require
 from dnnbench.core.specs import LoadedModel
 from dnnbench.core.version import __version__
-from dnnbench.evaluate.imagedata import MAX_LISTED, decode, describe_transform, is_image
+from dnnbench.evaluate.imagedata import MAX_LISTED, decode, describe_transform, is_image, timed_batches
 
 COCO_STAT_NAMES = ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large",
                    "ar1", "ar10", "ar100", "ar_small", "ar_medium", "ar_large")
@@ -369,20 +369,9 @@ def measure_detection(loaded: LoadedModel, data_dir: str, config: AccuracyConfig
     start = time.perf_counter()
     if on_progress:
         on_progress(0, total, 0, 0.0)
-    it = iter(loader)
-    while True:
-        t0 = time.perf_counter()
-        try:
-            batch = next(it)
-        except StopIteration:
-            break
-        except Exception as exc:
-            from dnnbench.evaluate.accuracy import _first_line
-
-            raise InputError("preprocessing the images failed", f"{type(exc).__name__}: {_first_line(exc)}",
-                             "fix the model's preprocess transform") from exc
+    for batch, waited_s in timed_batches(loader):
+        wait_s += waited_s
         t1 = time.perf_counter()
-        wait_s += t1 - t0
         done += len(batch)
         good = [b for b in batch if b[0] is not None]
         corrupt.extend(files[b[1]][1] for b in batch if b[0] is None)

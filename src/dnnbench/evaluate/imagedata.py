@@ -27,7 +27,7 @@ from importlib import resources
 
 import torch
 
-from dnnbench.core.errors import DatasetError
+from dnnbench.core.errors import DatasetError, InputError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -347,3 +347,27 @@ def collate(items):
     x = torch.stack([it[0] for it in good]) if good else None
     y = torch.tensor([it[1] for it in good], dtype=torch.long)
     return x, y, bad, len(items)
+
+
+def first_line(exc: BaseException) -> str:
+    lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+    # DataLoader re-raises worker errors with the worker's traceback in the message; the cause is last.
+    return (lines[-1] if lines else "")[:200]
+
+
+def timed_batches(loader):
+    """Each batch of ``loader`` with the seconds spent waiting for it (decoding and preprocessing not hidden
+    behind the forward). A failing transform, raised here from a worker, is one InputError."""
+    import time
+
+    it = iter(loader)
+    while True:
+        t0 = time.perf_counter()
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except Exception as exc:  # a failing user transform arrives here from a worker
+            raise InputError("preprocessing the images failed", f"{type(exc).__name__}: {first_line(exc)}",
+                             "fix the model's preprocess transform") from exc
+        yield batch, time.perf_counter() - t0

@@ -23,7 +23,8 @@ from dnnbench.core.accuracy import AccuracyConfig, SegmentationAccuracy, bootstr
 from dnnbench.core.errors import DatasetError, DnnbenchError, InputError
 from dnnbench.core.specs import LoadedModel
 from dnnbench.core.version import __version__
-from dnnbench.evaluate.imagedata import IMAGENET_MEAN, IMAGENET_STD, MAX_LISTED, decode, describe_transform, is_image
+from dnnbench.evaluate.imagedata import (IMAGENET_MEAN, IMAGENET_STD, MAX_LISTED, decode, describe_transform,
+                                         is_image, timed_batches)
 
 IGNORE = 255
 MASK_MODES = ("L", "P", "I", "I;16", "1")
@@ -186,7 +187,7 @@ def measure_segmentation(loaded: LoadedModel, data_dir: str, config: AccuracyCon
     """mIoU and pixel accuracy of ``loaded`` on the images under ``data_dir`` and their masks."""
     import numpy as np
 
-    from dnnbench.evaluate.accuracy import _first_line, default_workers
+    from dnnbench.evaluate.accuracy import default_workers
 
     notes = list(notes or [])
     limit, device, seed = config.limit, config.device, config.seed
@@ -220,18 +221,9 @@ def measure_segmentation(loaded: LoadedModel, data_dir: str, config: AccuracyCon
     start = time.perf_counter()
     if on_progress:
         on_progress(0, total, 0, 0.0)
-    it = iter(loader)
-    while True:
-        t0 = time.perf_counter()
-        try:
-            batch = next(it)
-        except StopIteration:
-            break
-        except Exception as exc:
-            raise InputError("preprocessing the images failed", f"{type(exc).__name__}: {_first_line(exc)}",
-                             "fix the model's preprocess transform") from exc
+    for batch, waited_s in timed_batches(loader):
+        wait_s += waited_s
         t1 = time.perf_counter()
-        wait_s += t1 - t0
         done += len(batch)
         corrupt.extend(pairs[b[2]][0] for b in batch if b[0] is None)
         good = [b for b in batch if b[0] is not None]
