@@ -1,7 +1,10 @@
 """--form deploy: BatchNorm folded into the preceding conv/linear, re-parameterisable blocks fused."""
 
+import csv
 import json
 import textwrap
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
 
 import pytest
 import torch
@@ -207,3 +210,74 @@ def test_pointwise_meta_shortcuts_match_the_real_meta_kernels():
     assert META_SHORTCUTS[aten.gelu.default]((m(4, 4).t()[:, :2],), {}) is None
     inplace = m(2, 3)
     assert META_SHORTCUTS[aten.relu_.default]((inplace,), {}) is inplace
+
+
+# ---- timm's published param table (issue 15) ------------------------------------------------------------
+# benchmarks/timm_published_params.py compared all 900 architectures of timm's results-imagenet.csv: the
+# table counts the model as built (--form train), re-parameterisable families included; --form deploy is
+# what reparameterize_model leaves (and, for RepVGG, mmpretrain's "deploy" column: 8.31 M for A0).
+
+PUBLISHED = Path(__file__).parent / "data" / "timm_published_params.csv"
+
+
+def _published() -> list[tuple[str, float]]:
+    with PUBLISHED.open(newline="") as f:
+        return [(r["model"], float(r["param_count"])) for r in csv.DictReader(l for l in f if not l.startswith("#"))]
+
+
+def _millions(n: int) -> float:
+    """As the table writes param_count: millions at 2 decimals, halves to even (3 of 3 halves in the table)."""
+    return float((Decimal(n) / 10**6).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN))
+
+
+@pytest.mark.parametrize("model,published", _published(), ids=[m for m, _ in _published()])
+def test_train_form_params_equal_timms_published_table(model, published):
+    pytest.importorskip("timm")
+    from dnnbench.sources import load
+
+    lm = load(f"timm:{model}", device="meta")
+    train = dnnbench.profile(lm)
+    assert _millions(train.params) == published
+    deploy = dnnbench.profile(lm, form="deploy")
+    plain = model.startswith("resnet18")  # the control: no re-parameterisable module, only BatchNorms to fold
+    assert deploy.params < train.params
+    if train.params - deploy.params >= 10_000:  # tiny_vit_5m_224 folds 4,928 params: 5.39 M either way
+        assert _millions(deploy.params) != published  # folding (and fusing) removes params the table counts
+    note = next(n for n in deploy.notes if n.startswith("deploy form"))
+    assert f"params {train.params:,} as built (--form train: the figure timm's published results table gives)" in note
+    assert note.endswith(f"{deploy.params:,} deployed") or f"{deploy.params:,} deployed;" in note
+    assert ("re-parameterised (" in note) != plain
+
+
+def test_the_default_tag_of_an_architecture_can_have_another_head_than_the_table():
+    """tiny_vit_5m_224's default tag is its ImageNet-22k model (21,841 classes): the table's row is the 1k one."""
+    pytest.importorskip("timm")
+    from dnnbench.sources import load
+
+    default = sum(p.numel() for p in load("timm:tiny_vit_5m_224", device="meta").module.parameters())
+    tagged = sum(p.numel() for p in load("timm:tiny_vit_5m_224.dist_in22k_ft_in1k", device="meta").module.parameters())
+    assert default - tagged == (21841 - 1000) * (320 + 1)  # the classifier: 320 features and a bias per class
+
+
+def test_repvgg_deploy_params_equal_the_published_deploy_figures():
+    """mmpretrain's RepVGG table gives both forms: A0 9.11 M (train) | 8.31 M (deploy), B0 15.82 | 14.34."""
+    pytest.importorskip("timm")
+    for name, train_m, deploy_m in (("repvgg_a0", 9.11, 8.31), ("repvgg_b0", 15.82, 14.34)):
+        train, deploy = dnnbench.profile(f"timm:{name}"), dnnbench.profile(f"timm:{name}", form="deploy")
+        assert (_millions(train.params), _millions(deploy.params)) == (train_m, deploy_m)
+
+
+def test_all_and_any_are_reductions():
+    """aten.all (timm's gemma4_vit_*_enc asserts on it) and aten.any: 0 MACs, one op per input element."""
+
+    class Checks(nn.Module):
+        def forward(self, x):
+            ok = (x > 0).all(dim=1, keepdim=True) | (x < -5).any(dim=1, keepdim=True)
+            return x * ok + (x != 0).all()
+
+    prof = dnnbench.profile(LoadedModel("checks", Checks(), InputSpec.image(3, 4, 4)))
+    assert prof.uncounted_ops == {}
+    ops = {o.op: o for o in prof.ops}
+    assert (ops["aten.all"].count, ops["aten.any"].count) == (2, 1)
+    assert ops["aten.all"].macs == ops["aten.any"].macs == 0
+    assert ops["aten.all"].other_flops == 2 * 48 and ops["aten.any"].other_flops == 48

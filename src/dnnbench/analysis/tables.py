@@ -3,7 +3,9 @@
 Three views, all pandas DataFrames with SI units in column names:
 
 - ``models_table``: one row per model — params, weight bytes, MACs per item, activation peak at batch 1,
-  top-1 with its source (measured > published with the weights > the paper's 2016 figure).
+  top-1 with its source (measured > published with the weights > the paper's 2016 figure), and the task's
+  quality metric (``quality``, ``quality_metric``, ``quality_source``: box mAP, mIoU, EPE...: measured by
+  accuracy cells > published with the weights, the ``reported_<metric>`` of profile cells).
 - ``bench_table``: one row per ok bench cell of one *setup* (machine fingerprint, device, runtime,
   precision, threads) with derived columns: ``macs_per_item``, ``memory_total_bytes``,
   ``memory_model_bytes``, ``memory_estimate_bytes``, ``memory_tensors_bytes`` and the model's columns joined in.

@@ -54,8 +54,10 @@ class DeployReport:
     folded: int = 0  # BatchNorms folded into the preceding conv/linear
     left: dict[str, int] = field(default_factory=dict)  # why -> BatchNorms not folded
     on_real: str | None = None  # why fusion ran on a zero-filled CPU copy instead of meta tensors
+    params_train: int | None = None  # params as built, before either rewrite: the count timm's results table gives
     # params after re-parameterisation, before BatchNorm folding: what timm's reparameterize_model leaves
     params_reparameterized: int | None = None
+    params_deploy: int | None = None  # after both rewrites: what the deploy profile counts
 
     @property
     def reparameterized_count(self) -> int:
@@ -68,9 +70,14 @@ class DeployReport:
                     if self.reparameterized else "")]
         if self.left:
             parts.append("BatchNorms left as they are: " + ", ".join(f"{c} {why}" for why, c in sorted(self.left.items())))
-        if self.reparameterized and self.folded:
-            parts.append(f"{self.params_reparameterized:,} params after re-parameterisation alone (timm's "
-                         "reparameterize_model)")
+        if self.params_train is not None and self.params_deploy is not None and self.params_deploy != self.params_train:
+            figures = [f"{self.params_train:,} as built (--form train: the figure timm's published results table "
+                       "gives)"]
+            if self.reparameterized and self.params_reparameterized not in (None, self.params_deploy):
+                figures.append(f"{self.params_reparameterized:,} after re-parameterisation alone (timm's "
+                               "reparameterize_model)")
+            figures.append(f"{self.params_deploy:,} deployed")
+            parts.append("params " + ", ".join(figures))
         if self.on_real:
             parts.append(f"fused on a zero-filled CPU copy: {self.on_real}")
         return "; ".join(parts)
@@ -84,7 +91,7 @@ def to_deploy(module: nn.Module, example_inputs) -> tuple[nn.Module, DeployRepor
 
 def deploy_inplace(module: nn.Module, example_inputs) -> tuple[nn.Module, DeployReport]:
     """``module`` rewritten in place into its deploy form (see the module docstring); it is put in eval mode."""
-    report = DeployReport()
+    report = DeployReport(params_train=_params(module))
     module.eval()
     on_meta = any(t.device.type == "meta" for t in list(module.parameters()) + list(module.buffers()))
     if not on_meta:
@@ -99,12 +106,18 @@ def deploy_inplace(module: nn.Module, example_inputs) -> tuple[nn.Module, Deploy
             with torch.device("meta"):  # modules the fusion code creates live on meta too
                 module = _reparameterize(trial, report)
         except Exception as exc:  # noqa: BLE001
-            report = DeployReport(on_real=f"its fusion code cannot run on meta tensors ({_first_line(exc)})")
+            report = DeployReport(params_train=report.params_train,
+                                  on_real=f"its fusion code cannot run on meta tensors ({_first_line(exc)})")
             module = _on_zeros(module, lambda m: _reparameterize(m, report))
     module.eval()
-    report.params_reparameterized = sum(p.numel() for p in module.parameters())
+    report.params_reparameterized = _params(module)
     _fold_batchnorms(module, example_inputs, report)
+    report.params_deploy = _params(module)
     return module, report
+
+
+def _params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
 
 
 def _first_line(exc: BaseException) -> str:

@@ -10,6 +10,10 @@ from dnnbench.cli.output import err, out
 from dnnbench.core import units as u
 
 
+_FIGURE_NAMES = {"box_map": "box mAP", "mask_map": "mask mAP", "kp_map": "keypoint mAP", "miou": "mIoU",
+                 "pixel_acc": "pixel acc", "epe": "EPE", "top1": "top-1", "top5": "top-5"}
+
+
 def profile(p, layers: bool) -> None:
     """One model's profile; with ``layers`` also its per-layer rows and per-op totals."""
     t = Table(title=f"{p.model} — batch {p.batch_size}, input {' + '.join(map(str, p.input_shape))}, {p.dtype}",
@@ -26,6 +30,12 @@ def profile(p, layers: bool) -> None:
     t.add_row("uncounted ops", ", ".join(f"{k} x{v}" for k, v in p.uncounted_ops.items()) or "none")
     if p.reported and p.reported.top1 is not None:
         t.add_row("reported top-1 / top-5", f"{u.pct(p.reported.top1, 2)} / {u.pct(p.reported.top5, 2)}  ({p.reported.weights})")
+    elif p.reported:  # other tasks: box mAP, mIoU, EPE ... as published with the weights
+        shown = [f"{_FIGURE_NAMES.get(n, n)} {f'{v:.2f} px' if n == 'epe' else u.pct(v, 1)}"
+                 for n, v in p.reported.all_figures().items()]
+        if shown:
+            where = f" on {p.reported.dataset}" if getattr(p.reported, "dataset", None) else ""
+            t.add_row("reported", f"{', '.join(shown)}  ({p.reported.weights}{where})")
     t.add_row("counted on", {"meta": "meta tensors (no compute)", "onnx": "the ONNX graph (shape inference, no compute)"}
               .get(p.mode, "real CPU tensors"))
     out.print(t)
