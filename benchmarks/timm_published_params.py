@@ -12,8 +12,8 @@ in three forms:
 - **reparam**: after re-parameterisation alone (timm's ``reparameterize_model`` walk: RepVGG, MobileOne...);
 - **deploy**: re-parameterisation and then every BatchNorm folded into its conv/linear (``--form deploy``).
 
-Each is rounded to the table's 2 decimals (Python's ``round``, as timm's ``validate.py`` writes the column;
-the rounding in use is checked on the counts that fall on a half) and compared. Printed: the counts of
+Each is rounded to the table's 2 decimals, halves to even (which rounding the table uses is checked on the
+counts that fall on a half: at aa4b585, 3 of 3 are half-even, 0 half-up) and compared. Printed: the counts of
 architectures that differ in train form, how many of those match in reparam-only and in deploy form, and
 every architecture that still differs. ``--out`` writes one CSV row per architecture. ``--profile`` also runs
 ``dnnbench.profile(..., form="deploy")`` (the full count, much slower) and checks its params are the same.
@@ -25,6 +25,7 @@ import argparse
 import csv
 import gc
 import os
+import re
 import sys
 import time
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
@@ -135,7 +136,8 @@ def main(argv=None) -> int:
     print(f"rounding: {len(halves)} count(s) fall on a half: half-even matches {even}, half-up {up}")
     print(f"architectures whose default tag has another classifier than the table's model: "
           f"{sum(r['default_head'] for r in rows)} (counted here with the table's tag)")
-    families = sorted({r["architecture"].split("_")[0] for r in reparam_models})
+    families = sorted({re.sub(r"_(?:conv|small|base|large|tiny|\d|[a-z]{1,3}\d).*$", "", r["architecture"])
+                       for r in reparam_models})
     print(f"re-parameterisable families: {', '.join(families)}")
     print(f"matching the table: train {sum(r['train_ok'] for r in rows)}, reparam-only "
           f"{sum(r['reparam_ok'] for r in rows)}, deploy {sum(r['deploy_ok'] for r in rows)} of {len(rows)}")
@@ -159,8 +161,8 @@ def main(argv=None) -> int:
     slow = sorted(rows, key=lambda r: -r["seconds"])[:6]
     print("slowest:", ", ".join(f"{r['architecture']} {r['seconds']:.1f} s" for r in slow))
     if opts.out:
-        fields = ["architecture", "model", "default_head", "published", "train", "reparam", "deploy", "train_ok", "reparam_ok", "deploy_ok",
-                  "reparameterized", "folded", "left", "on_real", "seconds"]
+        fields = ["architecture", "model", "default_head", "published", "train", "reparam", "deploy", "train_ok",
+                  "reparam_ok", "deploy_ok", "reparameterized", "folded", "left", "on_real", "seconds"]
         with open(opts.out, "w", newline="") as f:
             w = csv.DictWriter(f, fields, extrasaction="ignore")
             w.writeheader()

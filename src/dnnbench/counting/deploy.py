@@ -12,6 +12,10 @@ Two rewrites, in this order, on a copy (``to_deploy``) or in place (``deploy_inp
    BatchNorm becomes ``Identity`` (timm's ``BatchNormAct2d`` keeps its dropout and activation). A BatchNorm
    whose producer is not such a module (pre-activation nets: BN before conv) stays, and is counted as left.
 
+The report keeps the params as built, after step 1 and after both: timm's published results table counts
+the first (``benchmarks/timm_published_params.py``: 900 of its 900 architectures), inference-time tables
+(RepVGG's "deploy" column) the last.
+
 Both run on meta tensors (the arithmetic of fusion only needs shapes), so a meta model is fused without
 memory. A model whose fusion code cannot run on meta (it reads values) is fused on a zero-filled CPU copy
 and moved back to meta; the report says so.
@@ -70,7 +74,7 @@ class DeployReport:
                     if self.reparameterized else "")]
         if self.left:
             parts.append("BatchNorms left as they are: " + ", ".join(f"{c} {why}" for why, c in sorted(self.left.items())))
-        if self.params_train is not None and self.params_deploy is not None and self.params_deploy != self.params_train:
+        if None not in (self.params_train, self.params_deploy) and self.params_deploy != self.params_train:
             figures = [f"{self.params_train:,} as built (--form train: the figure timm's published results table "
                        "gives)"]
             if self.reparameterized and self.params_reparameterized not in (None, self.params_deploy):
