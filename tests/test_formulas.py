@@ -158,6 +158,36 @@ def test_meta_shortcuts_match_the_real_meta_kernels():
             assert (a.shape, a.stride(), a.dtype, a.device) == (b.shape, b.stride(), b.dtype, b.device), op
 
 
+def test_meta_shortcuts_on_strided_views_match_the_real_meta_kernels():
+    # the LSTM's gates are chunks of one (batch, 4 x hidden) matrix: strided views, which the in-place
+    # and same-shape binary shortcuts take; every layout they take must give the real kernel's strides
+    from dnnbench.counting.counter import META_SHORTCUTS
+
+    aten = torch.ops.aten
+    base = torch.empty(6, 4, 20, device="meta")
+    views = [*base.chunk(4, dim=2), base[:, 1:3], base[::2], base.transpose(0, 1), base[:, :1, ::3],
+             torch.empty(6, 1, device="meta").expand(6, 5), torch.empty(6, 4, 5, device="meta")]
+    taken = 0
+    for x in views:
+        for op in (aten.sigmoid_.default, aten.tanh_.default):
+            ours = META_SHORTCUTS[op]((x,), {})
+            if ours is not None:
+                taken += 1
+                assert ours is x and op(x) is x
+        for y in views:
+            if y.shape != x.shape:
+                continue
+            for op in (aten.mul.Tensor, aten.add.Tensor):
+                ours = META_SHORTCUTS[op]((x, y), {})
+                if ours is not None:
+                    taken += 1
+                    theirs = op(x, y)
+                    assert (ours.shape, ours.stride(), ours.dtype) == (theirs.shape, theirs.stride(), theirs.dtype)
+    assert taken >= 20  # the chunks are taken, not left to the reference kernels
+    expanded = views[-2]  # overlapping memory: left to the real kernel
+    assert META_SHORTCUTS[aten.sigmoid_.default]((expanded,), {}) is None
+
+
 @pytest.mark.parametrize("fn, shape, other", [
     # 1x4x4 -> 1x8x8 = 64 outputs: nearest reads 1 tap, bilinear 4, bicubic 16
     (lambda x: F.interpolate(x, scale_factor=2, mode="nearest"), (1, 4, 4), 64),

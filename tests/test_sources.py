@@ -152,3 +152,25 @@ def test_weights_file_for_another_architecture_is_refused(tmp_path):
     with pytest.raises(ModelBuildError, match="does not fit torchvision:resnet18"):
         load("resnet18", weights=str(path))
     os.remove(path)
+
+
+def test_initialisers_are_skipped_on_meta_only_and_restored():
+    from torch import nn
+
+    from dnnbench.sources.meta_build import build_on_meta
+
+    kaiming = nn.init.kaiming_uniform_
+    seen = []
+
+    def build():
+        lin = nn.Linear(8, 4)  # reset_parameters: kaiming_uniform_ and uniform_, skipped on meta
+        seen.append(nn.init.kaiming_uniform_ is not kaiming)
+        cpu = nn.init.normal_(torch.zeros(3, device="cpu"), mean=5.0)  # a real tensor is still filled
+        assert cpu.abs().sum() > 0
+        with pytest.raises(ValueError):  # a shape the initialiser rejects still raises
+            nn.init.xavier_uniform_(torch.empty(3, device="meta"))
+        return lin
+
+    lin = build_on_meta(build)
+    assert seen == [True] and nn.init.kaiming_uniform_ is kaiming  # swapped while building, restored after
+    assert lin.weight.device.type == "meta" and lin.weight.shape == (4, 8)

@@ -112,15 +112,38 @@ def _fast_unary(args, kwargs):
     return torch.empty_like(x)
 
 
+def _non_overlapping(t) -> bool:
+    """No two elements share memory (sufficient test: each stride spans the dimensions below it)."""
+    span = 1
+    for stride, size in sorted((st, sz) for sz, st in zip(t.shape, t.stride()) if sz > 1):
+        if stride < span:
+            return False
+        span = stride * size
+    return True
+
+
 def _fast_unary_inplace(args, kwargs):
+    # an in-place op returns its input whatever the layout (the LSTM's sigmoid_ on gate chunks: strided
+    # views, 0.6 ms each through the reference kernel); only overlapping memory is left to the real kernel
     x = args[0]
-    if not _dense(x) or any(isinstance(a, torch.Tensor) for a in args[1:]):
+    if not (isinstance(x, torch.Tensor) and x.dtype.is_floating_point and (_dense(x) or _non_overlapping(x))) \
+            or any(isinstance(a, torch.Tensor) for a in args[1:]):
         return None
     return x
 
 
+def _row_major(t) -> bool:
+    strides = [st for sz, st in zip(t.shape, t.stride()) if sz > 1]
+    return all(x > y for x, y in zip(strides, strides[1:])) and _non_overlapping(t)
+
+
 def _fast_binary(args, kwargs):
     a, b = args[0], args[1]
+    if (len(args) == 2 and isinstance(b, torch.Tensor) and b.device.type == "meta" and a.dtype == b.dtype
+            and a.dtype.is_floating_point and a.shape == b.shape and _row_major(a) and _row_major(b)):
+        # same shape, both laid out in row-major order (strided views, like the LSTM's gate chunks, too):
+        # the result is contiguous
+        return torch.empty(a.shape, dtype=a.dtype, device="meta")
     if not _dense(a) or len(args) != 2:
         return None
     if isinstance(b, (int, float)) and not isinstance(b, bool):

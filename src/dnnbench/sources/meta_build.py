@@ -8,6 +8,7 @@ That patch is scoped to the build and always undone.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import torch
@@ -50,14 +51,82 @@ def _meta_registration(build: Callable[[], nn.Module]) -> nn.Module:
         nn.Module.register_buffer = orig_buffer
 
 
+# Initialisers that only fill values: on a meta tensor they change nothing, yet each runs several ops
+# through Python (timm's trunc_normal_: uniform_, erfinv_, mul_, add_, clamp_ under no_grad). Those named
+# here return a meta tensor at once; the ones whose fan they compute keep that check, so a shape they reject
+# still raises. Initialisers with more checks (orthogonal_, dirac_, eye_, sparse_) are left alone.
+_FILL_INITS = {"torch.nn.init": ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_"),
+               "timm.layers.weight_init": ("trunc_normal_", "trunc_normal_tf_")}
+_FAN_INITS = {"torch.nn.init": ("xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_"),
+              "timm.layers.weight_init": ("variance_scaling_", "lecun_normal_")}
+
+
+def _skip_on_meta(orig: Callable, check_fan: bool) -> Callable:
+    def init(tensor, *args, **kwargs):
+        if isinstance(tensor, torch.Tensor) and tensor.device.type == "meta":
+            if check_fan:
+                nn.init._calculate_fan_in_and_fan_out(tensor)
+            return tensor
+        return orig(tensor, *args, **kwargs)
+
+    init.__wrapped__ = orig
+    return init
+
+
+_swaps: dict = {}  # original initialiser -> its meta-skipping twin
+_sites: list = []  # (module, attribute name, original) wherever an original is bound
+_scanned: set[str] = set()  # modules already searched (timm imports all its models at once: scanned once)
+
+
+def _find_sites() -> None:
+    import sys
+
+    if not _swaps:
+        for table, check_fan in ((_FILL_INITS, False), (_FAN_INITS, True)):
+            for modname, names in table.items():
+                mod = sys.modules.get(modname)
+                for name in names:
+                    orig = getattr(mod, name, None) if mod is not None else None
+                    if orig is not None:
+                        _swaps[orig] = _skip_on_meta(orig, check_fan)
+    for name, mod in list(sys.modules.items()):
+        if name in _scanned or not (name.startswith("timm") or name.startswith("torch.nn")):
+            continue
+        _scanned.add(name)
+        for attr, value in list(getattr(mod, "__dict__", {}).items()):
+            try:
+                if value in _swaps:
+                    _sites.append((mod, attr, value))
+            except TypeError:  # unhashable module attributes
+                continue
+
+
+@contextlib.contextmanager
+def _initialisers_skipped_on_meta():
+    """Swap the initialisers above, wherever a loaded module bound them (``from timm.layers import
+    trunc_normal_`` copies the function into each model's module), for ones that skip meta tensors."""
+    _find_sites()
+    patched = []
+    try:
+        for mod, attr, orig in _sites:
+            if mod.__dict__.get(attr) is orig:
+                setattr(mod, attr, _swaps[orig])
+                patched.append((mod, attr, orig))
+        yield
+    finally:
+        for mod, attr, orig in reversed(patched):
+            setattr(mod, attr, orig)
+
+
 def build_on_meta(build: Callable[[], nn.Module]) -> nn.Module:
     """Run ``build`` so that the resulting module's parameters and buffers live on the meta device."""
-    try:
-        with torch.device("meta"), _SkipInPlaceOnMeta():
-            return build()
-    except Exception:
-        with _SkipInPlaceOnMeta():
-            return _meta_registration(build)
+    with _initialisers_skipped_on_meta():
+        try:
+            with torch.device("meta"), _SkipInPlaceOnMeta():
+                return build()
+        except Exception:
+            with _SkipInPlaceOnMeta():
+                return _meta_registration(build)
 
 
 # ---- cheap initialisation for timing ------------------------------------------------------------
