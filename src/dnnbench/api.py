@@ -725,7 +725,46 @@ def report(store: str | None = None, out: str | None = None, device: str | None 
         raise write_error(getattr(exc, "filename", None) or out, exc, "--out") from exc
 
 
-__all__ += ["write_output", "write_error"]
+@dataclass
+class ImportResult:
+    """What ``import_file`` did: the format read, the records built, how many were new in the store."""
+
+    path: str
+    format: str
+    device_name: str
+    records: list
+    stored: int
+    where: str
+
+    @property
+    def skipped(self) -> int:
+        return len(self.records) - self.stored
+
+
+def import_file(path: str, device_name: str, *, store: str | None = None, fmt: str = "auto",
+                model: str | None = None, batch_size: int | None = None, runtime: str | None = None,
+                precision: str | None = None, threads: int | None = None, device: str = "cpu",
+                replace: bool = False, study: str | None = None) -> ImportResult:
+    """Read latencies measured on another device by its own tool (``dnnbench.store.imported``) into the
+    store as that device's cells, all in one transaction: a bad file is one line and stores nothing."""
+    from dnnbench.store import check_writable, open_store
+    from dnnbench.store.imported import Options, import_records
+
+    if batch_size is not None:
+        check_batch_size(batch_size)
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise InputError(f"--threads {threads!r} is not allowed", "a device runs at least one thread",
+                         "use --threads 1 or more, or leave it out when unknown")
+    opts = Options(device_name=device_name, model=model, batch_size=batch_size, runtime=runtime,
+                   precision=precision, threads=threads, device=device)
+    found, records = import_records(path, opts, fmt)  # everything is read and checked before the store opens
+    with open_store(store) as st:
+        check_writable(st)
+        stored = st.put_many(records, study=study, replace=replace)
+        return ImportResult(path, found, device_name.strip(), records, stored, st.where)
+
+
+__all__ += ["write_output", "write_error", "import_file", "ImportResult"]
 
 _WRITE_WHY = {  # errno -> why, for the errors a user's output path causes
     errno.ENOENT: "its folder does not exist",

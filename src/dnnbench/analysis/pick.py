@@ -35,8 +35,9 @@ from dnnbench.analysis.costmodel import CostModel, fit_cost_model
 from dnnbench.analysis.errors import ConstraintError, UnknownMetricError
 from dnnbench.core.errors import check_batch_size
 from dnnbench.analysis.pareto import pareto_front
-from dnnbench.analysis.tables import (QUALITY_METRICS, TASK_METRICS, Setup, bench_table, choose_setup, model_tasks,
-                                      models_table, of_task, profile_at, require_results, short_name, task_title, tasks)
+from dnnbench.analysis.tables import (QUALITY_METRICS, TASK_METRICS, Setup, bench_table, choose_setup, find_setup,
+                                      model_tasks, models_table, of_task, profile_at, require_results, setups,
+                                      short_name, task_title, tasks)
 
 # metric -> (better direction, unit, how to show it): the metrics pick knows how to rank and explain.
 METRICS: dict[str, tuple[str, str, str]] = {
@@ -134,6 +135,12 @@ class Candidate:
     violations: list[Violation] = field(default_factory=list)
     status: str = "ok"  # measured cell status at this batch: ok, oom, error, skipped, or "not measured"
     message: str = ""
+    setup: Setup | None = None  # with --setup any: the setup this (model, setup) candidate runs on
+
+    @property
+    def key(self) -> str:
+        """The model_ref, and with --setup any " @ SETUP NAME": what the Pareto set and the binding lists name."""
+        return self.model_ref if self.setup is None else f"{self.model_ref} @ {self.setup.name}"
 
     @property
     def feasible(self) -> bool:
@@ -150,7 +157,8 @@ class Candidate:
     def to_dict(self) -> dict:
         return {"model_ref": self.model_ref, "model": self.model, "status": self.status, "message": self.message,
                 "feasible": self.feasible, "values": {k: v.to_dict() for k, v in self.values.items()},
-                "violations": [v.to_dict() for v in self.violations]}
+                "violations": [v.to_dict() for v in self.violations],
+                **({"setup": self.setup.to_dict(), "key": self.key} if self.setup is not None else {})}
 
 
 @dataclass
@@ -168,6 +176,11 @@ class PickResult:
     cost_model: CostModel | None
     notes: list[str] = field(default_factory=list)
     task: str | None = None  # the candidates' task when restricted to one (--task, or --min-map/--min-miou)
+    setups: list[Setup] = field(default_factory=list)  # with --setup any: every setup evaluated (``setup``: the best's)
+
+    @property
+    def any_setup(self) -> bool:
+        return bool(self.setups)
 
     @property
     def feasible(self) -> list[Candidate]:
@@ -188,12 +201,13 @@ class PickResult:
                 "setup": self.setup.to_dict() if self.setup else None,
                 "best": self.best.to_dict() if self.best else None,
                 "pareto": self.pareto, "pareto_axes": self.pareto_axes,
-                "feasible": [c.model_ref for c in self.feasible],
+                "feasible": [c.key for c in self.feasible],
                 "rejected": [c.to_dict() for c in self.rejected],
                 "candidates": [c.to_dict() for c in self.candidates],
                 "binding": self.binding, "closest": [c.model_ref for c in self.closest],
                 "cost_model": self.cost_model.to_dict() if self.cost_model else None,
-                "notes": self.notes, "exit_code": self.exit_code, "task": self.task}
+                "notes": self.notes, "exit_code": self.exit_code, "task": self.task,
+                "setup_mode": "any" if self.setups else "one", "setups": [s.to_dict() for s in self.setups]}
 
 
 # ---- constraints ---------------------------------------------------------------------------------
@@ -202,7 +216,8 @@ class PickResult:
 class Budget:
     """What ``pick`` is asked: the batch size the model will run at, the six budgets in the CLI's units
     (ms, images/s, MiB, mJ per image, W, top-1 fraction or percent; None = no limit), ``--where`` clauses
-    (SI units), the ``objective`` ranked, and the ``device`` whose setup is used (None: the one with most cells).
+    (SI units), the ``objective`` ranked, and the ``device`` whose setup is used (None: the one with most cells);
+    ``setup``: "any" ranks every setup's candidates (model x setup), a name or fingerprint prefix picks one.
 
     Built means checked: an invalid or contradictory budget raises ConstraintError here, before any store
     is read (``constraints()`` gives the checked list).
@@ -222,6 +237,7 @@ class Budget:
     min_miou: float | None = None  # mIoU (segmentation), fraction or percent
     task: str | None = None  # only models of this task (core.specs.TASKS); None: inferred from --min-map/--min-miou
     max_epe: float | None = None  # end-point error (optical flow), pixels
+    setup: str | None = None  # "any": every setup's candidates (model x setup); a setup's name or fingerprint prefix
 
     def __post_init__(self) -> None:
         # a list stays frozen as a tuple; one clause given as a string is one clause, not its characters
@@ -521,7 +537,17 @@ def pick(df: pd.DataFrame, budget: Budget | None = None, *, store_where: str = "
     batch_size, objective, task = budget.batch_size, budget.chosen_objective, budget.chosen_task
     constraints = budget.constraints()
     require_results(df, store_where)
-    setup = choose_setup(df, budget.device)  # over every task: the same setup whatever --task says
+    chosen = (budget.setup or "").strip()
+    if chosen.casefold() == "any":
+        every = [s for s in setups(df) if s.cells > 0 and (not budget.device or s.device == budget.device
+                                                           or s.device.split(":")[0] == budget.device)]
+        if not every:
+            choose_setup(df, budget.device)  # the one-line error naming the devices that were measured
+        setup = every[0] if every else None
+    elif chosen:
+        setup, every = find_setup(df, chosen, budget.device), []
+    else:
+        setup, every = choose_setup(df, budget.device), []  # over every task: the same setup whatever --task says
     notes = []
     if task is not None:
         df = _restrict(df, task, budget)
@@ -530,28 +556,30 @@ def pick(df: pd.DataFrame, budget: Budget | None = None, *, store_where: str = "
                          f"({', '.join(c.given for c in constraints if c.metric == TASK_METRICS[task][0])})")
     _check_quality_known(df, constraints, task)
     models = models_table(df)
-    bench_all = bench_table(df, setup, statuses=("ok", "oom", "error", "skipped"))
-    bench_ok = bench_all[bench_all["status"] == "ok"] if not bench_all.empty else bench_all
-    numeric = [c for c in bench_all.columns if c not in ("threads", "batch_size")
-               and pd.api.types.is_numeric_dtype(bench_all[c])]
+    benches = {s: bench_table(df, s, statuses=("ok", "oom", "error", "skipped")) for s in (every or [setup])}
+    numeric = sorted({c for b in benches.values() for c in b.columns if c not in ("threads", "batch_size")
+                      and pd.api.types.is_numeric_dtype(b[c])})
     known = set(numeric) | {c for c in models.columns if c not in ("model", "top1_source")}
     check_metric(objective, None, "objective")
     for con in constraints:
         check_metric(con.metric, known, "constraint metric")
     # the values each candidate carries: the ones pick ranks and explains, and any the constraints name
     shown = [m for m in dict.fromkeys([*METRICS, *(c.metric for c in constraints)]) if m in numeric]
-    cm = fit_cost_model(bench_ok, batch_size)
-    refs = list(dict.fromkeys(list(models.index) + (list(bench_all["model_ref"]) if not bench_all.empty else [])))
-    cells = {}
-    if not bench_all.empty:
-        for _, r in bench_all[bench_all["batch_size"] == batch_size].iterrows():
-            cells[r["model_ref"]] = r
-    cands = []
-    for ref in refs:
-        mrow = models.loc[ref] if ref in models.index else None
-        c = _candidate(ref, mrow, cells.get(ref), df, cm, batch_size, shown)
-        _evaluate(c, constraints, cm, setup, batch_size)
-        cands.append(c)
+    cands, cms = [], {}
+    for s, bench_all in benches.items():
+        bench_ok = bench_all[bench_all["status"] == "ok"] if not bench_all.empty else bench_all
+        cm = cms[s] = fit_cost_model(bench_ok, batch_size)
+        refs = list(dict.fromkeys(list(models.index) + (list(bench_all["model_ref"]) if not bench_all.empty else [])))
+        cells = {}
+        if not bench_all.empty:
+            for _, r in bench_all[bench_all["batch_size"] == batch_size].iterrows():
+                cells[r["model_ref"]] = r
+        for ref in refs:
+            mrow = models.loc[ref] if ref in models.index else None
+            c = _candidate(ref, mrow, cells.get(ref), df, cm, batch_size, shown)
+            c.setup = s if every else None
+            _evaluate(c, constraints, cm, s, batch_size)
+            cands.append(c)
     cands.sort(key=_sort_key(objective))
     feasible = [c for c in cands if c.feasible]
     ranked = [c for c in feasible if c.get(objective) is not None]
@@ -564,15 +592,19 @@ def pick(df: pd.DataFrame, budget: Budget | None = None, *, store_where: str = "
     pareto_axes = [((quality, TASK_METRICS[task][2]) if m == "top1" and task is not None else (m, d))
                    for m, d in PARETO_AXES]
     axes = [m for m, _ in pareto_axes if pool and all(c.get(m) is not None for c in pool)]
-    front = pareto_front({c.model_ref: {m: c.get(m) for m in axes} for c in pool},
+    front = pareto_front({c.key: {m: c.get(m) for m in axes} for c in pool},
                          maximize=[m for m, d in pareto_axes if d == "max" and m in axes],
                          minimize=[m for m, d in pareto_axes if d == "min" and m in axes]) if len(axes) >= 2 else []
     binding, closest = [], []
     if best is None and constraints:
         binding = _binding(cands, constraints)
         closest = _closest(cands)
-    return PickResult(batch_size, objective, constraints, setup, cands, best, front, axes, binding, closest, cm, notes,
-                      task)
+    if every:
+        setup = best.setup if best is not None else setup
+        notes.append(f"--setup any: {len(cands)} candidates, each model on each of {len(every)} setups "
+                     f"({'; '.join(s.name for s in every)}); values are that setup's own, or predicted by its cost model")
+    return PickResult(batch_size, objective, constraints, setup, cands, best, front, axes, binding, closest, cms[setup]
+                      if setup in cms else next(iter(cms.values())), notes, task, every)
 
 
 def _restrict(df: pd.DataFrame, task: str, budget: Budget) -> pd.DataFrame:
@@ -614,7 +646,7 @@ def _binding(cands: list[Candidate], constraints: list[Constraint]) -> list[dict
         breaks = [c for c in cands if any(v.constraint is con for v in c.violations)]
         alone = [c for c in breaks if all(v.constraint is con for v in c.violations)]
         out.append({"constraint": con.given, "metric": con.metric, "rejects": len(breaks),
-                    "only_obstacle_for": [c.model_ref for c in alone]})
+                    "only_obstacle_for": [c.key for c in alone]})
     return sorted(out, key=lambda d: (-len(d["only_obstacle_for"]), -d["rejects"]))
 
 

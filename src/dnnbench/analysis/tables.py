@@ -9,7 +9,8 @@ Three views, all pandas DataFrames with SI units in column names:
 - ``bench_table``: one row per ok bench cell of one *setup* (machine fingerprint, device, runtime,
   precision, threads) with derived columns: ``macs_per_item``, ``memory_total_bytes``,
   ``memory_model_bytes``, ``memory_estimate_bytes``, ``memory_tensors_bytes`` and the model's columns joined in.
-- ``setups``: the setups in the store, the one with most bench cells first.
+- ``setups``: the setups in the store, the one with most bench cells first, each with a readable unique
+  ``name`` (hardware · threads · runtime precision, or its study's ``--name``); ``find_setup`` resolves one.
 
 Memory semantics (what the names mean, on every device):
 ``memory_total_bytes`` — what the run needed from the machine: peak resident set of the whole process on
@@ -128,12 +129,31 @@ class Setup:
     gpu_name: str | None = None
     date: str = ""  # day of the newest cell, ISO 8601
     cells: int = 0  # ok bench cells
+    hostname: str | None = None
+    device_name: str | None = None  # an imported device's name (its environment has no CPU model or threads)
+    study: str | None = None  # the `study --name` label all its cells carry, if one (and no other setup's)
+    name: str = ""  # readable and unique in its store (``setups`` sets it): see ``readable``
+
+    @property
+    def imported(self) -> bool:
+        return self.fingerprint.startswith("imported:") or self.device_name is not None and not self.cpu_model
 
     @property
     def hardware(self) -> str:
+        if self.imported and self.device_name:
+            return self.device_name
         if self.device.startswith("cuda") and self.gpu_name:
             return self.gpu_name
         return self.cpu_model or "unknown CPU"
+
+    @property
+    def readable(self) -> str:
+        """Hardware · threads · runtime precision, e.g. "AMD EPYC 7B13 · 2 threads · eager fp32" (threads on CPU only)."""
+        parts = [self.hardware]
+        if self.threads and not self.device.startswith("cuda") and not self.imported:
+            parts.append(f"{self.threads} thread{'s' if self.threads != 1 else ''}")
+        parts.append(f"{self.runtime} {self.precision}")
+        return " · ".join(parts)
 
     @property
     def label(self) -> str:
@@ -146,7 +166,8 @@ class Setup:
     def to_dict(self) -> dict:
         return {"fingerprint": self.fingerprint, "device": self.device, "runtime": self.runtime,
                 "precision": self.precision, "threads": self.threads, "hardware": self.hardware,
-                "date": self.date, "cells": self.cells, "label": self.label}
+                "date": self.date, "cells": self.cells, "label": self.label, "name": self.name or self.readable,
+                "readable": self.readable, "hostname": self.hostname, "study": self.study, "imported": self.imported}
 
 
 def _bench_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -173,15 +194,72 @@ def setups(df: pd.DataFrame) -> list[Setup]:
     out = []
     keyed = bench.assign(_threads=bench["threads"].map(_threads) if "threads" in bench.columns else None)
     for key, g in keyed.groupby(["fingerprint", "device", "runtime", "precision"], dropna=False):
-        for threads, gt in g.groupby(g["_threads"].map(lambda t: -1 if t is None else t)):
+        # a cell without a thread count (GPU, imported) is -1 here: pandas holds None as NaN, which groupby drops
+        for threads, gt in g.groupby(g["_threads"].map(lambda t: -1 if _threads(t) is None else int(t))):
             started = pd.to_datetime(gt["started_at"], errors="coerce", utc=True) if "started_at" in gt else None
             date = started.max().date().isoformat() if started is not None and started.notna().any() else ""
             first = gt.iloc[0]
+            studies = {v for v in gt["study"]} if "study" in gt.columns else {None}
             out.append(Setup(str(key[0]), str(key[1]), str(key[2]), str(key[3]), None if threads == -1 else int(threads),
-                             _text(first.get("cpu_model")), _text(first.get("gpu_name")), date,
-                             int((gt["status"] == "ok").sum())))
+                             _first_text(gt, "cpu_model"), _first_text(gt, "gpu_name"), date,
+                             int((gt["status"] == "ok").sum()), _first_text(gt, "hostname"),
+                             _first_text(gt, "device_name"),
+                             _text(next(iter(studies))) if len(studies) == 1 else None))
     # on a tie the reference configuration (eager fp32) leads: runtime comparisons add setups of equal size
-    return sorted(out, key=lambda s: (s.cells, (s.runtime, s.precision) == ("eager", "fp32"), s.date), reverse=True)
+    return _named(sorted(out, key=lambda s: (s.cells, (s.runtime, s.precision) == ("eager", "fp32"), s.date),
+                         reverse=True))
+
+
+def _first_text(g: pd.DataFrame, column: str) -> str | None:
+    if column not in g.columns:
+        return None
+    return next((v for v in g[column] if _text(v)), None)
+
+
+def _named(found: list[Setup]) -> list[Setup]:
+    """Each setup with a readable name unique in the list: its study's ``--name`` label when only its cells carry
+    it, else ``readable``; two equal names are told apart by hostname, else by the fingerprint's first characters."""
+    from collections import Counter
+    from dataclasses import replace
+
+    labels = Counter(s.study for s in found if s.study)
+    names = [s.study if s.study and labels[s.study] == 1 else s.readable for s in found]
+    counts, base = Counter(names), list(names)
+    for i, s in enumerate(found):
+        if counts[base[i]] > 1:
+            same = [found[j] for j in range(len(found)) if base[j] == base[i]]
+            if all(o.hostname for o in same) and len({o.hostname for o in same}) == len(same):
+                names[i] = f"{base[i]} @ {s.hostname}"
+            else:
+                names[i] = f"{base[i]} #{s.fingerprint.removeprefix('imported:')[:8]}"
+    counts = Counter(names)
+    for i, s in enumerate(found):  # same machine and name, e.g. one study name over two thread counts
+        if counts[names[i]] > 1:
+            names[i] = f"{names[i]} ({s.device}, {s.threads or '-'} threads)"
+    return [replace(s, study=s.study if s.study and labels[s.study] == 1 else None, name=n) for s, n in zip(found, names)]
+
+
+def find_setup(df: pd.DataFrame, text: str, device: str | None = None) -> Setup:
+    """The setup ``text`` names: its name or readable name (any case), else the one whose fingerprint starts with it.
+
+    NoResultsError, listing the known names, when it names none or more than one."""
+    found = setups(df)
+    if device:
+        found = [s for s in found if s.device == device or s.device.split(":")[0] == device]
+    want = text.strip().casefold()
+    hits = [s for s in found if want in (s.name.casefold(), s.readable.casefold())]
+    if not hits and want:
+        hits = [s for s in found if s.fingerprint.casefold().startswith(want)
+                or s.fingerprint.removeprefix("imported:").casefold().startswith(want)]
+    if len(hits) == 1:
+        return hits[0]
+    known = "; ".join(f"{s.name!r} ({s.fingerprint[:12]})" for s in found) or "none"
+    on = f" on device {device!r}" if device else ""
+    if hits:
+        raise NoResultsError(f"--setup {text!r} names {len(hits)} setups{on}", f"it matches {', '.join(repr(s.name) for s in hits)}",
+                             "give the whole name in quotes (or --setup any)")
+    raise NoResultsError(f"--setup {text!r} names no setup in this store{on}", f"the known setups are {known}",
+                         "give one of those names (quoted), a fingerprint prefix, or --setup any")
 
 
 def choose_setup(df: pd.DataFrame, device: str | None = None) -> Setup | None:
@@ -205,7 +283,7 @@ def _setup_mask(df: pd.DataFrame, setup: Setup) -> pd.Series:
     threads = df["threads"].map(_threads) if "threads" in df.columns else pd.Series(None, index=df.index)
     return ((df["fingerprint"] == setup.fingerprint) & (df["device"] == setup.device)
             & (df["runtime"] == setup.runtime) & (df["precision"] == setup.precision)
-            & (threads.map(lambda t: t == setup.threads)))
+            & (threads.map(lambda t: _threads(t) == setup.threads)))
 
 
 def models_table(df: pd.DataFrame) -> pd.DataFrame:

@@ -81,6 +81,9 @@ def _write_text(text: str, output: str | None) -> None:
               help="What 'best' maximises or minimises: top1 (with --task: the task's metric, e.g. box_map), "
                    "throughput_items_per_s, latency_median_s, memory_total_bytes, energy_per_item_j, ...")
 @click.option("--device", default=None, metavar="cpu|cuda", help="Setup to use [default: the one with most cells].")
+@click.option("--setup", default=None, metavar="any|NAME",
+              help="any: rank every setup's models (answers with model and setup); NAME: one setup by its name "
+                   "(as `dnnbench report` shows it) or fingerprint prefix [default: the one with most cells].")
 @format_option()
 def pick(store, fmt, **constraints):
     """The most accurate stored model meeting every budget, the Pareto set, and why each other model loses.

@@ -95,6 +95,9 @@ def _bench(record: CellRecord, v: _View) -> None:
     from dnnbench.core.measurements import BenchCell
 
     cell = BenchCell.from_record(record)
+    if record.spec.get("provenance") == "imported":  # `dnnbench import`: another device's own tool measured it
+        _imported(record, cell, v)
+        return
     st = cell.latency_s
     ok = cell.status == "ok" and st is not None
     why_not = f"unavailable: the cell ended with status {cell.status}" + (f" ({cell.message})" if cell.message else "")
@@ -149,6 +152,45 @@ def _bench(record: CellRecord, v: _View) -> None:
             v.note("prepare_s", "; ".join(info.notes))
     if cell.spec.sensors != "none" or cell.spec.estimate_tdp_w is not None:
         _power(cell, v, why_not if not ok else None, headline)
+
+
+def _imported(record: CellRecord, cell, v: _View) -> None:
+    """An imported cell (``store.imported``): statistics from its samples as for a measured cell, or, where
+    the device's tool printed aggregates only, those aggregates as printed (noted so); everything the tool
+    does not report (memory, power, % of peak, cold start...) unavailable with the record's reason."""
+    why = record.unavailable
+    st = cell.latency_s
+    median = None
+    if st is not None:
+        for name in LATENCY_FIGURES:
+            v.put(f"latency_{name}", getattr(st, name), st.unavailable.get(name))
+        v.put("latency_ci_rel_halfwidth", st.ci_rel_halfwidth, st.unavailable.get("ci_low_s"))
+        v.put("latency_samples", st.n)
+        median = st.median_s
+    else:
+        rep = record.result.get("reported_latency") or {}
+        tool = (record.result.get("imported") or {}).get("tool", "the device's tool")
+        no_samples = why.get("latency_samples", "unavailable: no per-iteration samples")
+        for name in LATENCY_FIGURES:
+            v.put(f"latency_{name}", rep.get(name), no_samples)
+            if rep.get(name) is not None:
+                v.note(f"latency_{name}", f"as printed by {tool} over {int(rep.get('count') or 0)} runs, "
+                                          "not derived from samples")
+        v.put("latency_ci_rel_halfwidth", None, no_samples)
+        v.put("latency_samples", None, no_samples)
+        median = rep.get("median_s")
+    per_item_why = "unavailable: the device's tool printed no median" if median is None else None
+    v.put("latency_per_item_s", median / cell.batch_size if median else None, per_item_why)
+    v.put("throughput_items_per_s", cell.batch_size / median if median else None, per_item_why)
+    # the tool's first run after loading (ExecuTorch's first execution, TFLite's "First inference")
+    v.put("cold_start_s", (record.result.get("imported") or {}).get("cold_start_s"), why.get("cold_start_s"))
+    for name in MEMORY_FIGURES:
+        v.put(name, None, why.get("memory"))
+    for name in POWER_FIGURES:
+        v.put(name, None, why.get("power"))
+    v.put("flops", None, why.get("static"))
+    v.put("achieved_flops_per_s", None, why.get("static"))
+    v.put("fraction_of_peak", None, why.get("machine_peak"))
 
 
 def _power(cell, v: _View, why_not: str | None, headline) -> None:

@@ -557,7 +557,7 @@ def render(data: ReportData, out_dir: Path | None = None) -> list[FigureOut]:
 
     ``data.task`` other than classification draws ``TASK_FIGURES`` for that task, keyed ``KEY-TASK``.
     """
-    plt = _plt()
+    _plt()
     outs = []
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -565,22 +565,136 @@ def render(data: ReportData, out_dir: Path | None = None) -> list[FigureOut]:
         (*_task_figure(k, t, c, data.task)[:2], fn, _task_figure(k, t, c, data.task)[2])
         for k, t, fn, c in FIGURES if k in TASK_FIGURES]
     for key, title, fn, caption in chosen:
-        res = fn(data, lambda t=title: _ax(t, data))
-        no_data = res.reason if isinstance(res, NoData) else None
-        fig = _no_data_figure(title, no_data, data) if no_data else res
-        drawn = plotted(fig)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        files = []
-        if out_dir is not None:
-            for ext in ("png", "svg"):
-                path = out_dir / f"{key}.{ext}"
-                if ext == "png":
-                    path.write_bytes(buf.getvalue())
-                else:
-                    fig.savefig(path, format="svg")
-                files.append(str(path))
+        outs.append(_save(key, title, caption, fn(data, lambda t=title: _ax(t, data)), data, out_dir))
+    return outs
+
+
+def _save(key: str, title: str, caption: str, res, data: ReportData, out_dir: Path | None) -> FigureOut:
+    """A drawn figure (or a NoData: its "no data" panel) read back, saved as PNG (and PNG, SVG under ``out_dir``)."""
+    plt = _plt()
+    no_data = res.reason if isinstance(res, NoData) else None
+    fig = _no_data_figure(title, no_data, data) if no_data else res
+    drawn = plotted(fig)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    files = []
+    if out_dir is not None:
+        for ext in ("png", "svg"):
+            path = out_dir / f"{key}.{ext}"
+            if ext == "png":
+                path.write_bytes(buf.getvalue())
+            else:
+                fig.savefig(path, format="svg")
+            files.append(str(path))
+    plt.close(fig)
+    return FigureOut(key, title, caption, buf.getvalue(), no_data, files, drawn, data.task)
+
+
+# ---- setups side by side -------------------------------------------------------------------------
+
+def _setups_ax(title: str, cmp, data: ReportData, tall: bool = False):
+    plt = _plt()
+    n = len(cmp.shared() or cmp.models)
+    size = (SIZE_IN[0], max(SIZE_IN[1], 1.2 + 0.18 * n * len(cmp.setups))) if tall else SIZE_IN
+    fig, ax = plt.subplots(figsize=size, dpi=DPI)
+    ax.set_title(f"{title}\n{len(cmp.setups)} setups, batch {cmp.batch_size}, {data.generated}", fontsize=10)
+    ax.grid(True, alpha=0.3, which="both")
+    return fig, ax
+
+
+def _setup_colors(cmp) -> dict[str, tuple]:
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10"]
+    return {s.name: cmap(i % 10) for i, s in enumerate(cmp.setups)}
+
+
+def setups_bars(cmp, data: ReportData, metric: str, scale: float, xlabel: str, title: str, how: str):
+    """Per model, one bar per setup (horizontal, log axis: setups may differ by orders of magnitude)."""
+    models = cmp.shared() or cmp.models
+    if not any(cmp.value(m, s, metric) is not None for m in models for s in cmp.setups):
+        return NoData(how)
+    fig, ax = _setups_ax(title, cmp, data, tall=True)
+    colors = _setup_colors(cmp)
+    h = 0.8 / len(cmp.setups)
+    for k, s in enumerate(cmp.setups):
+        ys, xs = [], []
+        for i, m in enumerate(models):
+            v = cmp.value(m, s, metric)
+            if v is not None and v > 0:
+                ys.append(i + (k - (len(cmp.setups) - 1) / 2) * h)
+                xs.append(v * scale)
+        if xs:
+            ax.barh(ys, xs, height=h * 0.9, color=colors[s.name], label=s.name)
+    ax.set_yticks(range(len(models)), [cmp.names[m] for m in models], fontsize=8)
+    ax.invert_yaxis()
+    _log(ax, "x")
+    ax.set_xlabel(xlabel)
+    ax.legend(fontsize=7, loc="best")
+    return fig
+
+
+def setups_ops_time(cmp, data: ReportData):
+    """Time per image against GMACs, one colour per setup, each with its least-squares line."""
+    fig, ax = _setups_ax("GMACs vs time per image, per setup", cmp, data)
+    colors = _setup_colors(cmp)
+    drawn = False
+    for s in cmp.setups:
+        pts = [(v["gmacs_per_item"], v["latency_per_item_s"] * 1e3, cmp.names[m]) for m in cmp.models
+               for v in [cmp.values.get((m, s.name))] if v and "latency_per_item_s" in v and v["gmacs_per_item"] == v["gmacs_per_item"]]
+        if not pts:
+            continue
+        drawn = True
+        x, y, names = zip(*pts)
+        label = s.name
+        f = cmp.fits.get(s.name)
+        if f is not None:
+            xs = [0.0, max(x) * 1.05]
+            ax.plot(xs, [1e3 * (f["intercept"] + f["slope"] * v) for v in xs], "--", color=colors[s.name], alpha=0.8,
+                    gid=f"{s.name} fit")
+            label += (f": {1e3 * f['intercept']:.3g} ms + {1e3 * f['slope']:.3g} ms/GMAC, R² "
+                      + ("n/a" if f.get("r2") is None else f"{f['r2']:.2f}"))
+        ax.scatter(x, y, color=colors[s.name], edgecolors="k", label=label, gid=s.name)
+        _label_points(ax, x, y, names, 6)
+    if not drawn:
+        import matplotlib.pyplot as plt
+
         plt.close(fig)
-        outs.append(FigureOut(key, title, caption, buf.getvalue(), no_data, files, drawn, data.task))
+        return NoData("no setup has time and MACs for its models at this batch size: profile the models "
+                      "(`dnnbench study MODELS --metrics profile`) into this store")
+    ax.set_xlabel(f"GMACs per {data.unit}")
+    ax.set_ylabel(f"time per {data.unit} (ms, median)")
+    ax.set_xlim(left=0)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def render_setups(cmp, data: ReportData, out_dir: Path | None = None) -> list[FigureOut]:
+    """The "Setups compared" figures of ``cmp`` (analysis.setups.Comparison): time, memory and energy per model
+    across setups, and operations->time per setup with their fits."""
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    b = cmp.batch_size
+    specs = [
+        ("setups_time", "Time per image, per model and setup", "latency_per_item_s", 1e3,
+         "time per image (ms, median, log)", "no setup measured time"),
+        ("setups_memory", "Memory, per model and setup", "memory_total_bytes", 1 / 2**20,
+         "memory total (MiB, log): CPU peak RSS of the process, GPU CUDA peak allocated",
+         "no setup measured memory: run the study with --metrics time,memory"),
+        ("setups_energy", "Energy per image, per model and setup", "energy_per_item_j", 1e3,
+         "energy per image (mJ, log; idle included, over each sensor's own domains)",
+         "no setup measured energy: run the study with --metrics time,memory,power where a sensor works "
+         "(`dnnbench sensors`)"),
+    ]
+    outs = []
+    for key, title, metric, scale, xlabel, how in specs:
+        res = setups_bars(cmp, data, metric, scale, xlabel, title, how)
+        caption = (f"Each setup's own measurement at batch {b} (never predicted); a missing bar: that setup did "
+                   "not measure the model at this batch size (the table says why).")
+        outs.append(_save(key, title, caption, res, data, out_dir))
+    caption = (f"Time per image at batch {b} against operations, one colour per setup, with each setup's "
+               "least-squares line (intercept, slope, R²): the slope is the setup's time per GMAC.")
+    outs.append(_save("setups_ops_time", "GMACs vs time per image, per setup", caption, setups_ops_time(cmp, data),
+                      data, out_dir))
     return outs

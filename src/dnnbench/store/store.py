@@ -511,49 +511,62 @@ class Store:
         ``replace``: the stored cell with the same id (if any) is deleted in the same transaction that stores
         the new one, so an interruption leaves the old cell in place (``study --force``, an error retried).
         """
-        from dnnbench.core.view import metrics
-
         if isinstance(cell, CellRow):
             study = study or cell.study
             cell = cell.to_record()
-        rec = cell
+        try:
+            with self.engine.begin() as conn:
+                return self._write(conn, cell, study, replace)
+        except sa.exc.IntegrityError:
+            # another process stored the same cell between our check and our insert
+            return False
+
+    def put_many(self, records: "Iterable[CellRecord]", study: str | None = None, replace: bool = False) -> int:
+        """Store ``records`` in ONE transaction: all of them or none (an import). How many were stored (the
+        others were stored already and not ``replace``d)."""
+        try:
+            with self.engine.begin() as conn:
+                return sum(self._write(conn, rec, study, replace) for rec in records)
+        except sa.exc.IntegrityError as exc:
+            raise StoreError(f"nothing was stored in {self.where}", "another process stored some of the same "
+                             "cells at the same time", "run the command again (it skips what is stored)") from exc
+
+    def _write(self, conn: sa.Connection, rec: "CellRecord", study: str | None, replace: bool) -> bool:
+        """Write one record inside the caller's transaction. False if stored already and not ``replace``."""
+        from dnnbench.core.view import metrics
+
         doc = rec.to_dict()
         cid = doc["cell_id"]
         spec = rec.spec
         view = metrics(rec)
         fingerprint = rec.fingerprint or "unknown"
         t = schema
-        try:
-            with self.engine.begin() as conn:
-                old = conn.execute(sa.select(t.runs.c.id).where(t.runs.c.cell_id == cid)).first()
-                if old is not None:
-                    if not replace:
-                        return False
-                    conn.execute(t.metrics.delete().where(t.metrics.c.run_id == old[0]))
-                    conn.execute(t.runs.delete().where(t.runs.c.id == old[0]))
-                if not conn.execute(sa.select(t.environments.c.fingerprint)
-                                    .where(t.environments.c.fingerprint == fingerprint)).first():
-                    conn.execute(t.environments.insert().values(
-                        fingerprint=fingerprint, info=rec.environment, first_seen=datetime.now(timezone.utc)))
-                run_id = conn.execute(t.runs.insert().values(
-                    cell_id=cid, fingerprint=fingerprint, study=study, model_ref=rec.model,
-                    weights=_weights(rec), input_shape=_input_shape(rec),
-                    runtime=spec.get("runtime", "eager"), device=spec.get("device", "meta"),
-                    precision=spec.get("precision", "fp32"), threads=spec.get("threads"),
-                    batch_size=rec.batch_size, metric_group=group_of(rec), config=spec, status=rec.status,
-                    message=rec.message or None, warnings=doc["warnings"], started_at=_when(rec.started_at),
-                    finished_at=_when(rec.finished_at), tool_version=rec.tool_version or __version__, record=doc,
-                    hostname=rec.environment.get("hostname"),
-                )).inserted_primary_key[0]
-                names = set(view.values) | set(view.notes)
-                if names:  # the derived metric columns, for queries; the record is the truth
-                    conn.execute(t.metrics.insert(), [
-                        {"run_id": run_id, "name": n, "value": view.values.get(n), "note": view.notes.get(n)}
-                        for n in sorted(names)])
-                conn.execute(t.claims.delete().where(t.claims.c.cell_id == cid))
-        except sa.exc.IntegrityError:
-            # another process stored the same cell between our check and our insert
-            return False
+        old = conn.execute(sa.select(t.runs.c.id).where(t.runs.c.cell_id == cid)).first()
+        if old is not None:
+            if not replace:
+                return False
+            conn.execute(t.metrics.delete().where(t.metrics.c.run_id == old[0]))
+            conn.execute(t.runs.delete().where(t.runs.c.id == old[0]))
+        if not conn.execute(sa.select(t.environments.c.fingerprint)
+                            .where(t.environments.c.fingerprint == fingerprint)).first():
+            conn.execute(t.environments.insert().values(
+                fingerprint=fingerprint, info=rec.environment, first_seen=datetime.now(timezone.utc)))
+        run_id = conn.execute(t.runs.insert().values(
+            cell_id=cid, fingerprint=fingerprint, study=study, model_ref=rec.model,
+            weights=_weights(rec), input_shape=_input_shape(rec),
+            runtime=spec.get("runtime", "eager"), device=spec.get("device", "meta"),
+            precision=spec.get("precision", "fp32"), threads=spec.get("threads"),
+            batch_size=rec.batch_size, metric_group=group_of(rec), config=spec, status=rec.status,
+            message=rec.message or None, warnings=doc["warnings"], started_at=_when(rec.started_at),
+            finished_at=_when(rec.finished_at), tool_version=rec.tool_version or __version__, record=doc,
+            hostname=rec.environment.get("hostname"),
+        )).inserted_primary_key[0]
+        names = set(view.values) | set(view.notes)
+        if names:  # the derived metric columns, for queries; the record is the truth
+            conn.execute(t.metrics.insert(), [
+                {"run_id": run_id, "name": n, "value": view.values.get(n), "note": view.notes.get(n)}
+                for n in sorted(names)])
+        conn.execute(t.claims.delete().where(t.claims.c.cell_id == cid))
         return True
 
     # -- leases: a cell being measured is claimed, so that concurrent studies measure it once ----------
@@ -689,10 +702,12 @@ def records_frame(rows, pd=None):
             "input_shape": _input_shape(rec), "runtime": spec.get("runtime", "eager"),
             "device": spec.get("device", "meta"), "precision": spec.get("precision", "fp32"),
             "threads": spec.get("threads"), "batch_size": rec.batch_size, "metric_group": group_of(rec),
-            "kind": rec.kind, "status": rec.status, "message": rec.message or None,
+            "kind": rec.kind, "provenance": spec.get("provenance", "measured"), "status": rec.status,
+            "message": rec.message or None,
             "warnings": [w.to_dict() for w in rec.warnings], "started_at": _when(rec.started_at),
             "finished_at": _when(rec.finished_at), "tool_version": rec.tool_version, "fingerprint": rec.fingerprint,
             "cpu_model": env.get("cpu_model"), "gpu_name": env.get("gpu_name"), "hostname": env.get("hostname"),
+            "device_name": spec.get("device_name") or env.get("device_name"),  # imported devices: their name
             "unavailable": dict(view.notes),
             **{n: float("nan") for n in view.notes if n not in view.values},  # a column, NULL with its reason
             **view.values,

@@ -25,9 +25,9 @@ def value(c, metric: str) -> str:
 
 def _verdict(res, c):
     if res.best is not None and c is res.best:
-        return Text("best", style="bold green") + (" · Pareto" if c.model_ref in res.pareto else "")
+        return Text("best", style="bold green") + (" · Pareto" if c.key in res.pareto else "")
     if c.feasible:
-        return "fits" + (" · Pareto" if c.model_ref in res.pareto else "")
+        return "fits" + (" · Pareto" if c.key in res.pareto else "")
     parts = []
     for v in c.violations:
         if v.excess is None:
@@ -42,6 +42,8 @@ def _verdict(res, c):
 
 def pick(res) -> None:
     where = f"on {res.setup.label}" if res.setup else "(nothing measured on a device: published figures only)"
+    if res.any_setup:
+        where = f"over {len(res.setups)} setups (--setup any)"
     cons = ", ".join(c.given for c in res.constraints) or "none"
     out.print(f"pick at batch {res.batch_size} {where}; objective: {res.objective}; constraints: {cons}")
     from dnnbench.analysis.tables import task_metric
@@ -60,6 +62,8 @@ def pick(res) -> None:
     cols += [(m, m) for m in dict.fromkeys(extra)]
     t = Table(title_justify="left")
     t.add_column("model")
+    if res.any_setup:
+        t.add_column("setup")
     for head, _ in cols:
         t.add_column(head, justify="right")
     t.add_column("verdict")
@@ -68,8 +72,8 @@ def pick(res) -> None:
         src = c.values.get(quality)
         if src is not None and src.source not in ("measured", "predicted"):
             top1 += f" ({src.source})"
-        t.add_row(c.model, top1, *[value(c, m) for _, m in cols[1:]], _verdict(res, c),
-                  style=None if c.feasible else "dim")
+        t.add_row(c.model, *([c.setup.name if c.setup else "-"] if res.any_setup else []), top1,
+                  *[value(c, m) for _, m in cols[1:]], _verdict(res, c), style=None if c.feasible else "dim")
     out.print(t)
     if res.best is not None:
         b = res.best
@@ -77,7 +81,9 @@ def pick(res) -> None:
                                                            ("throughput", "throughput_items_per_s"),
                                                            ("memory", "memory_total_bytes"))
                  if b.get(m) is not None]
-        out.print(f"best: {b.model} — " + ", ".join(shown))
+        on = (f" on {b.setup.name} ({b.setup.device}, {b.setup.runtime} {b.setup.precision}, machine "
+              f"{b.setup.fingerprint[:12]})") if b.setup is not None else ""
+        out.print(f"best: {b.model}{on} — " + ", ".join(shown))
     else:
         out.print("no model meets every constraint.")
         for bnd in res.binding[:3]:
@@ -86,7 +92,7 @@ def pick(res) -> None:
                       + (f"; relaxing it alone would admit {', '.join(a.removeprefix('torchvision:') for a in alone)}"
                          if alone else ""))
         if res.closest:
-            out.print("  closest: " + ", ".join(c.model for c in res.closest))
+            out.print("  closest: " + ", ".join(c.model + (f" on {c.setup.name}" if c.setup else "") for c in res.closest))
     if res.pareto:
         out.print(f"Pareto set ({', '.join(res.pareto_axes)}): "
                   + ", ".join(p.removeprefix("torchvision:") for p in res.pareto))
