@@ -756,12 +756,19 @@ def import_file(path: str, device_name: str, *, store: str | None = None, fmt: s
         raise InputError(f"--threads {threads!r} is not allowed", "a device runs at least one thread",
                          "use --threads 1 or more, or leave it out when unknown")
     opts = Options(device_name=device_name, model=model, batch_size=batch_size, runtime=runtime,
-                   precision=precision, threads=threads, device=device)
+                   precision=precision, threads=threads, device=device, resolve=_known_bare_name)
     found, records = import_records(path, opts, fmt)  # everything is read and checked before the store opens
     with open_store(store) as st:
         check_writable(st)
         stored = st.put_many(records, study=study, replace=replace)
         return ImportResult(path, found, device_name.strip(), records, stored, st.where)
+
+
+def _known_bare_name(name: str) -> str | None:
+    """``torchvision:NAME`` when NAME is a torchvision model (as `dnnbench bench NAME` reads it), else None."""
+    from dnnbench.sources import torchvision_models
+
+    return f"torchvision:{name}" if name in torchvision_models.catalogue() else None
 
 
 __all__ += ["write_output", "write_error", "import_file", "ImportResult"]
