@@ -198,7 +198,6 @@ def setups(df: pd.DataFrame) -> list[Setup]:
         for threads, gt in g.groupby(g["_threads"].map(lambda t: -1 if _threads(t) is None else int(t))):
             started = pd.to_datetime(gt["started_at"], errors="coerce", utc=True) if "started_at" in gt else None
             date = started.max().date().isoformat() if started is not None and started.notna().any() else ""
-            first = gt.iloc[0]
             studies = {v for v in gt["study"]} if "study" in gt.columns else {None}
             out.append(Setup(str(key[0]), str(key[1]), str(key[2]), str(key[3]), None if threads == -1 else int(threads),
                              _first_text(gt, "cpu_model"), _first_text(gt, "gpu_name"), date,

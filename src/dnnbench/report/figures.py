@@ -641,8 +641,11 @@ def setups_ops_time(cmp, data: ReportData):
     colors = _setup_colors(cmp)
     drawn = False
     for s in cmp.setups:
-        pts = [(v["gmacs_per_item"], v["latency_per_item_s"] * 1e3, cmp.names[m]) for m in cmp.models
-               for v in [cmp.values.get((m, s.name))] if v and "latency_per_item_s" in v and v["gmacs_per_item"] == v["gmacs_per_item"]]
+        pts = []
+        for m in cmp.models:
+            v = cmp.values.get((m, s.name)) or {}
+            if "latency_per_item_s" in v and math.isfinite(v.get("gmacs_per_item", math.nan)):
+                pts.append((v["gmacs_per_item"], v["latency_per_item_s"] * 1e3, cmp.names[m]))
         if not pts:
             continue
         drawn = True

@@ -337,8 +337,60 @@ leave-one-out error (the median error made predicting each measured model from t
 """
 
 
+def _setups_section(data: ReportData, cmp, figs: list[FigureOut], per_setup: dict[str, list[Finding]]) -> str:
+    """Setups side by side: a table (models x setups), the per-setup figures and findings; one line with one setup."""
+    from dnnbench.analysis.setups import METRICS, bench_setups
+
+    if cmp is None:
+        have = bench_setups(data.df)
+        if not have:
+            return "<p>Not shown: nothing was measured on a device yet, so there are no setups to compare.</p>"
+        return (f"<p>Not shown: this store holds bench cells of one setup only ({escape(have[0].name)}); measure the "
+                "same models on another machine, device, runtime or precision (or <code>dnnbench import</code> a "
+                "device's figures) into this store to compare setups.</p>")
+    setups_list = "".join(
+        f"<li><strong>{escape(s.name)}</strong> — {escape(s.label)}; machine <code>{escape(s.fingerprint[:16])}</code>"
+        + (f", host {escape(s.hostname)}" if s.hostname else "") + (", imported" if s.imported else "")
+        + (f", study <code>{escape(s.study)}</code>" if s.study else "")
+        + f"; {s.cells} ok bench cells, newest {escape(s.date or '-')}</li>" for s in cmp.setups)
+    fmt = {"latency_per_item_s": u.seconds, "memory_total_bytes": u.mib, "energy_per_item_j": u.joules}
+    head1 = ('<th class="l" rowspan="2">model</th><th rowspan="2">quality</th>'
+             + "".join(f'<th colspan="{len(METRICS)}">{escape(s.name)}</th>' for s in cmp.setups))
+    head2 = "".join(f"<th>{escape(label)}</th>" for _ in cmp.setups for _, label in METRICS)
+    rows = []
+    for m in cmp.models:
+        q, metric, source = cmp.quality.get(m, (None, "top1", "unknown"))
+        qtext = "-" if q is None else (f"{u.pct(q)}" if metric != "epe" else f"{q:.3g} px")
+        label = {"top1": "top-1"}.get(metric, metric)
+        cells = [_td(cmp.names[m], left=True), _td("-" if q is None else f"{label} {qtext} ({source})", q)]
+        for s in cmp.setups:
+            v = cmp.values.get((m, s.name))
+            if v is None:
+                why = cmp.missing.get((m, s.name), "not measured")
+                cells.append(f'<td class="l muted" colspan="{len(METRICS)}">{escape(why)}</td>')
+                continue
+            for metric_name, _ in METRICS:
+                x = v.get(metric_name)
+                cells.append(_td(fmt[metric_name](x) if x is not None else "-", x))
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    table = (f'<div class="scroll"><table class="runtimes" id="table-setups"><thead><tr>{head1}</tr><tr>{head2}</tr>'
+             f'</thead><tbody>{"".join(rows)}</tbody></table></div>')
+    finds = []
+    for i, s in enumerate(cmp.setups):
+        cards = "".join(_finding(f).replace(f'id="finding-{escape(f.key)}"', f'id="setup{i}-finding-{escape(f.key)}"', 1)
+                        for f in per_setup.get(s.name, []))
+        finds.append(f'<details{" open" if i < 2 else ""}><summary><strong>{escape(s.name)}</strong></summary>'
+                     f"{cards}</details>")
+    return (f"<p>{len(cmp.setups)} setups have bench cells. Each figure is that setup's own measurement at batch "
+            f"{cmp.batch_size}, never predicted; quality belongs to the weights (measured with "
+            "<code>dnnbench accuracy</code> or published), so it is one figure per model.</p>"
+            f"<ul>{setups_list}</ul>{table}"
+            f'<div class="figs">{"".join(_figure(g) for g in figs)}</div>'
+            f"<h3>Findings per setup</h3>{''.join(finds)}")
+
+
 def page(data: ReportData, figures: list[FigureOut], found: list[Finding], envs: dict[str, dict],
-         warnings: list[dict], store_where: str, version: str) -> str:
+         warnings: list[dict], store_where: str, version: str, setups_part: tuple = (None, [], {})) -> str:
     from dnnbench.analysis.tables import setups
 
     s = data.setup
@@ -350,7 +402,8 @@ def page(data: ReportData, figures: list[FigureOut], found: list[Finding], envs:
                   if s else "Nothing was measured on a device yet: only the static profile is shown."))
     if len(all_setups) > 1:
         others = "; ".join(escape(o.label) for o in all_setups[1:])
-        summary += f" Other setups in the store (in the results table and the ops→time finding): {others}."
+        summary += (f" Other setups in the store (side by side under <a href=\"#setups-compared\">Setups compared</a>, "
+                    f"and in the results table): {others}.")
     no_data = [f for f in figures if f.no_data]
     title = f"dnnbench report — {escape(data.subtitle)}"
     body = f"""<!DOCTYPE html>
@@ -361,7 +414,7 @@ def page(data: ReportData, figures: list[FigureOut], found: list[Finding], envs:
 <p class="muted">{escape(data.subtitle)} · store <code>{escape(store_where)}</code> · generated {escape(data.generated)}
 by dnnbench {escape(version)}</p>
 <nav><a href="#findings">Findings</a><a href="#figures">Figures</a><a href="#results">Results</a>
-<a href="#runtimes">Runtimes and precisions</a>
+<a href="#setups-compared">Setups compared</a><a href="#runtimes">Runtimes and precisions</a>
 <a href="#environment">Environment</a><a href="#warnings-section">Noise warnings</a><a href="#methods">How this was measured</a></nav>
 <p>{summary}</p>
 <h2 id="findings">Findings</h2>
@@ -373,6 +426,9 @@ PNG and SVG copies are in the <code>figures/</code> folder next to this file.</p
 <h2 id="results">Results</h2>
 <p class="muted">Click a column header to sort. Values in SI, shown in convenient units.</p>
 {_results_table(data)}
+<section id="setups-compared"><h2>Setups compared</h2>
+{_setups_section(data, *setups_part)}
+</section>
 <h2 id="runtimes">Runtimes and precisions</h2>
 {_runtimes_section(data.df)}
 <h2 id="environment">Environment</h2>
