@@ -702,7 +702,9 @@ def pick(store: str | None = None, budget: "Budget | None" = None, **constraints
     none fits. ``budget``: a ``Budget``, or its fields as keywords (which override its values): batch_size,
     the budgets in the CLI's units (max_latency_ms, min_throughput in images/s, max_memory_mb in MiB,
     max_energy_mj per image, max_power_w, min_top1 as a fraction or percent), where, objective, device,
-    min_map (box mAP) and min_miou (fractions or percent; only that task's models are then candidates), task."""
+    min_map (box mAP) and min_miou (fractions or percent; only that task's models are then candidates), task,
+    setup ("any": every stored setup's models are candidates and the answer names model and setup; or one
+    setup's readable name or fingerprint prefix; None: the setup with most cells on ``device``)."""
     from dnnbench.analysis.pick import Budget, pick as pick_frame
 
     budget = Budget.of(budget, **constraints)  # contradictions are refused before the store is read
