@@ -18,7 +18,8 @@ from dnnbench.core.errors import DatasetError, DnnbenchError, InputError
 from dnnbench.core.specs import LoadedModel
 from dnnbench.core.version import __version__
 from dnnbench.evaluate import imagedata
-from dnnbench.evaluate.imagedata import MAX_LISTED, ImageFiles, collate, decode, default_transform, timed_batches
+from dnnbench.evaluate.imagedata import (MAX_LISTED, ImageFiles, collate, default_transform, first_preprocessed,
+                                         timed_batches)
 
 TOP_K = 5
 DATA_WAIT_WARN = 0.2  # waiting this share of the wall time for images means loading held inference back
@@ -50,36 +51,24 @@ def logits_of(output) -> torch.Tensor:
 
 def _probe(module: torch.nn.Module, samples, transform, device: str) -> tuple[int, list[int]]:
     """Run the first decodable image through transform and model: (number of outputs, its input shape)."""
-    for path, _ in samples[:64]:
-        img, _why = decode(path)
-        if img is None:
-            continue
-        try:
-            x = transform(img)
-        except DnnbenchError:  # already one line with what/why/fix (a source's stand-in for a transform it lacks)
-            raise
-        except Exception as exc:
-            raise InputError(f"the preprocessing transform failed on {path}", f"{type(exc).__name__}: {str(exc)[:160]}",
-                             "fix the model's preprocess transform") from exc
-        if not isinstance(x, torch.Tensor) or x.dim() != 3:
-            raise InputError("the preprocessing transform must return a CxHxW tensor",
-                             f"it returned {type(x).__name__}" + (f" of shape {list(x.shape)}" if isinstance(x, torch.Tensor) else ""),
-                             "return one image tensor per PIL image")
-        try:
-            with torch.inference_mode():
-                out = logits_of(module(x.unsqueeze(0).to(device)))
-        except InputError:
-            raise
-        except Exception as exc:
-            raise InputError(f"the model rejected a preprocessed image of shape {list(x.shape)}",
-                             f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}",
-                             "give the model a preprocess transform that produces its input size") from exc
-        if out.dim() != 2:
-            raise InputError(f"the model returned scores of shape {list(out.shape)}",
-                             "accuracy needs (batch, classes) scores", "make the model return a logits tensor")
-        return int(out.shape[1]), list(x.shape)
-    raise DatasetError(f"none of the first {min(64, len(samples))} images could be decoded",
-                       "they are not readable image files", "check that --data holds JPEG/PNG images")
+    found = first_preprocessed([path for path, _ in samples], transform)
+    if found is None:
+        raise DatasetError(f"none of the first {min(64, len(samples))} images could be decoded",
+                           "they are not readable image files", "check that --data holds JPEG/PNG images")
+    _, x = found
+    try:
+        with torch.inference_mode():
+            out = logits_of(module(x.unsqueeze(0).to(device)))
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"the model rejected a preprocessed image of shape {list(x.shape)}",
+                         f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}",
+                         "give the model a preprocess transform that produces its input size") from exc
+    if out.dim() != 2:
+        raise InputError(f"the model returned scores of shape {list(out.shape)}",
+                         "accuracy needs (batch, classes) scores", "make the model return a logits tensor")
+    return int(out.shape[1]), list(x.shape)
 
 
 def measure(loaded: LoadedModel, data_dir: str, config: AccuracyConfig, *, weights: str | None = None,

@@ -30,7 +30,8 @@ from dnnbench.core.errors import DatasetError, DnnbenchError, InputError
 from dnnbench.core.optional import require
 from dnnbench.core.specs import LoadedModel
 from dnnbench.core.version import __version__
-from dnnbench.evaluate.imagedata import MAX_LISTED, decode, describe_transform, is_image, timed_batches
+from dnnbench.evaluate.imagedata import (MAX_LISTED, decode, describe_transform, first_preprocessed, is_image,
+                                         timed_batches)
 
 COCO_STAT_NAMES = ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large",
                    "ar1", "ar10", "ar100", "ar_small", "ar_medium", "ar_large")
@@ -233,22 +234,7 @@ def _keep(items):
 
 
 def _check_transform(files, transform) -> None:
-    for _, path in files[:64]:
-        img, _ = decode(path)
-        if img is None:
-            continue
-        try:
-            x = transform(img)
-        except DnnbenchError:
-            raise
-        except Exception as exc:
-            raise InputError(f"the preprocessing transform failed on {path}", f"{type(exc).__name__}: {str(exc)[:160]}",
-                             "fix the model's preprocess transform") from exc
-        if not isinstance(x, torch.Tensor) or x.dim() != 3:
-            raise InputError("the preprocessing transform must return a CxHxW tensor",
-                             f"it returned {type(x).__name__}" + (f" of shape {list(x.shape)}" if isinstance(x, torch.Tensor) else ""),
-                             "return one image tensor per PIL image")
-        return
+    first_preprocessed([path for _, path in files], transform)  # a broken transform fails here, in one line
 
 
 def default_detection_transform():

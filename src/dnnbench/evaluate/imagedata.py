@@ -27,7 +27,7 @@ from importlib import resources
 
 import torch
 
-from dnnbench.core.errors import DatasetError, InputError
+from dnnbench.core.errors import DatasetError, DnnbenchError, InputError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -371,3 +371,26 @@ def timed_batches(loader):
             raise InputError("preprocessing the images failed", f"{type(exc).__name__}: {first_line(exc)}",
                              "fix the model's preprocess transform") from exc
         yield batch, time.perf_counter() - t0
+
+
+def first_preprocessed(paths, transform, first: int = 64):
+    """(path, tensor) of the first of ``paths[:first]`` that decodes, after ``transform``; None if none decodes.
+
+    A transform that fails, or returns anything but one CxHxW tensor, is one InputError naming the file."""
+    for path in paths[:first]:
+        img, _why = decode(path)
+        if img is None:
+            continue
+        try:
+            x = transform(img)
+        except DnnbenchError:  # already one line with what/why/fix (a source's stand-in for a transform it lacks)
+            raise
+        except Exception as exc:
+            raise InputError(f"the preprocessing transform failed on {path}", f"{type(exc).__name__}: {str(exc)[:160]}",
+                             "fix the model's preprocess transform") from exc
+        if not isinstance(x, torch.Tensor) or x.dim() != 3:
+            raise InputError("the preprocessing transform must return a CxHxW tensor",
+                             f"it returned {type(x).__name__}" + (f" of shape {list(x.shape)}" if isinstance(x, torch.Tensor) else ""),
+                             "return one image tensor per PIL image")
+        return path, x
+    return None
