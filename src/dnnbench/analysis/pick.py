@@ -9,7 +9,9 @@ Constraint semantics (SI units inside; the CLI converts):
 - latency = ``latency_median_s``: the median time to run one batch of ``batch_size`` (what a caller waits);
 - throughput = ``throughput_items_per_s`` = batch_size / latency;
 - memory = ``memory_total_bytes`` (process peak RSS on CPU, CUDA allocator peak on GPU);
-- energy = ``energy_per_item_j`` (per image, over the sensor's domains, idle included); power = ``power_w``.
+- energy = ``energy_per_item_j`` (per image, over the sensor's domains, idle included); power = ``power_w``;
+- artifact = ``artifact_bytes``: the deployable file the setup's runtime and precision produce (the app's
+  download and storage cost), measured in the bench cell; never predicted.
 
 Constraints *contradict* when no model could meet them whatever was measured; those raise
 ``ConstraintError`` before the store is read: a budget of zero or less (latency, memory, energy, power,
@@ -52,6 +54,7 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "params": ("min", "", "parameters"),
     "macs_per_item": ("min", "MAC", "MACs per image"),
     "weight_bytes": ("min", "bytes", "weight size"),
+    "artifact_bytes": ("min", "bytes", "artifact size"),
     "box_map": ("max", "fraction", "box mAP"),
     "box_map50": ("max", "fraction", "box mAP@.5"),
     "mask_map": ("max", "fraction", "mask mAP"),
@@ -74,6 +77,7 @@ BUDGETS = {
     "min_map": ("box_map", ">=", 1.0),  # COCO box mAP@[.5:.95]
     "min_miou": ("miou", ">=", 1.0),
     "max_epe": ("epe", "<=", 1.0),  # optical flow end-point error, pixels
+    "max_artifact_mb": ("artifact_bytes", "<=", float(2**20)),  # the deployable file, MiB like --max-memory-mb
 }
 PARETO_AXES = (("top1", "max"), ("latency_per_item_s", "min"), ("memory_total_bytes", "min"), ("energy_per_item_j", "min"))
 PARETO_PAIRS = ("latency_per_item_s", "memory_total_bytes", "energy_per_item_j")
@@ -238,6 +242,7 @@ class Budget:
     task: str | None = None  # only models of this task (core.specs.TASKS); None: inferred from --min-map/--min-miou
     max_epe: float | None = None  # end-point error (optical flow), pixels
     setup: str | None = None  # "any": every setup's candidates (model x setup); a setup's name or fingerprint prefix
+    max_artifact_mb: float | None = None  # the deployable file's size (artifact_bytes), MiB
 
     def __post_init__(self) -> None:
         # a list stays frozen as a tuple; one clause given as a string is one clause, not its characters
@@ -428,6 +433,9 @@ def _candidate(ref: str, mrow: pd.Series | None, cell: pd.Series | None, df: pd.
         if c.status == "ok":
             for k, v in _measured(cell, numeric).items():
                 c.values.setdefault(k, v)
+            notes = cell.get("unavailable")
+            if "artifact_bytes" not in c.values and isinstance(notes, dict) and notes.get("artifact_bytes"):
+                c.values["artifact_bytes"] = Value(None, "unknown", note=str(notes["artifact_bytes"]))
             return c
     else:
         c.status = "not measured"
@@ -492,6 +500,15 @@ def _why_unknown(metric: str, cand: Candidate, cm: CostModel, setup: Setup | Non
         return "nothing was measured on any device: run `dnnbench study MODELS --quick` first"
     if cand.status not in ("ok", "not measured"):
         return f"its cell at batch {batch_size} ended with {cand.status}"
+    if metric == "artifact_bytes":  # measured by serialising the model in its bench cell; nothing predicts it
+        known = cand.values.get(metric)
+        if known is not None and known.note:
+            return known.note
+        if cand.status == "not measured":
+            return (f"not measured at batch {batch_size} on this setup: the artifact size comes from a bench "
+                    "cell (it is not predicted)")
+        return ("unavailable: its cell records no artifact size (measured by a dnnbench before artifact_bytes); "
+                "bench it again to record one")
     family = {"latency_median_s": "time", "latency_per_item_s": "time", "throughput_items_per_s": "time",
               "memory_total_bytes": "memory", "energy_per_item_j": "energy", "power_w": "power"}.get(metric)
     reason = cm.why.get(family or "", "") if family else "not measured"
@@ -560,6 +577,7 @@ def pick(df: pd.DataFrame, budget: Budget | None = None, *, store_where: str = "
     numeric = sorted({c for b in benches.values() for c in b.columns if c not in ("threads", "batch_size")
                       and pd.api.types.is_numeric_dtype(b[c])})
     known = set(numeric) | {c for c in models.columns if c not in ("model", "top1_source")}
+    known |= {metric for metric, _, _ in BUDGETS.values()}  # a budget no cell records yet is unknown per model, with why
     check_metric(objective, None, "objective")
     for con in constraints:
         check_metric(con.metric, known, "constraint metric")

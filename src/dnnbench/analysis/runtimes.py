@@ -1,6 +1,6 @@
 """Runtimes and precisions side by side: one model and batch size on one machine, device and thread count
 under each (runtime, precision) measured — time per image and the speed-up over eager fp32, memory, cold
-start and preparation, and the output-equivalence check against eager fp32.
+start and preparation, the deployable artifact's size, and the output-equivalence check against eager fp32.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ PRECISION_ORDER = ("fp32", "fp16", "bf16", "int8")
 REFERENCE = ("eager", "fp32")
 COLUMNS = ["model_ref", "model", "batch_size", "runtime", "precision", "status", "message", "latency_per_item_s",
            "speedup_vs_reference", "memory_total_bytes", "memory_model_bytes", "cold_start_s", "prepare_s",
-           "equivalence_max_abs_diff", "equivalence_top1_agreement"]
+           "artifact_bytes", "equivalence_max_abs_diff", "equivalence_top1_agreement"]
 
 
 def config_key(runtime: str, precision: str) -> tuple[int, int, str, str]:
@@ -83,6 +83,7 @@ def comparisons(df: pd.DataFrame) -> list[Comparison]:
             "memory_total_bytes": col(g, "cuda_peak_allocated_bytes" if gpu else "peak_rss_bytes"),
             "memory_model_bytes": col(g, "cuda_peak_allocated_bytes" if gpu else "rss_above_baseline_bytes"),
             "cold_start_s": col(g, "cold_start_s"), "prepare_s": col(g, "prepare_s"),
+            "artifact_bytes": col(g, "artifact_bytes"),
             "equivalence_max_abs_diff": col(g, "equivalence_max_abs_diff"),
             "equivalence_top1_agreement": col(g, "equivalence_top1_agreement"),
         })

@@ -63,6 +63,8 @@ def _write_text(text: str, output: str | None) -> None:
 @click.option("--min-throughput", type=float, default=None, metavar="IMAGES/S", help="Images per second (batch / latency).")
 @click.option("--max-memory-mb", type=float, default=None, metavar="MIB",
               help="Peak memory of the run in MiB (CPU: process peak RSS; GPU: CUDA peak allocated).")
+@click.option("--max-artifact-mb", type=float, default=None, metavar="MIB",
+              help="Size of the deployable file in MiB (state dict for eager/compile, .onnx for onnxruntime).")
 @click.option("--max-energy-mj", type=float, default=None, metavar="MJ", help="Energy per image in millijoules (idle included).")
 @click.option("--max-power-w", type=float, default=None, metavar="W", help="Mean power while running.")
 @click.option("--min-top1", type=float, default=None, metavar="FRACTION|%", help="Top-1: 0.7 or 70 (values above 1 are percent).")

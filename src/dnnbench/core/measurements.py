@@ -474,6 +474,10 @@ class RuntimeInfo:
     precision conversion. torch.compile compiles in its first call, which is the cell's ``cold_start_s``.
     ``prepare_peak_rss_bytes``: the process's peak RSS over building and preparing, when that peak was reset
     before timing (the cell's own peak then covers running only).
+    ``artifact_bytes``: the size of the deployable file this configuration produces (the serialised state dict
+    at the cell's precision for eager and compile, the ``.onnx`` file plus its external data for
+    onnxruntime), measured by serialising it once after timing; ``artifact_note`` says what was measured, or
+    why nothing was ("unavailable: ...").
     """
 
     runtime: str
@@ -483,6 +487,8 @@ class RuntimeInfo:
     notes: list[str] = field(default_factory=list)
     prepare_peak_rss_bytes: int | None = None
     equivalence: Equivalence | None = None
+    artifact_bytes: int | None = None
+    artifact_note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

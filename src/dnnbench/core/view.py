@@ -139,6 +139,11 @@ def _bench(record: CellRecord, v: _View) -> None:
         v.put("prepare_s", info.prepare_s, "unavailable: the runtime reported no preparation time")
         if info.prepare_peak_rss_bytes is not None:
             v.put("prepare_peak_rss_bytes", info.prepare_peak_rss_bytes)
+        # the deployable file's size (the app's download and storage cost): raw in runtime_info
+        v.put("artifact_bytes", info.artifact_bytes, info.artifact_note or
+              "unavailable: this cell was measured by a dnnbench that did not record the artifact size")
+        if info.artifact_bytes is not None and info.artifact_note:
+            v.note("artifact_bytes", info.artifact_note)
         eq = info.equivalence
         if eq is not None:  # every configuration but the reference (eager fp32) has one
             v.put("equivalence_max_abs_diff", eq.max_abs_diff, eq.unavailable.get("max_abs_diff"))

@@ -157,20 +157,20 @@ def _runtimes_section(df: pd.DataFrame) -> str:
     parts = []
     for comp in comps:
         head1 = '<th class="l" rowspan="2">model</th><th rowspan="2">batch</th>' + "".join(
-            f'<th colspan="4">{escape(config_label(*c))}</th>' for c in comp.configs)
-        head2 = "".join("<th>time / image</th><th>memory</th><th>cold start</th><th>vs eager fp32</th>"
-                        for _ in comp.configs)
+            f'<th colspan="5">{escape(config_label(*c))}</th>' for c in comp.configs)
+        head2 = "".join("<th>time / image</th><th>memory</th><th>artifact</th><th>cold start</th>"
+                        "<th>vs eager fp32</th>" for _ in comp.configs)
         rows = []
         for ref, model, b in comp.rows():
             cells = [_td(model, left=True), _td(b, b)]
             for rt, prec in comp.configs:
                 r = comp.cell(ref, b, rt, prec)
                 if r is None:
-                    cells += [_td("-")] * 4
+                    cells += [_td("-")] * 5
                     continue
                 if r["status"] != "ok":
                     msg = r["message"] if isinstance(r["message"], str) else ""
-                    cells.append(f'<td class="l status-{escape(r["status"])}" colspan="4" title="{escape(msg)}">'
+                    cells.append(f'<td class="l status-{escape(r["status"])}" colspan="5" title="{escape(msg)}">'
                                  f'{escape(r["status"])}: {escape(msg[:140])}</td>')
                     continue
                 t, sp = _num(r["latency_per_item_s"]), _num(r["speedup_vs_reference"])
@@ -178,6 +178,8 @@ def _runtimes_section(df: pd.DataFrame) -> str:
                 cells.append(_td(u.seconds(t) + ("" if reference or sp is None else f" ({sp:.2g}x)"), t))
                 mem = _num(r["memory_total_bytes"])
                 cells.append(_td(u.mib(mem), mem))
+                art = _num(r["artifact_bytes"])
+                cells.append(_td(u.mib(art, 2), art))
                 cold, prep = _num(r["cold_start_s"]), _num(r["prepare_s"])
                 cells.append(_td(u.seconds(cold) + (f" + {u.seconds(prep)} prep." if prep and prep >= 0.01 else ""),
                                  (cold or 0) + (prep or 0)))
@@ -196,7 +198,9 @@ def _runtimes_section(df: pd.DataFrame) -> str:
         "<p class=\"muted\">Time / image: median time of one batch / batch size, and in brackets eager fp32's time "
         "over this one's (above 1: faster). Memory: on CPU the worker's peak resident set while running (runtime "
         "included; one-off preparation such as export, compilation or quantization is recorded apart), on GPU the "
-        "CUDA allocator's peak. Cold start: the first call (torch.compile compiles in it), plus the preparation "
+        "CUDA allocator's peak. Artifact: the size of the deployable file the configuration produces, the app's "
+        "download and storage cost (eager and compile: the state dict at that precision as torch.save writes it; "
+        "onnxruntime: the .onnx file it runs, external data included). Cold start: the first call (torch.compile compiles in it), plus the preparation "
         "before it (export and session build, quantization, conversion). vs eager fp32: the largest |difference| "
         "between this configuration's outputs and eager fp32's on the same input, and the fraction of rows whose "
         "top-1 class agrees; with random weights the logits lie close together, so top-1 agreement is a "

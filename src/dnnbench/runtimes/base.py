@@ -76,6 +76,11 @@ class Prepared:
     cleanups: list[Callable[[], None]] = field(default_factory=list)
     prepare_peak_rss_bytes: int | None = None
     task: str = "classification"  # core.specs.TASKS: what the outputs are (logits, masks, boxes, flow)
+    # the deployable file's size, measured once after timing (before ``close`` removes temporary files):
+    # returns (bytes, what was measured); see ``state_dict_artifact`` and ``ort.onnx_artifact``
+    artifact: Callable[[], tuple[int, str]] | None = None
+    artifact_bytes: int | None = None
+    artifact_note: str = ""
 
     def after_prepare(self, rss) -> None:
         """Restart the memory peak after one-off preparation, keeping the preparation's own peak on record."""
@@ -89,6 +94,7 @@ class Prepared:
             # the first call ever is the cold start; the timing loop's own first call becomes a warm-up call
             timing = replace(timing, cold_start_s=self.first_call_s, warmup_s=[timing.cold_start_s, *timing.warmup_s],
                              wall_s=timing.wall_s + self.first_call_s)
+        self.measure_artifact()
         equivalence = None
         if self.reference is not None:
             try:
@@ -101,9 +107,23 @@ class Prepared:
         self.close()
         return timing, self.info(equivalence)
 
+    def measure_artifact(self) -> None:
+        """``artifact_bytes`` and ``artifact_note`` from ``artifact`` (outside every timed region); a failure is
+        said in the note, never a zero."""
+        if self.artifact_bytes is not None or self.artifact_note:
+            return
+        if self.artifact is None:
+            self.artifact_note = f"unavailable: the {self.runtime} runtime does not say what its deployable file is"
+            return
+        try:
+            self.artifact_bytes, self.artifact_note = self.artifact()
+        except Exception as exc:  # the size must not lose a measured cell
+            self.artifact_note = (f"unavailable: serialising the {self.runtime} {self.precision} artifact failed "
+                                  f"({type(exc).__name__}: {str(exc)[:200]})")
+
     def info(self, equivalence: Equivalence | None = None) -> RuntimeInfo:
         return RuntimeInfo(self.runtime, self.precision, self.prepare_s, dict(self.details), list(self.notes),
-                           self.prepare_peak_rss_bytes, equivalence)
+                           self.prepare_peak_rss_bytes, equivalence, self.artifact_bytes, self.artifact_note)
 
     def close(self) -> None:
         while self.cleanups:
@@ -137,6 +157,44 @@ class Runtime:
 
 
 RUNTIMES: Registry = Registry("runtime")
+
+
+# ---- the deployable artifact's size ---------------------------------------------------------------
+
+class _CountingWriter:
+    """A write-only file object that counts what is written to it: ``torch.save`` into it measures the
+    serialised size exactly, without holding the bytes in memory or on disk."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    def write(self, data) -> int:
+        n = memoryview(data).nbytes
+        self.bytes += n
+        return n
+
+    def flush(self) -> None:
+        pass
+
+
+def state_dict_bytes(module: torch.nn.Module) -> int:
+    """The exact size of ``torch.save(module.state_dict(), f)``: serialised, counted, not kept."""
+    import warnings
+
+    sink = _CountingWriter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # quantized tensors' deprecation notices
+        torch.save(module.state_dict(), sink)
+    return sink.bytes
+
+
+def state_dict_artifact(module: torch.nn.Module, precision: str, note: str = "") -> Callable[[], tuple[int, str]]:
+    """The artifact of a PyTorch configuration: the module's state dict at ``precision``, as torch.save writes it."""
+
+    def measure() -> tuple[int, str]:
+        return state_dict_bytes(module), (f"torch.save(state_dict) of the {precision} module" + note)
+
+    return measure
 
 
 def register(cls):

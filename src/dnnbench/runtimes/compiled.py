@@ -16,8 +16,8 @@ import torch
 
 from dnnbench.core.record import CellWarning
 from dnnbench.runtimes.base import (Availability, Context, Prepared, Runtime, eager_outputs, flat_outputs,
-                                            register)
-from dnnbench.runtimes.eager import torch_only, unsupported_torch
+                                            register, state_dict_artifact)
+from dnnbench.runtimes.eager import int8_note, torch_only, unsupported_torch
 from dnnbench.runtimes.precision import cast_inputs, convert_module
 
 CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
@@ -143,4 +143,7 @@ class Compiled(Runtime):
                                       "use --runtime eager for this model (e.g. int8 dynamic quantization does "
                                       "not compile)"))
         return Prepared(call, outputs, self.name, ctx.precision, reference=reference, first_call_s=first,
-                        restart_peak=True, details=details, notes=notes, warnings=warns, cleanups=[cleanup])
+                        restart_peak=True, details=details, notes=notes, warnings=warns, cleanups=[cleanup],
+                        artifact=state_dict_artifact(module, ctx.precision, int8_note(ctx.precision) + (
+                            "; torch.compile writes no deployable file of its own: an app ships this state dict "
+                            "and compiles again when it loads it")))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dnnbench.core.errors import InputError
-from dnnbench.runtimes.base import Context, Prepared, Runtime, eager_outputs, flat_outputs, register
+from dnnbench.runtimes.base import (Context, Prepared, Runtime, eager_outputs, flat_outputs, register,
+                                    state_dict_artifact)
 from dnnbench.runtimes.precision import cast_inputs, convert_module
 
 
@@ -40,4 +41,9 @@ class Eager(Runtime):
             return [t.float() if t.is_floating_point() else t for t in flat_outputs(call())]
 
         return Prepared(call, outputs, self.name, ctx.precision, reference=reference,
-                        restart_peak=reference is not None, details=details, notes=notes)
+                        restart_peak=reference is not None, details=details, notes=notes,
+                        artifact=state_dict_artifact(module, ctx.precision, int8_note(ctx.precision)))
+
+
+def int8_note(precision: str) -> str:
+    return " (nn.Linear weights packed as int8 by dynamic quantization)" if precision == "int8" else ""

@@ -87,6 +87,29 @@ def export(module, args, kwargs, path: str, n_outputs: int) -> dict:
                           "measure it with --runtime eager or compile, or export it yourself and bench onnx:FILE")
 
 
+def onnx_file_bytes(onnx, path: str) -> tuple[int, int]:
+    """(bytes of ``path``, bytes of the external data files its tensors name): what a deployment ships."""
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    size = os.path.getsize(path)
+    model = onnx.load(path, load_external_data=False)
+    base = os.path.dirname(os.path.abspath(path))
+    files = {os.path.normpath(os.path.join(base, ExternalDataInfo(t).location))
+             for t in _get_all_tensors(model) if uses_external_data(t)}
+    return size, sum(os.path.getsize(f) for f in files)
+
+
+def onnx_artifact(onnx, path: str, what: str):
+    """The artifact of an onnxruntime configuration: the ``.onnx`` file it runs, plus external data if any."""
+
+    def measure() -> tuple[int, str]:
+        size, external = onnx_file_bytes(onnx, path)
+        return size + external, (f"{what}: {os.path.basename(path)} on disk"
+                                 + (f" + {external} bytes of external data" if external else ""))
+
+    return measure
+
+
 def linear_nodes(model) -> list:
     """MatMul nodes whose second operand is a weight (an initializer, maybe transposed): the linear layers."""
     inits = {i.name for i in model.graph.initializer}
@@ -268,7 +291,17 @@ class OnnxRuntime(Runtime):
         call, outputs = _runner(sess, feed_tensors, device)
         return Prepared(call, outputs, self.name, ctx.precision, reference=reference, reference_name=reference_name,
                         releases_module=True, restart_peak=reference is not None or file is None,
-                        details=details, notes=notes, cleanups=cleanups)
+                        details=details, notes=notes, cleanups=cleanups,
+                        artifact=onnx_artifact(onnx, path, _artifact_what(file is not None, ctx.precision)))
+
+
+def _artifact_what(given: bool, precision: str) -> str:
+    source = "the ONNX file as given" if given else "the exported ONNX graph"
+    if precision == "int8":
+        return f"{source}, dynamically quantized (int8 linear weights)"
+    if precision == "fp16":
+        return f"{source}, converted to float16"
+    return source
 
 
 def _numpy_feed(sess, tensors: dict) -> dict:

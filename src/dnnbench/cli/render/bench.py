@@ -173,6 +173,11 @@ def runtime_lines(run) -> None:
     for c in ok:
         eq = c.equivalence
         line = f"batch {c.batch_size}: prepared in {u.seconds(c.prepare_s)}"
+        ri = c.runtime_info
+        if ri.artifact_bytes is not None:
+            line += f"; artifact {u.iec_bytes(ri.artifact_bytes)} ({ri.artifact_bytes} bytes: {ri.artifact_note})"
+        elif ri.artifact_note:
+            line += f"; artifact size {ri.artifact_note}"
         if eq is not None and eq.compared:
             line += f"; compared {eq.compared}"
         if eq is not None:
@@ -190,7 +195,7 @@ def runtime_comparison(runs) -> None:
     t = Table(title=f"{runs[0].model} on {runs[0].device}, {runs[0].threads} threads — runtimes and precisions "
                     "side by side", title_justify="left")
     for c in ("batch", "runtime", "precision", "status", "median", "per item", "speed-up", "cold start",
-              "prepare", "peak RSS", "RSS above base", "max |diff|", "top-1 agree"):
+              "prepare", "peak RSS", "RSS above base", "artifact", "max |diff|", "top-1 agree"):
         t.add_column(c, justify="left" if c in ("runtime", "precision", "status") else "right")
     # the reference: eager fp32, or for an ONNX file its fp32 session (the runs without an equivalence check)
     ref_run = next((r for r in runs if (r.runtime, r.precision) == ("eager", "fp32")), None) or next(
@@ -211,9 +216,11 @@ def runtime_comparison(runs) -> None:
                       u.seconds(c.latency_per_item_s), speed if c is not base else "1 (reference)",
                       u.seconds(c.cold_start_s), u.seconds(c.prepare_s), u.iec_bytes(c.peak_rss_bytes),
                       u.iec_bytes(c.rss_above_baseline_bytes),
+                      u.iec_bytes(c.runtime_info.artifact_bytes if c.runtime_info else None),
                       f"{eq.max_abs_diff:.3g}" if eq and eq.max_abs_diff is not None else "-",
                       f"{100 * eq.top1_agreement:.1f} %" if eq and eq.top1_agreement is not None else "-")
     out.print(t)
     name = f"{ref_run.runtime} {ref_run.precision}" if ref_run else "the reference"
     out.print(f"speed-up: {name}'s median time over this one's (above 1: faster). max |diff| and top-1 agreement "
-              f"compare the outputs with {name}'s on the same input.")
+              f"compare the outputs with {name}'s on the same input. artifact: the deployable file's size "
+              f"(eager/compile: the state dict as torch.save writes it; onnxruntime: the .onnx file it runs).")
