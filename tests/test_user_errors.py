@@ -300,3 +300,17 @@ def test_write_output_full_disk_names_the_cause(tmp_path, monkeypatch):
 def test_unknown_device_on_pick_and_report(store, command):
     line = one_line_error(run(command, "--store", store, "--device", "tpu"), "unknown device 'tpu'")
     assert "dnnbench study" not in line
+
+
+def test_input_size_resizes_every_image_of_a_pair_and_every_frame_of_a_clip_and_refuses_tokens():
+    from dnnbench.core.specs import InputSpec, TensorSpec
+
+    pair = InputSpec((TensorSpec((3, 512, 512)), TensorSpec((3, 512, 512))))
+    assert pair.with_image_size(128, 96).shapes(2) == [[2, 3, 128, 96], [2, 3, 128, 96]]
+    clip = InputSpec((TensorSpec((3, 16, 112, 112)),))
+    assert clip.with_image_size(64, 64).shapes(1) == [[1, 3, 16, 64, 64]]
+    images = InputSpec((TensorSpec((3, 800, 800)),), as_list=True)
+    assert images.with_image_size(320, 320).as_list
+    tokens = InputSpec((TensorSpec((128,), torch.int64, 1000),))
+    with pytest.raises(InputError, match="inputs are images or clips"):
+        tokens.with_image_size(224, 224)

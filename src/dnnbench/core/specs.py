@@ -46,15 +46,22 @@ class InputSpec:
     def is_single_image(self) -> bool:
         return len(self.tensors) == 1 and len(self.tensors[0].shape) == 3 and self.tensors[0].dtype.is_floating_point
 
+    @property
+    def is_images(self) -> bool:
+        """Every input is an image or a clip (float, (C, H, W) or (C, T, H, W)): an image, a list of images,
+        a video clip, an image pair (optical flow)."""
+        return bool(self.tensors) and all(t.dtype.is_floating_point and len(t.shape) in (3, 4) for t in self.tensors)
+
     def with_image_size(self, height: int, width: int) -> "InputSpec":
-        if not self.is_single_image:
+        """The same inputs at ``height`` x ``width`` pixels (every image of a pair, every frame of a clip)."""
+        if not self.is_images:
             raise InputError(
-                "--input-size applies only to models with one image input",
+                "--input-size applies only to models whose inputs are images or clips",
                 "this model takes " + ", ".join(str(list(t.shape)) for t in self.tensors),
-                "leave --input-size out; the model's factory defines its inputs",
+                "leave --input-size out; the model's source defines its inputs",
             )
-        c = self.tensors[0].shape[0]
-        return InputSpec((TensorSpec((c, height, width)),), as_list=self.as_list)
+        tensors = tuple(TensorSpec((*t.shape[:-2], height, width), t.dtype, t.high) for t in self.tensors)
+        return InputSpec(tensors, self.names, as_list=self.as_list)
 
     def shapes(self, batch_size: int) -> list[list[int]]:
         return [[batch_size, *t.shape] for t in self.tensors]
