@@ -743,27 +743,30 @@ class ImportResult:
         return len(self.records) - self.stored
 
 
-def import_file(path: str, device_name: str, *, store: str | None = None, fmt: str = "auto",
-                model: str | None = None, batch_size: int | None = None, runtime: str | None = None,
-                precision: str | None = None, threads: int | None = None, device: str = "cpu",
-                replace: bool = False, study: str | None = None) -> ImportResult:
+def import_file(path: str, options: "Options | None" = None, *, store: str | None = None, fmt: str = "auto",
+                replace: bool = False, study: str | None = None, **settings) -> ImportResult:
     """Read latencies measured on another device by its own tool (``dnnbench.store.imported``) into the
-    store as that device's cells, all in one transaction: a bad file is one line and stores nothing."""
+    store as that device's cells, all in one transaction: a bad file is one line and stores nothing.
+
+    What the file may not say (``device_name``, which is required, ``model``, ``batch_size``, ``runtime``,
+    ``precision``, ``threads``, ``device``) comes as an ``imported.Options`` or as keywords of the same names."""
+    import dataclasses
+
+    from dnnbench.core.config import with_options
     from dnnbench.store import check_writable, open_store
     from dnnbench.store.imported import Options, import_records
 
-    if batch_size is not None:
-        check_batch_size(batch_size)
-    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
-        raise InputError(f"--threads {threads!r} is not allowed", "a device runs at least one thread",
-                         "use --threads 1 or more, or leave it out when unknown")
-    opts = Options(device_name=device_name, model=model, batch_size=batch_size, runtime=runtime,
-                   precision=precision, threads=threads, device=device, resolve=_known_bare_name)
+    if options is None and "device_name" not in settings:
+        raise InputError("no device name given", "imported cells are that device's own setup",
+                         "pass --device-name NAME (e.g. \"Pixel 8\")")
+    opts = with_options(Options, options, settings, "import_file")
+    if opts.resolve is None:
+        opts = dataclasses.replace(opts, resolve=_known_bare_name)
     found, records = import_records(path, opts, fmt)  # everything is read and checked before the store opens
     with open_store(store) as st:
         check_writable(st)
         stored = st.put_many(records, study=study, replace=replace)
-        return ImportResult(path, found, device_name.strip(), records, stored, st.where)
+        return ImportResult(path, found, opts.device_name.strip(), records, stored, st.where)
 
 
 def _known_bare_name(name: str) -> str | None:

@@ -31,8 +31,8 @@ def import_(file, device_name, source, model, batch_size, runtime, precision, th
     from dnnbench import api
     from dnnbench.core.view import metrics
 
-    res = api.import_file(file, device_name, store=store, fmt=source, model=model, batch_size=batch_size,
-                          runtime=runtime, precision=precision, threads=threads, device=device, replace=replace)
+    res = api.import_file(file, store=store, fmt=source, replace=replace, device_name=device_name, model=model,
+                          batch_size=batch_size, runtime=runtime, precision=precision, threads=threads, device=device)
     if fmt == "json":
         dump({"file": res.path, "format": res.format, "device_name": res.device_name, "store": res.where,
               "stored": res.stored, "skipped": res.skipped,

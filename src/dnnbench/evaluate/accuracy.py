@@ -18,21 +18,12 @@ from dnnbench.core.errors import DatasetError, DnnbenchError, InputError
 from dnnbench.core.specs import LoadedModel
 from dnnbench.core.version import __version__
 from dnnbench.evaluate import imagedata
-from dnnbench.evaluate.imagedata import (MAX_LISTED, ImageFiles, collate, default_transform, first_preprocessed,
-                                         timed_batches)
+from dnnbench.evaluate.imagedata import (MAX_LISTED, ImageFiles, collate, default_transform, default_workers,
+                                         first_preprocessed, timed_batches)
 
 TOP_K = 5
 DATA_WAIT_WARN = 0.2  # waiting this share of the wall time for images means loading held inference back
 Progress = Callable[[int, int, int, float], None]  # (files done, files total, images scored, elapsed s)
-
-
-def default_workers() -> int:
-    """One decoding worker per CPU the process may use, at most 8."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(8, cpus))
 
 
 def logits_of(output) -> torch.Tensor:

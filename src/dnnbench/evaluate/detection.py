@@ -313,7 +313,7 @@ def bootstrap_map(ev, resamples: int, seed: int) -> tuple[list[float], list[floa
 def measure_detection(loaded: LoadedModel, data_dir: str, config: AccuracyConfig, *, weights: str | None = None,
                       notes: list[str] | None = None, on_progress=None) -> DetectionAccuracy:
     """Box mAP of ``loaded`` on the images of ``config.annotations`` found under ``data_dir``."""
-    from dnnbench.evaluate.accuracy import default_workers
+    from dnnbench.evaluate.imagedata import default_workers
 
     notes = list(notes or [])
     limit, device, seed = config.limit, config.device, config.seed

@@ -394,3 +394,12 @@ def first_preprocessed(paths, transform, first: int = 64):
                              "return one image tensor per PIL image")
         return path, x
     return None
+
+
+def default_workers() -> int:
+    """One decoding worker per CPU the process may use, at most 8."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(8, cpus))

@@ -187,7 +187,7 @@ def measure_segmentation(loaded: LoadedModel, data_dir: str, config: AccuracyCon
     """mIoU and pixel accuracy of ``loaded`` on the images under ``data_dir`` and their masks."""
     import numpy as np
 
-    from dnnbench.evaluate.accuracy import default_workers
+    from dnnbench.evaluate.imagedata import default_workers
 
     notes = list(notes or [])
     limit, device, seed = config.limit, config.device, config.seed

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
-from dnnbench.core.errors import InputError
+from dnnbench.core.errors import InputError, check_batch_size
 from dnnbench.core.record import CellRecord, now_iso
 from dnnbench.core.version import __version__
 
@@ -66,6 +66,14 @@ class Options:
     # names the caller knows as models of a source (a bare "mobilenet_v2" -> "torchvision:mobilenet_v2"), so the
     # device's cells meet this machine's; None: only names with an explicit source ("timm:...") are references
     resolve: object = None
+
+    def __post_init__(self):
+        if self.batch_size is not None:
+            check_batch_size(self.batch_size)
+        t = self.threads
+        if t is not None and (not isinstance(t, int) or isinstance(t, bool) or t < 1):
+            raise InputError(f"--threads {t!r} is not allowed", "a device runs at least one thread",
+                             "use --threads 1 or more, or leave it out when unknown")
 
 
 @dataclass
