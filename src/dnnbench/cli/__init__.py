@@ -19,6 +19,7 @@ from dnnbench.cli import profile as _profile
 from dnnbench.cli import results as _results
 from dnnbench.cli import study as _study
 from dnnbench.cli.output import Command, err, fail, out
+from dnnbench.core import interrupts
 from dnnbench.core.errors import DnnbenchError
 from dnnbench.core.version import __version__
 
@@ -41,30 +42,23 @@ for _cmd in (_profile.profile, _profile.models, _accuracy.accuracy, _host.runtim
     cli.add_command(_cmd)
 
 
-def _sigterm_as_interrupt() -> None:
-    """`kill PID` stops a command as Ctrl-C does: finished cells kept and said, claims released."""
-    import signal
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread (an embedding application): leave its handlers alone
-        pass
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one line per user mistake, a non-zero exit, never a traceback."""
-    _sigterm_as_interrupt()
+    interrupts.install()  # `kill PID` stops a command as Ctrl-C does: finished cells kept and said, claims released
     try:
         cli.main(args=argv, prog_name="dnnbench", standalone_mode=False)
+        if interrupts.requested():  # a library caught the KeyboardInterrupt and the command ran on: still a stop
+            raise KeyboardInterrupt
     except DnnbenchError as exc:
         fail(exc.one_line(), exc.exit_code)
     except click.UsageError as exc:
         hint = f" Run `{exc.ctx.command_path} --help`." if exc.ctx else ""
         fail(f"{exc.format_message().rstrip('.')}.{hint}", 2)
     except (click.Abort, KeyboardInterrupt):
+        # An interrupt that passed through exec/eval of a string (namedtuple, dataclass creation during a lazy
+        # import) leaves CPython's "unhandled KeyboardInterrupt" flag set, and the process would then die by
+        # SIGINT instead of exiting 130; running any string through exec clears that flag.
+        exec("pass")
         fail("interrupted; results measured so far are kept.", 130)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
