@@ -12,7 +12,7 @@ import pandas as pd
 from dnnbench.analysis.tables import _bench_rows, _text, _threads, col, short_name
 
 RUNTIME_ORDER = ("eager", "compile", "onnxruntime")
-PRECISION_ORDER = ("fp32", "fp16", "bf16", "int8")
+PRECISION_ORDER = ("fp32", "fp16", "bf16", "int8", "int8-dynamic")
 REFERENCE = ("eager", "fp32")
 COLUMNS = ["model_ref", "model", "batch_size", "runtime", "precision", "status", "message", "latency_per_item_s",
            "speedup_vs_reference", "memory_total_bytes", "memory_model_bytes", "cold_start_s", "prepare_s",

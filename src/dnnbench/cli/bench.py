@@ -32,7 +32,7 @@ from dnnbench.cli.render import bench as render
               help="When no sensor measures, report a labelled estimate from this TDP in watts.")
 @click.option("--runtime", default=None, metavar="eager|compile|onnxruntime|all",
               help="What runs the model; a comma list or all compares them [default: eager; onnxruntime for onnx:].")
-@click.option("--precision", default="fp32", show_default=True, metavar="fp32|fp16|bf16|int8|all",
+@click.option("--precision", default="fp32", show_default=True, metavar="fp32|fp16|bf16|int8|int8-dynamic|all",
               help="Numeric precision; a comma list or all. Non-reference runs are checked against eager fp32.")
 @click.option("--processes", type=PROCESSES, default=None, metavar="N",
               help="Worker processes per cell, each sampling a share of the cap when calls are fast enough "

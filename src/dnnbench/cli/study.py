@@ -39,7 +39,7 @@ from dnnbench.cli.render import study as render
               help="When no sensor measures, store a labelled estimate from this TDP in watts.")
 @click.option("--runtime", "runtimes", default=None, metavar="eager|compile|onnxruntime|all",
               help="Runtimes to measure, a comma list or all [default: eager; onnxruntime for onnx: models].")
-@click.option("--precision", "precisions", default=None, metavar="fp32|fp16|bf16|int8|all",
+@click.option("--precision", "precisions", default=None, metavar="fp32|fp16|bf16|int8|int8-dynamic|all",
               help="Precisions to measure, a comma list or all [default: fp32].")
 @form_option()
 def study(models, store, **settings):

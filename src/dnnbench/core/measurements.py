@@ -20,8 +20,10 @@ from dnnbench.core.record import CellRecord, CellWarning, now_iso
 from dnnbench.core.stats import MIN_BLOCK_SAMPLES, min_samples_for_quantile, summarize
 
 STATUSES = ("ok", "oom", "error", "skipped", "interrupted")
-RUNTIMES = ("eager", "compile", "onnxruntime")  # what runs one batch (measure/runtimes registers each)
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+RUNTIMES = ("eager", "compile", "onnxruntime", "executorch", "openvino")  # what runs one batch (measure/runtimes registers each)
+# int8: static quantization calibrated on sample inputs, convolutions included (each runtime its own way);
+# int8-dynamic: weights of the linear layers int8, activations quantized per batch at run time
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int8-dynamic")
 REFERENCE = ("eager", "fp32")  # the configuration every other one is checked against
 
 
@@ -164,6 +166,10 @@ class CellSpec:
     machine: str = ""  # the fingerprint of the machine it runs on: the same spec elsewhere is another cell
     task: str = "classification"  # core.specs.TASKS; in the spec's dict only when not classification
     form: str = "train"  # "deploy": BatchNorm folded, re-param blocks fused; in the spec's dict only when deploy
+    # static int8's calibration inputs: a folder of images (through the model's own preprocessing), "" = generated
+    # batches (with a warning); and how many images/batches (0 = the default). In the spec's dict only for int8.
+    calibration: str = ""
+    calibration_count: int = 0
 
     @property
     def item_unit(self) -> str:
@@ -182,6 +188,8 @@ class CellSpec:
             del d["task"]
         if d["form"] == "train":  # likewise every cell of the model as built
             del d["form"]
+        if self.precision != "int8" or (not self.calibration and not self.calibration_count):
+            del d["calibration"], d["calibration_count"]
         return d
 
     @property

@@ -122,7 +122,7 @@ def run_cell(spec: CellSpec, get_model: Loader, progress: Progress | None = None
         if progress:
             progress("preparing", 0, 0.0, None)
         # the runtime's callable for one batch (eager: the module itself), after export/compile/quantization
-        run = runtimes.prepare(spec, module, args, kwargs, device, owns_module=isolated)
+        run = runtimes.prepare(spec, module, args, kwargs, device, owns_module=isolated, lm=lm)
         if run.releases_module and isolated:
             lm = module = None  # the runtime holds its own weights (ONNX Runtime): the torch copy leaves memory
         run.after_prepare(rss)  # one-off preparation leaves the running peak (its own peak is kept)

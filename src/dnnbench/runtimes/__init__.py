@@ -13,7 +13,7 @@ import time
 
 from dnnbench.core.errors import InputError
 from dnnbench.core.measurements import CellSpec, CellWarning
-from dnnbench.runtimes import compiled, eager, ort  # noqa: F401  (each registers itself)
+from dnnbench.runtimes import compiled, eager, et, ort, ov  # noqa: F401  (each registers itself)
 from dnnbench.runtimes import precision as precisions
 from dnnbench.runtimes.base import RUNTIMES, Availability, Context, Prepared, Runtime, compare
 
@@ -46,7 +46,7 @@ def import_libraries(spec: CellSpec) -> None:
     get(spec.runtime).import_libraries()
 
 
-def prepare(spec: CellSpec, module, args: tuple, kwargs: dict, device, owns_module: bool) -> Prepared:
+def prepare(spec: CellSpec, module, args: tuple, kwargs: dict, device, owns_module: bool, lm=None) -> Prepared:
     """Prepare ``module`` to run one batch of ``args``/``kwargs`` under the cell's runtime and precision.
 
     Raises what preparation raises (an export failure is a ModelBuildError with the exporter's reason):
@@ -55,9 +55,19 @@ def prepare(spec: CellSpec, module, args: tuple, kwargs: dict, device, owns_modu
     rt = get(spec.runtime)
     ctx = Context(module, args, kwargs, device, spec.runtime, spec.precision, spec.threads, spec.batch_size,
                   spec.model, owns_module)
+    calibration_warning = None
+    if spec.precision == "int8":  # static int8: the quantizer observes these (``lm``: the model's preprocessing)
+        from dnnbench.runtimes import calibration
+
+        ctx.calibration, ctx.calibration_source, calibration_warning = calibration.for_cell(
+            spec, lm, args, kwargs, device)
     t0 = time.perf_counter()
     prepared = rt.prepare(ctx)
     prepared.prepare_s = time.perf_counter() - t0 - (prepared.first_call_s or 0.0)
+    if ctx.calibration_source:
+        prepared.details.setdefault("calibration", ctx.calibration_source)
+    if calibration_warning is not None:
+        prepared.warnings.append(calibration_warning)
     prepared.details.setdefault("threads", spec.threads)
     prepared.task = spec.task  # what the equivalence check compares depends on it (logits, masks, boxes)
     sup = precisions.support(spec.precision, spec.device)

@@ -54,6 +54,10 @@ class Context:
     batch_size: int
     model: str  # the reference, for messages
     owns_module: bool  # True in an isolated worker: the module may be changed in place
+    # static int8 only: batches to calibrate on, each (args, kwargs) shaped like ``args``/``kwargs`` and on the
+    # device, and where they came from (said in the cell's details); see runtimes.calibration
+    calibration: list[tuple[tuple, dict]] | None = None
+    calibration_source: str = ""
 
 
 @dataclass
@@ -81,6 +85,11 @@ class Prepared:
     artifact: Callable[[], tuple[int, str]] | None = None
     artifact_bytes: int | None = None
     artifact_note: str = ""
+    # ``dnnbench export``: write the deployable file(s) into a folder, return their paths (None: cannot)
+    save: Callable[[str], list[str]] | None = None
+    # accuracy per configuration: run NEW inputs (args, kwargs) of the prepared shapes, return the flat outputs as
+    # CPU tensors (floating ones as float32); None: this runtime cannot take other inputs once prepared
+    run: Callable[[tuple, dict], list[torch.Tensor]] | None = None
 
     def after_prepare(self, rss) -> None:
         """Restart the memory peak after one-off preparation, keeping the preparation's own peak on record."""
@@ -138,7 +147,7 @@ class Runtime:
 
     name = ""
     description = ""
-    precisions: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")
+    precisions: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8-dynamic")
 
     def availability(self, device: str = "cpu") -> Availability:
         return Availability(self.name, True)

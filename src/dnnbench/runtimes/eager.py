@@ -15,8 +15,9 @@ def torch_only(ctx: Context) -> None:
 
 
 def unsupported_torch(precision: str, device: str) -> str | None:
-    if precision == "int8" and device.startswith("cuda"):
-        return "PyTorch dynamic quantization (int8) runs on the CPU only; use --runtime onnxruntime for int8 on CUDA"
+    if precision == "int8-dynamic" and device.startswith("cuda"):
+        return ("PyTorch dynamic quantization (int8-dynamic) runs on the CPU only; use --runtime onnxruntime for "
+                "int8-dynamic on CUDA")
     return None
 
 
@@ -46,4 +47,4 @@ class Eager(Runtime):
 
 
 def int8_note(precision: str) -> str:
-    return " (nn.Linear weights packed as int8 by dynamic quantization)" if precision == "int8" else ""
+    return " (nn.Linear weights packed as int8 by dynamic quantization)" if precision == "int8-dynamic" else ""

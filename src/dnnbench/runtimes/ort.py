@@ -9,7 +9,7 @@ Session: ``intra_op_num_threads`` = the cell's thread count (as ``torch.set_num_
 ``inter_op_num_threads`` = 1, sequential execution, every graph optimisation. Execution providers: CPU on
 ``--device cpu``; on CUDA, TensorRT (when present) then CUDA, with inputs bound on the GPU (IOBinding), so
 no host copy is timed. Precisions: fp16 converts the graph with ONNX Runtime's float16 converter, keeping
-fp32 inputs and outputs; int8 is ``onnxruntime.quantization.quantize_dynamic`` of the linear layers' weights
+fp32 inputs and outputs; int8-dynamic is ``onnxruntime.quantization.quantize_dynamic`` of the linear layers' weights
 (MatMul with a weight operand; Gemm is rewritten as MatMul + Add first, since ONNX Runtime has no dynamic
 integer Gemm) — the same scope as PyTorch's dynamic quantization, so that both
 runtimes' int8 mean the same thing; convolutions stay fp32. bf16 has no ONNX Runtime kernels and is refused.
@@ -193,7 +193,7 @@ def convert_fp16(onnx, path: str, out: str) -> dict:
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
     description = "ONNX Runtime InferenceSession on the exported graph"
-    precisions = ("fp32", "fp16", "int8")
+    precisions = ("fp32", "fp16", "int8-dynamic")
 
     def availability(self, device: str = "cpu") -> Availability:
         for mod in ("onnxruntime", "onnx"):
@@ -270,11 +270,11 @@ class OnnxRuntime(Runtime):
                 details["export_s"] = time.perf_counter() - t0
                 feed_tensors = {f"input_{i}": a for i, a in enumerate(ctx.args)}
                 feed_tensors.update(ctx.kwargs)
-            if ctx.precision == "int8":
+            if ctx.precision == "int8-dynamic":
                 out = os.path.join(tmp, "model.int8.onnx")
                 details.update(quantize_int8(onnx, path, out))
                 path = out
-                notes.append(f"int8: ONNX Runtime dynamic quantization of {details['quantized']}; convolutions "
+                notes.append(f"int8-dynamic: ONNX Runtime dynamic quantization of {details['quantized']}; convolutions "
                              "and all other nodes stay fp32")
             elif ctx.precision == "fp16":
                 out = os.path.join(tmp, "model.fp16.onnx")
@@ -297,7 +297,7 @@ class OnnxRuntime(Runtime):
 
 def _artifact_what(given: bool, precision: str) -> str:
     source = "the ONNX file as given" if given else "the exported ONNX graph"
-    if precision == "int8":
+    if precision == "int8-dynamic":
         return f"{source}, dynamically quantized (int8 linear weights)"
     if precision == "fp16":
         return f"{source}, converted to float16"

@@ -4,7 +4,7 @@ fp32 is the reference. bf16 is native on x86 CPUs with AVX-512 BF16 or AMX-BF16 
 /proc/cpuinfo) and on Arm with the BF16 extension; elsewhere oneDNN emulates it through fp32 and it is usually
 slower than fp32. fp16 is native with AVX-512 FP16 or AMX-FP16 (x86) or Arm's half-precision arithmetic;
 elsewhere many CPU kernels are missing or slow — the cell then errors with the kernel's message, or runs
-slowly with a warning. int8 is PyTorch dynamic quantization (CPU only) or ONNX Runtime's; it is native only
+slowly with a warning. int8 (static, calibrated) and int8-dynamic (linear layers) are each runtime's own; it is native only
 where the CPU has integer SIMD its kernels use (``int8_isa``): fbgemm (PyTorch's x86 engine) needs AVX2 at least
 and is fastest with AVX-512 VNNI / AVX-VNNI, as is ONNX Runtime's MLAS; on Arm, qnnpack/MLAS use NEON and the
 dot-product extension. That fbgemm is compiled into torch says nothing about the CPU it runs on.
@@ -141,7 +141,7 @@ def support(precision: str, device: str = "cpu", flags: frozenset[str] | None = 
                                   "where PyTorch/ONNX Runtime have fp16 CPU kernels, through conversions, usually far "
                                   "slower than fp32; a missing kernel fails the cell with its message")
         return Support(precision, True, native, note)
-    if precision == "int8":
+    if precision in ("int8", "int8-dynamic"):
         # Compiled-in engines (fbgemm, qnnpack are in every x86 build) say nothing about this CPU: its ISA decides.
         isa = int8_isa(flags, arch)
         if isa.level == "avx2":
@@ -179,7 +179,7 @@ def convert_module(module: torch.nn.Module, precision: str, owns_module: bool) -
     """The module in ``precision`` for eager/compiled PyTorch: (module, details, notes).
 
     fp16/bf16: parameters and buffers cast (in place when the cell owns the module, else on a copy).
-    int8: ``torch.ao.quantization.quantize_dynamic`` on ``nn.Linear`` (weights int8, activations quantized per
+    int8-dynamic: ``torch.ao.quantization.quantize_dynamic`` on ``nn.Linear`` (weights int8, activations quantized per
     batch at run time); convolutions and every other layer stay fp32.
     """
     if precision == "fp32":
@@ -187,16 +187,16 @@ def convert_module(module: torch.nn.Module, precision: str, owns_module: bool) -
     if precision in ("fp16", "bf16"):
         m = module if owns_module else copy.deepcopy(module)
         return m.to(DTYPES[precision]), {"conversion": f"module.to({DTYPES[precision]})"}, []
-    if precision == "int8":
+    if precision == "int8-dynamic":
         import warnings
 
         from dnnbench.core.errors import UnavailableError
 
         dev = next((p.device for p in module.parameters()), torch.device("cpu"))
         if dev.type != "cpu":
-            raise UnavailableError("--precision int8 with PyTorch runs on the CPU only",
+            raise UnavailableError("--precision int8-dynamic with PyTorch runs on the CPU only",
                                    "torch.ao dynamic quantization has no CUDA kernels",
-                                   "use --runtime onnxruntime --precision int8, or --device cpu")
+                                   "use --runtime onnxruntime --precision int8-dynamic, or --device cpu")
         linear = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
         total = sum(p.numel() for p in module.parameters()) or 1
         quantized = sum(m.weight.numel() for m in linear)
@@ -205,7 +205,7 @@ def convert_module(module: torch.nn.Module, precision: str, owns_module: bool) -
             q = torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8, inplace=False)
         details = {"conversion": "torch.ao.quantization.quantize_dynamic({nn.Linear}, qint8)",
                    "quantized_layers": len(linear), "quantized_params_fraction": quantized / total}
-        notes = [f"int8: dynamic quantization of the {len(linear)} nn.Linear layers ({100 * quantized / total:.1f} % "
+        notes = [f"int8-dynamic: dynamic quantization of the {len(linear)} nn.Linear layers ({100 * quantized / total:.1f} % "
                  "of the parameters); convolutions and all other layers stay fp32"]
         return q, details, notes
     raise ValueError(precision)

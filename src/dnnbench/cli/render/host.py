@@ -10,7 +10,7 @@ from dnnbench.core import units as u
 
 def runtimes(rows: list[dict], device: str) -> None:
     t = Table(title=f"runtimes on {device}", title_justify="left")
-    for c in ("runtime", "available", "fp32", "fp16", "bf16", "int8", "why not / details"):
+    for c in ("runtime", "available", "fp32", "fp16", "bf16", "int8", "int8-dynamic", "why not / details"):
         t.add_column(c)
     for r in rows:
         marks = [("yes" if v["native"] else "emulated") if v["runs"] else "no" for v in r["precisions"].values()]

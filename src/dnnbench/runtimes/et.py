@@ -1,0 +1,1 @@
+"""ExecuTorch (XNNPACK): placeholder, being written."""

@@ -1,0 +1,1 @@
+"""OpenVINO: placeholder, being written."""
