@@ -23,7 +23,9 @@ from typing import Any
 from dnnbench.core.errors import DnnbenchError
 from dnnbench.core.version import __version__
 
-RECORD_SCHEMA = 1  # bump (and teach from_dict the old shape) whenever the document's meaning changes
+RECORD_SCHEMA = 2  # bump (and teach from_dict the old shape) whenever the document's meaning changes
+# schema 2: precision "int8" means static int8 (calibrated, convolutions included); schema 1's "int8" was dynamic
+# quantization of the linear layers, read as "int8-dynamic" (``rename_dynamic_int8``)
 KINDS = ("profile", "bench", "accuracy", "legacy")  # legacy: a cell migrated from a pre-record store
 STATUSES = ("ok", "oom", "error", "skipped", "interrupted")
 
@@ -130,6 +132,9 @@ class CellRecord:
             raise RecordError(f"a result record has schema {schema!r}",
                               f"this dnnbench {__version__} reads records up to schema {RECORD_SCHEMA}",
                               "upgrade dnnbench: pip install -U dnnbench")
+        if schema < 2:
+            d = rename_dynamic_int8(d)
+            schema = d.get("schema", schema)
         if d.get("kind") not in KINDS:
             raise RecordError(f"a result record has kind {d.get('kind')!r}", f"kinds are {', '.join(KINDS)}",
                               "check that the document is a dnnbench result record")
@@ -146,3 +151,22 @@ class CellRecord:
     @staticmethod
     def from_json(text: str) -> "CellRecord":
         return CellRecord.from_dict(json.loads(text))
+
+
+def rename_dynamic_int8(doc: dict[str, Any]) -> dict[str, Any]:
+    """A schema-1 record document whose precision was "int8" (dynamic, linear layers only) as "int8-dynamic":
+    its spec, its runtime info and its cell_id; any other document unchanged. Used by ``from_dict`` and by the
+    store's migration 0003."""
+    spec = doc.get("spec") or {}
+    if spec.get("precision") != "int8":
+        return doc
+    doc = dict(doc)
+    doc["schema"] = 2
+    doc["spec"] = {**spec, "precision": "int8-dynamic"}
+    result = doc.get("result")
+    if isinstance(result, dict) and isinstance(result.get("runtime_info"), dict) \
+            and result["runtime_info"].get("precision") == "int8":
+        doc["result"] = {**result, "runtime_info": {**result["runtime_info"], "precision": "int8-dynamic"}}
+    if "cell_id" in doc:
+        doc["cell_id"] = digest(doc["spec"])
+    return doc

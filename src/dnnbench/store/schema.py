@@ -1,4 +1,4 @@
-"""Tables of the results store (revision 0002). Changing them means adding an Alembic migration in migrations/versions."""
+"""Tables of the results store (revision 0003). Changing them means adding an Alembic migration in migrations/versions."""
 
 from __future__ import annotations
 
