@@ -67,7 +67,7 @@ def test_eager_fp32_artifact_is_the_serialised_state_dict_and_fp16_is_smaller():
 
 
 def test_int8_dynamic_eager_packs_the_linear_weights():
-    int8 = _cell("eager", "int8")
+    int8 = _cell("eager", "int8-dynamic")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         q = torch.ao.quantization.quantize_dynamic(_tiny(), {nn.Linear}, dtype=torch.qint8)
@@ -88,7 +88,7 @@ def test_onnxruntime_artifact_is_the_exported_file(tmp_path):
     # the same graph and weight shapes: equal but for the exporter's per-run names and metadata
     assert abs(got - direct) <= 256, (got, direct)
     assert "model.onnx on disk" in cell.runtime_info.artifact_note
-    int8 = _cell("onnxruntime", "int8")
+    int8 = _cell("onnxruntime", "int8-dynamic")
     assert "quantized" in int8.runtime_info.artifact_note and int8.runtime_info.artifact_bytes > 0
 
 

@@ -77,7 +77,7 @@ def test_record_is_frozen_and_versioned():
     rec = _cell().to_record()
     with pytest.raises(Exception):
         rec.status = "error"
-    assert rec.to_dict()["schema"] == 1
+    assert rec.to_dict()["schema"] == 2
     with pytest.raises(RecordError, match="schema 99"):
         CellRecord.from_dict({**rec.to_dict(), "schema": 99})
     assert BenchCell.from_record(CellRecord.from_json(rec.to_json())).to_record() == rec

@@ -25,7 +25,7 @@ MISSING_ORT = "onnxruntime is needed for --runtime onnxruntime: pip install 'dnn
 # ---- registry, availability, precisions ----------------------------------------------------------------------
 
 def test_registry_and_availability_here():
-    assert runtimes.RUNTIMES.names() == ["compile", "eager", "onnxruntime"]
+    assert runtimes.RUNTIMES.names() == ["compile", "eager", "executorch", "onnxruntime", "openvino"]
     for name in ("eager", "compile", "onnxruntime"):
         a = runtimes.availability(name, "cpu")
         assert a.ok, a  # this machine has gcc and the onnx extra
@@ -61,8 +61,10 @@ def test_missing_extra_is_one_line_naming_it(monkeypatch, capsys):
 
 def test_combinations_that_cannot_run_are_left_out_with_why():
     configs, left = api.runtime_configs("resnet18", "all", "all")
-    assert ("onnxruntime", "bf16") not in configs and ("eager", "bf16") in configs and ("compile", "int8") in configs
-    assert [label for label, _ in left] == ["onnxruntime bf16"] and "bfloat16" in left[0][1]
+    assert ("onnxruntime", "bf16") not in configs and ("eager", "bf16") in configs and ("compile", "int8-dynamic") in configs
+    ours = [(label, why) for label, why in left if label.split()[0] in ("eager", "compile", "onnxruntime")]
+    assert [label for label, _ in ours] == ["compile int8", "onnxruntime bf16"] and "bfloat16" in ours[1][1]
+    assert "PT2E" in ours[0][1]  # static int8 under compile is left out with why
     with pytest.raises(InputError, match="no bfloat16"):
         api.runtime_configs("resnet18", "onnxruntime", "bf16")
     with pytest.raises(InputError, match="--runtime jit is not known"):
@@ -117,7 +119,7 @@ def _cells(ref=CNN, sizes=(2,), **kw):
 # arithmetic in another order (a few float32 ulps, 2^-23, per layer); fp16 and bf16 keep 11 and 8 significant bits
 # (8 ulps: 2^-7 and 2^-4); dynamic int8 rounds each Linear's input and weights to 1/127 of their largest |value|
 # (4 such steps). Measured here: 2e-7, 2e-4, 4e-3, 5e-3.
-REL_TOL = {"fp32": 1e-5, "fp16": 2**-7, "bf16": 2**-4, "int8": 4 / 127}
+REL_TOL = {"fp32": 1e-5, "fp16": 2**-7, "bf16": 2**-4, "int8-dynamic": 4 / 127}
 
 
 def _reference_logits(ref: str, batch_size: int, seed: int) -> torch.Tensor:
@@ -144,7 +146,8 @@ def _assert_agreement_bound(agreement: float, rows: int, max_abs_diff: float, ma
 
 
 @pytest.mark.parametrize("runtime, precision", [
-    ("eager", "bf16"), ("eager", "int8"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16"), ("onnxruntime", "int8")])
+    ("eager", "bf16"), ("eager", "int8-dynamic"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16"),
+    ("onnxruntime", "int8-dynamic")])
 def test_non_reference_configurations_are_checked_against_eager_fp32(runtime, precision):
     run, (cell,) = _cells(runtime=runtime, precision=precision)
     assert cell.status == "ok", cell.message
@@ -168,7 +171,7 @@ def test_non_reference_configurations_are_checked_against_eager_fp32(runtime, pr
         det = cell.runtime_info.details
         assert det["exporter"].startswith("torch.onnx.export") and det["batch_axis"] == "dynamic"
         assert det["intra_op_num_threads"] == 1 and det["providers"] == ["CPUExecutionProvider"]
-    if precision == "int8":
+    if precision == "int8-dynamic":
         assert cell.runtime_info.details["quantized_layers"] == 2  # the two Linear layers; the conv stays fp32
         assert any("convolutions" in n and "fp32" in n for n in cell.runtime_info.notes)
     if precision in ("bf16", "fp16"):  # this CPU has neither natively: the cell says so
@@ -231,7 +234,7 @@ def test_an_onnx_file_is_benched_through_onnxruntime(cnn_files):
     assert cells[0].runtime_info.details["source"] == "the ONNX file as given"
     # the static figures come from the graph, and match the torch counter's MACs
     assert cells[1].static.macs == api.profile(model, batch_size=3, input_size=16).macs
-    run, (cell,) = _cells(f"onnx:{files['dynamic']}", precision="int8")
+    run, (cell,) = _cells(f"onnx:{files['dynamic']}", precision="int8-dynamic")
     assert cell.status == "ok" and cell.equivalence.reference == "onnxruntime fp32 (the file as given)"
     assert 0 < cell.equivalence.max_abs_diff < 0.1
     run, cells = _cells(f"onnx:{files['fixed']}", sizes=(1, 2))
@@ -262,13 +265,13 @@ def test_study_cells_are_the_very_specs_bench_measures():
 def test_study_measures_each_configuration_in_isolated_workers_and_resumes(tmp_path):
     store = f"sqlite:///{tmp_path / 's.db'}"
     kw = dict(batch_sizes=[2], metrics="time,memory", store=store, threads=1, max_time_per_cell=0.5,
-              runtimes="onnxruntime", precisions="fp32,int8", sensors="none")
+              runtimes="onnxruntime", precisions="fp32,int8-dynamic", sensors="none")
     s = runner.study([CNN], **kw)
     assert (s.measured, s.failed) == (2, 0)
     df = runner.load_results(store).set_index(["runtime", "precision"])
-    assert sorted(df.index) == [("onnxruntime", "fp32"), ("onnxruntime", "int8")]
+    assert sorted(df.index) == [("onnxruntime", "fp32"), ("onnxruntime", "int8-dynamic")]
     ref = _reference_logits(CNN, 2, 0)  # the study's cells use the default seed
-    for conf in [("onnxruntime", "fp32"), ("onnxruntime", "int8")]:
+    for conf in [("onnxruntime", "fp32"), ("onnxruntime", "int8-dynamic")]:
         row = df.loc[conf]
         diff, scale = row["equivalence_max_abs_diff"], row["equivalence_reference_max_abs"]
         assert scale == pytest.approx(float(ref.abs().max()))  # eager fp32 on the worker's input

@@ -185,6 +185,35 @@ def check_study_inputs(models, input_size=None, target_ci: float = 0.02, max_tim
                 raise InputError(f"{exc.what} ({lm.ref})", exc.why, exc.fix) from exc
 
 
+def check_calibration(calibration: str | None, calibration_count: int | None,
+                      precisions) -> tuple[str | None, int | None]:
+    """The calibration options as cells take them (the folder's absolute path, the count), or a one-line error.
+
+    Both only mean something to static int8: given without int8 among ``precisions`` (a name, comma list or "all")
+    is a mistake; so is a folder that does not exist or holds no image, and a count below 1.
+    """
+    import os
+
+    from dnnbench.core.errors import check_at_least
+    from dnnbench.core.measurements import PRECISIONS, parse_choices
+    from dnnbench.runtimes import calibration as cal
+
+    if calibration is None and calibration_count is None:
+        return None, None
+    given = " and ".join(o for o, v in (("--calibration", calibration), ("--calibration-count", calibration_count))
+                         if v is not None)
+    if "int8" not in parse_choices(precisions or "fp32", PRECISIONS, "--precision"):
+        raise InputError(f"{given} is given but int8 is not in --precision",
+                         "calibration images set the activation ranges of static int8 only",
+                         "add int8 to --precision (e.g. --precision fp32,int8), or leave the option out")
+    if calibration_count is not None:
+        check_at_least("--calibration-count", calibration_count, 1, "it counts the calibration images")
+    if calibration is not None:
+        cal.check_folder(str(calibration))
+        calibration = os.path.abspath(str(calibration))
+    return calibration, calibration_count
+
+
 def list_models(pattern: str | None = None, task: str | None = None) -> list[dict]:
     """Offline listing: published params, GMACs, task and quality metrics of torchvision models (or a set's
     members), optionally of one ``task`` (see core.specs.TASKS)."""
@@ -316,6 +345,9 @@ def _is_onnx(model) -> bool:
     return ref.source == "onnx"
 
 
+ONNX_RUNTIMES = ("onnxruntime", "openvino")  # the runtimes that run an ONNX file as given
+
+
 def runtime_configs(model, runtimes=None, precisions="fp32", device: str = "cpu",
                     strict: bool = True) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """The (runtime, precision) pairs ``model`` can be measured with here, and those left out with why.
@@ -339,9 +371,10 @@ def runtime_configs(model, runtimes=None, precisions="fp32", device: str = "cpu"
     configs: list[tuple[str, str]] = []
     left: list[tuple[str, DnnbenchError]] = []
     for name in names:
-        if onnx_model and name != "onnxruntime":
-            exc = InputError(f"an ONNX file cannot run under --runtime {name}", "an ONNX graph runs only in ONNX Runtime",
-                             "use --runtime onnxruntime (the default for onnx: models)")
+        if onnx_model and name not in ONNX_RUNTIMES:
+            exc = InputError(f"an ONNX file cannot run under --runtime {name}",
+                             "an ONNX graph runs only in ONNX Runtime or OpenVINO",
+                             "use --runtime onnxruntime (the default for onnx: models) or openvino")
             if explicit:
                 raise exc
             left.append((name, exc))
@@ -389,7 +422,7 @@ def runtimes(device: str = "cpu") -> list[dict]:
                         "note": why or sup.note}
         out.append({"name": name, "description": rt.description, "available": avail.ok, "reason": avail.reason,
                     "fix": avail.fix, "details": avail.details, "precisions": precs})
-    order = {"eager": 0, "compile": 1, "onnxruntime": 2}
+    order = {"eager": 0, "compile": 1, "onnxruntime": 2, "openvino": 3, "executorch": 4}
     return sorted(out, key=lambda r: order.get(r["name"], 9))
 
 
@@ -437,9 +470,16 @@ def plan_bench(model, config: "BenchConfig", env=None) -> BenchPlan:
     form = check_form(config.form)
     if form == "deploy":  # the static counts are of what is measured
         meta = deploy_form(meta, inputs)
+    calibration, calibration_count = check_calibration(config.calibration, config.calibration_count, precision)
+    if calibration is not None:  # images through the model's own transform: mistakes here, not in every cell
+        from dnnbench.runtimes.calibration import from_folder_mistake
+
+        why = from_folder_mistake(meta, inputs)
+        if why is not None:
+            raise why
     processes = config.processes
-    if processes is None:  # other runtimes prepare (export, compile, quantize) in every process: one
-        processes = DEFAULT_PROCESSES if runtime == "eager" and not config.in_process else 1
+    if processes is None:  # other runtimes (and static int8) prepare (export, compile, quantize) in every process: one
+        processes = DEFAULT_PROCESSES if runtime == "eager" and precision != "int8" and not config.in_process else 1
     if config.in_process:
         processes = 1  # one process is all there is
     tspec = TimingSpec(target_ci=config.target_ci, max_time_s=float(config.max_time_per_cell),
@@ -449,7 +489,7 @@ def plan_bench(model, config: "BenchConfig", env=None) -> BenchPlan:
                            sensors=sensors, estimate_tdp_w=config.estimate_power_w, runtime=runtime,
                            precision=precision, input_shape=tuple(tuple(s) for s in inputs.shapes(b)),
                            machine=env.fingerprint, task=getattr(meta, "task", None) or "classification",
-                           form=form)
+                           form=form, calibration=calibration or "", calibration_count=calibration_count or 0)
                   for b in sizes)
     return BenchPlan(meta.ref if given is not None else str(model), specs, inputs, env, meta, given)
 
@@ -643,6 +683,51 @@ def accuracy(model, data: str, config: "AccuracyConfig | None" = None, *, on_pro
         lm = load(ref, device="cpu", weights=w, download=cfg.download_weights)
     # by the model's task: top-1/top-5 (Accuracy), box mAP (DetectionAccuracy) or mIoU (SegmentationAccuracy)
     return measure(lm, data, cfg, weights=label, notes=notes, on_progress=on_progress)
+
+
+def accuracy_configs(model, data: str, runtimes=None, precisions=None, config: "AccuracyConfig | None" = None, *,
+                     on_progress=None, **options) -> list:
+    """Top-1/top-5 of ``model`` under eager fp32 and each (``runtimes`` x ``precisions``) on the same images.
+
+    ``runtimes``/``precisions``: names, comma lists or "all", as for ``bench`` (default eager, fp32). A runtime
+    named explicitly that cannot run here is its one-line error; a precision it lacks is left out and said.
+    Returns eager fp32's ``Accuracy`` first (the reference), then per other configuration an ``Accuracy`` with
+    ``paired`` (McNemar's exact test, the top-1 difference in points with its 95 % interval, agreement of the
+    top-1 classes) or a ``ConfigUnavailable`` with why. Settings as for ``accuracy``; ``calibration`` (a folder
+    of images not in ``data``) and ``calibration_count`` for static int8 — by default the images ``limit`` left
+    out calibrate it, and with every image evaluated it is unavailable.
+    """
+    import os
+
+    from dnnbench.core.accuracy import ConfigUnavailable
+    from dnnbench.core.refs import parse_ref
+    from dnnbench.evaluate.accuracy import measure_configs
+
+    cfg = _accuracy_config(config, options)
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {cfg.device} is not available here", "torch sees no CUDA device",
+                         "use --device cpu")
+    if cfg.calibration and not os.path.isdir(cfg.calibration):
+        raise InputError(f"--calibration {cfg.calibration} is not a folder", "static int8 calibrates on the images "
+                         "in a folder", "give a folder of images that are not in --data")
+    if isinstance(model, LoadedModel):
+        ref = model.ref
+    else:
+        ref = parse_ref(model) if isinstance(model, str) else model
+    configs, left = runtime_configs(str(ref), runtimes, precisions or "fp32", cfg.device)
+    if isinstance(model, LoadedModel):
+        lm, label, notes = model, None, []
+    else:
+        w, label, notes = _accuracy_weights(ref, cfg.weights)
+        lm = load(ref, device="cpu", weights=w, download=cfg.download_weights)
+    results = measure_configs(lm, data, cfg, configs, weights=label, notes=notes, on_progress=on_progress)
+    for what, why in left:  # the pairs this runtime or device cannot run, said beside the measured ones
+        rt, _, prec = what.partition(" ")
+        results.append(ConfigUnavailable(str(lm.ref), rt, prec or "-", f"unavailable: {why}"))
+    return results
+
+
+__all__ += ["accuracy_configs"]
 
 
 def _accuracy_config(config: "AccuracyConfig | None", options: dict) -> "AccuracyConfig":
@@ -840,3 +925,56 @@ def write_output(path: str, content: "str | bytes | Callable[[object], None]", o
             except OSError:
                 pass
         raise write_error(path, exc, option) from exc
+
+
+def export_model(model: str, runtime: str | None = None, precision: str = "fp32", *, batch_size: int = 1,
+                 out: str | None = None, device: str = "cpu", threads: int | None = None,
+                 weights: str | None = None, input_size=None, form: str = "train", calibration: str = "",
+                 calibration_count: int = 0, on_progress: Callable[[str], None] | None = None):
+    """Write the deployable file of ``model`` under one (runtime, precision) into ``out`` with a manifest and a
+    reference input/output (see ``latency.artifact``). Returns the ``latency.artifact.Artifact``.
+
+    ``out`` defaults to ``<model>-<runtime>-<precision>-b<batch>`` in the working folder; an existing folder that
+    holds files is refused (an export never overwrites). Random weights unless ``weights`` is given.
+    """
+    import os
+    import re
+
+    from dnnbench.core.measurements import CellSpec
+    from dnnbench.host import environment
+    from dnnbench.latency import artifact
+
+    check_batch_size(batch_size)
+    check_form(form)
+    device = check_device(device)
+    configs, _ = runtime_configs(model, runtime, precision, device)
+    if len(configs) != 1:
+        raise InputError(f"an export writes one configuration, not {len(configs)}",
+                         f"--runtime {runtime} --precision {precision} names {', '.join(' '.join(c) for c in configs)}",
+                         "name one runtime and one precision")
+    runtime, precision = configs[0]
+    if precision != "int8" and (calibration or calibration_count):
+        raise InputError("--calibration is for --precision int8 only", f"this export is {precision}",
+                         "drop --calibration, or export --precision int8")
+    if out is None:
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(model).rsplit(":", 1)[-1].rsplit("/", 1)[-1]).strip("_") or "model"
+        out = f"{name}-{runtime}-{precision}-b{batch_size}"
+    _check_out_dir(out, "--out")
+    if os.path.isdir(out) and os.listdir(out):
+        raise InputError(f"{out} already holds files", "an export never overwrites",
+                         "give --out a new or empty folder")
+    say = on_progress or (lambda what: None)
+    say(f"building {model}")
+    if weights is None:
+        lm = _bench_loader(str(model), "cpu", input_size, form)
+    else:
+        lm = load(model, device="cpu", weights=weights)
+        size = _parse_input_size(input_size)
+        if size is not None:
+            lm.inputs = lm.inputs.with_image_size(*size)
+        if form == "deploy":
+            lm = deploy_form(lm, inplace=True)
+    threads = threads or environment.default_threads()
+    spec = CellSpec(lm.ref, batch_size, device, threads, runtime=runtime, precision=precision, task=lm.task,
+                    form=form, calibration=calibration, calibration_count=calibration_count)
+    return artifact.write(spec, lm, out, progress=say)

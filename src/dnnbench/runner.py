@@ -12,6 +12,7 @@ cell in progress. A record that cannot be written is saved as JSON beside the st
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -117,6 +118,8 @@ class StudyConfig:
     precisions: object = None
     processes: int | None = None
     form: str = "train"  # "deploy": BatchNorm folded, re-param blocks fused (profile and bench cells)
+    calibration: str | None = None  # static int8: a folder of calibration images (None: generated batches)
+    calibration_count: int | None = None  # static int8: how many calibration images (None: the default)
 
 
 def plan_cells(models, cfg: StudyConfig, metrics, threads: int, fingerprint: str,
@@ -143,6 +146,7 @@ def plan_cells(models, cfg: StudyConfig, metrics, threads: int, fingerprint: str
             spec = {"kind": "accuracy", "model": ref, "device": cfg.device, "threads": threads, "machine": fingerprint,
                     "runtime": "eager", "precision": "fp32", **(accuracy_config or {})}
             cells.append(StudyPlan(e.label, ref, "accuracy", spec["batch_size"], digest(spec), spec))
+            cells.extend(_accuracy_config_cells(e.label, ref, spec, cfg, unavailable))
         if "profile" in metrics:
             for b in sizes:
                 spec = {"kind": "profile", "model": ref, "batch_size": b, "input_size": cfg.input_size,
@@ -162,7 +166,9 @@ def plan_cells(models, cfg: StudyConfig, metrics, threads: int, fingerprint: str
                                max_time_per_cell=cfg.max_time_per_cell, in_process=cfg.in_process,
                                input_size=cfg.input_size, sensors=cfg.sensors if "power" in metrics else "none",
                                estimate_power_w=cfg.estimate_power_w if "power" in metrics else None,
-                               runtime=runtime, precision=precision, processes=cfg.processes, form=cfg.form)
+                               runtime=runtime, precision=precision, processes=cfg.processes, form=cfg.form,
+                               **(dict(calibration=cfg.calibration, calibration_count=cfg.calibration_count)
+                                  if precision == "int8" else {}))
             try:
                 bplan = api.plan_bench(ref, bcfg, env)
             except DnnbenchError as exc:
@@ -194,13 +200,50 @@ def _profile_record(plan: StudyPlan, env: dict, paper_top1: dict[str, float]) ->
                       started_at=started)
 
 
+def _accuracy_config_cells(label: str, ref: str, reference_spec: dict, cfg: StudyConfig,
+                           unavailable: list) -> list[StudyPlan]:
+    """With --runtime/--precision: one accuracy cell per other (runtime, precision) the model can run here.
+
+    Its spec is eager fp32's with the runtime and precision (and static int8's calibration folder) in place, so the
+    eager fp32 cell keeps its identity; each is evaluated beside eager fp32 on the same images (``_accuracy_record``).
+    """
+    if cfg.runtimes is None and cfg.precisions is None:
+        return []
+    try:
+        configs, left = api.runtime_configs(ref, cfg.runtimes, cfg.precisions, cfg.device, strict=False)
+    except DnnbenchError as exc:
+        unavailable.append((f"{label} accuracy", exc.one_line()))
+        return []
+    unavailable.extend((f"{label} accuracy {what}", why) for what, why in left)
+    out = []
+    for runtime, precision in configs:
+        if (runtime, precision) == ("eager", "fp32"):
+            continue
+        spec = {**reference_spec, "runtime": runtime, "precision": precision}
+        calibration = getattr(cfg, "calibration", None)
+        if precision == "int8" and calibration:
+            spec["calibration"] = os.path.abspath(calibration)
+            spec["calibration_count"] = getattr(cfg, "calibration_count", 0) or 0
+        out.append(StudyPlan(label, ref, "accuracy", spec["batch_size"], digest(spec), spec))
+    return out
+
+
 def _accuracy_record(plan: StudyPlan, env: dict) -> CellRecord:
     cfg = plan.config
     started = now_iso()
+    kw = dict(labels=cfg.get("labels"), weights=cfg.get("weights"), limit=cfg.get("limit"),
+              batch_size=plan.batch_size, device=cfg["device"])
     try:
-        acc = api.accuracy(plan.ref, data=cfg["data"], labels=cfg.get("labels"), weights=cfg.get("weights"),
-                           limit=cfg.get("limit"), batch_size=plan.batch_size, device=cfg["device"],
-                           annotations=cfg.get("annotations"))
+        if (cfg.get("runtime", "eager"), cfg.get("precision", "fp32")) != ("eager", "fp32"):
+            # evaluated beside eager fp32 on the same images: the record keeps the paired comparison
+            results = api.accuracy_configs(plan.ref, cfg["data"], cfg["runtime"], cfg["precision"],
+                                           calibration=cfg.get("calibration"),
+                                           calibration_count=cfg.get("calibration_count", 0), **kw)
+            acc = next(r for r in results[1:] if (r.runtime, r.precision) == (cfg["runtime"], cfg["precision"]))
+            if not hasattr(acc, "top1"):  # ConfigUnavailable: why, as the cell's message
+                return CellRecord("accuracy", cfg, "error", acc.reason, env, started_at=started)
+        else:
+            acc = api.accuracy(plan.ref, data=cfg["data"], annotations=cfg.get("annotations"), **kw)
     except DnnbenchError as exc:
         return CellRecord("accuracy", cfg, "error", exc.one_line(), env, started_at=started)
     result = acc.to_dict()
@@ -239,7 +282,7 @@ class CellDone:
 
 
 def study(models, config: StudyConfig | None = None, *, store: str | None = None,
-          on_event: StudyEvent | None = None, **options) -> StudySummary:
+          on_event: StudyEvent | None = None, only=None, owner: str | None = None, **options) -> StudySummary:
     """Run every missing cell of the study and store it; return what was done and what is left.
 
     ``config``: a ``StudyConfig`` (or its fields as keyword ``options``). ``quick``: batch sizes 1,16, target
@@ -248,6 +291,9 @@ def study(models, config: StudyConfig | None = None, *, store: str | None = None
     ``runtimes``/``precisions``: names, comma lists or "all" (default eager — onnxruntime for ONNX files — at
     fp32). A runtime named explicitly that cannot run here is a one-line error before anything is measured.
     Cells stored with status "error" are measured again; ok, oom and skipped cells are final.
+    ``only``: measure only the planned cells with these ids (a fleet node measures one cell; an empty set plans
+    and measures nothing: the "open" event's ``plans`` lists the cells). ``owner``: the claims' owner (a fleet
+    study's tasks share one, so a retried task takes over its own claim); default: a new one per call.
     """
     import os
     import uuid
@@ -290,6 +336,14 @@ def study(models, config: StudyConfig | None = None, *, store: str | None = None
         if "power" in metrics:
             api.check_sensors(cfg.sensors, cfg.estimate_power_w)
         _check_runtimes(cfg.runtimes, cfg.precisions, cfg.device)
+    if cfg.calibration is not None or cfg.calibration_count is not None:
+        # a calibration folder is checked once here, not found missing by every int8 cell
+        folder, count = api.check_calibration(cfg.calibration, cfg.calibration_count, cfg.precisions or "fp32")
+        if not bench_wanted:
+            raise InputError("--calibration/--calibration-count is given but no bench metric is in --metrics",
+                             "only int8 bench cells (time, memory, power) calibrate",
+                             "add time to --metrics, or leave the calibration options out")
+        cfg = replace(cfg, calibration=folder, calibration_count=count)
     threads = cfg.threads or environment.default_threads()
     emit = on_event or (lambda kind, data: None)
     t0 = time.perf_counter()
@@ -301,14 +355,16 @@ def study(models, config: StudyConfig | None = None, *, store: str | None = None
         check_writable(st)  # before anything is measured: a read-only store would lose the measurements
         cells, unavailable = plan_cells(list(models), cfg, metrics, threads, env.fingerprint, accuracy_config, env)
         summary = StudySummary(st.where, env.fingerprint, planned=len(cells), unavailable=unavailable)
-        emit("open", {"store": st.where, "cells": len(cells), "unavailable": unavailable})
+        emit("open", {"store": st.where, "cells": len(cells), "unavailable": unavailable, "plans": cells})
         done = st.statuses(c.cell_id for c in cells)
         # --force re-measures stored cells; an "error" cell may have a fixable cause (weights not cached, a bug
         # since fixed): both are measured again and replace the stored cell only once the new one is stored
         todo = [c for c in cells if cfg.force or done.get(c.cell_id) in (None, "error")]
         summary.skipped_existing = len(cells) - len(todo)
+        if only is not None:  # the others are left to whoever asked for these
+            todo = [c for c in todo if c.cell_id in only]
         emit("plan", {"todo": len(todo), "skipped": summary.skipped_existing})
-        runner = _Runner(st, summary, env.to_dict(), cfg, paper_top1, budget_s, t0, emit, uuid.uuid4().hex)
+        runner = _Runner(st, summary, env.to_dict(), cfg, paper_top1, budget_s, t0, emit, owner or uuid.uuid4().hex)
         runner.start_heartbeat()
         try:
             runner.run(todo)

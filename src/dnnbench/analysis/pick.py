@@ -61,6 +61,8 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "miou": ("max", "fraction", "mIoU"),
     "pixel_acc": ("max", "fraction", "pixel accuracy"),
     "epe": ("min", "px", "EPE"),  # optical flow: end-point error in pixels, lower is better
+    # eager fp32's top-1 minus the setup's configuration's, measured on the same images (`accuracy --runtime`)
+    "accuracy_drop_points": ("min", "points", "top-1 drop vs eager fp32"),
 }
 # Quality budgets given as a fraction or a percentage, and the task whose models publish the metric.
 QUALITY_BUDGETS = {"min_top1": ("top1", None), "min_map": ("box_map", "detection"), "min_miou": ("miou", "segmentation")}
@@ -78,6 +80,7 @@ BUDGETS = {
     "min_miou": ("miou", ">=", 1.0),
     "max_epe": ("epe", "<=", 1.0),  # optical flow end-point error, pixels
     "max_artifact_mb": ("artifact_bytes", "<=", float(2**20)),  # the deployable file, MiB like --max-memory-mb
+    "max_accuracy_drop": ("accuracy_drop_points", "<=", 1.0),  # points of top-1 lost vs eager fp32, same images
 }
 PARETO_AXES = (("top1", "max"), ("latency_per_item_s", "min"), ("memory_total_bytes", "min"), ("energy_per_item_j", "min"))
 PARETO_PAIRS = ("latency_per_item_s", "memory_total_bytes", "energy_per_item_j")
@@ -243,6 +246,7 @@ class Budget:
     max_epe: float | None = None  # end-point error (optical flow), pixels
     setup: str | None = None  # "any": every setup's candidates (model x setup); a setup's name or fingerprint prefix
     max_artifact_mb: float | None = None  # the deployable file's size (artifact_bytes), MiB
+    max_accuracy_drop: float | None = None  # top-1 points the setup's configuration may lose vs eager fp32
 
     def __post_init__(self) -> None:
         # a list stays frozen as a tuple; one clause given as a string is one clause, not its characters
@@ -343,6 +347,13 @@ def build_constraints(batch_size: int = 1, where: tuple[str, ...] | list[str] = 
                                       "give a fraction like 0.7 or a percentage like 70")
             si = value / 100 if value > 1 else value
             out.append(Constraint(metric, op, si, f"{_opt(name)} {value:g}"))
+            continue
+        if name == "max_accuracy_drop":  # 0 can be met: eager fp32 itself, or a configuration that loses nothing
+            if value < 0:
+                raise ConstraintError(f"{_opt(name)} {value:g} is not allowed", "it is the most top-1 a configuration "
+                                      "may lose against eager fp32, in percentage points",
+                                      f"give {_opt(name)} 0 or more, e.g. 1 (one point)")
+            out.append(Constraint(metric, op, value, f"{_opt(name)} {value:g}"))
             continue
         if value <= 0 and name == "max_epe":
             raise ConstraintError(f"{_opt(name)} {value:g} can never be met", "EPE is a mean distance in pixels: "
@@ -500,6 +511,10 @@ def _why_unknown(metric: str, cand: Candidate, cm: CostModel, setup: Setup | Non
         return "nothing was measured on any device: run `dnnbench study MODELS --quick` first"
     if cand.status not in ("ok", "not measured"):
         return f"its cell at batch {batch_size} ended with {cand.status}"
+    if metric == "accuracy_drop_points":
+        known = cand.values.get(metric)
+        return known.note if known is not None and known.note else (
+            "unavailable: no setup was measured, so there is no runtime and precision whose drop to look up")
     if metric == "artifact_bytes":  # measured by serialising the model in its bench cell; nothing predicts it
         known = cand.values.get(metric)
         if known is not None and known.note:
@@ -596,6 +611,7 @@ def pick(df: pd.DataFrame, budget: Budget | None = None, *, store_where: str = "
             mrow = models.loc[ref] if ref in models.index else None
             c = _candidate(ref, mrow, cells.get(ref), df, cm, batch_size, shown)
             c.setup = s if every else None
+            _config_accuracy(c, df, s)
             _evaluate(c, constraints, cm, s, batch_size)
             cands.append(c)
     cands.sort(key=_sort_key(objective))
@@ -623,6 +639,49 @@ def pick(df: pd.DataFrame, budget: Budget | None = None, *, store_where: str = "
                      f"({'; '.join(s.name for s in every)}); values are that setup's own, or predicted by its cost model")
     return PickResult(batch_size, objective, constraints, setup, cands, best, front, axes, binding, closest, cms[setup]
                       if setup in cms else next(iter(cms.values())), notes, task, every)
+
+
+def _config_accuracy(c: Candidate, df: pd.DataFrame, setup: Setup | None) -> None:
+    """The candidate's top-1 under the setup's runtime and precision, and its drop against eager fp32.
+
+    From the accuracy cell of that (model, runtime, precision, device) — the one on this machine if there is one,
+    else the newest: measured beside eager fp32 on the same images (``accuracy --runtime R --precision P``); its
+    top-1 replaces the eager one. Eager fp32 is the reference: its drop is 0 by definition. A configuration with
+    no such cell has no drop: a ``--max-accuracy-drop`` excludes it, saying so.
+    """
+    if setup is None:
+        return
+    config = f"{setup.runtime} {setup.precision}"
+    if (setup.runtime, setup.precision) == ("eager", "fp32"):
+        c.values["accuracy_drop_points"] = Value(0.0, "measured", note="eager fp32 is the reference: no drop by "
+                                                                      "definition")
+        return
+    need = {"model_ref", "metric_group", "status", "runtime", "precision", "device"}
+    rows = df.iloc[0:0] if not need <= set(df.columns) else df[
+        (df["model_ref"] == c.model_ref) & (df["metric_group"] == "accuracy") & (df["status"] == "ok")
+        & (df["runtime"] == setup.runtime) & (df["precision"] == setup.precision)
+        & (df["device"].astype(str).str.split(":").str[0] == setup.device.split(":")[0])]
+    if "accuracy_drop_points" in rows.columns:
+        rows = rows[rows["accuracy_drop_points"].notna()]
+    else:
+        rows = rows.iloc[0:0]
+    if rows.empty:
+        c.values["accuracy_drop_points"] = Value(None, "unknown", note=(
+            f"unavailable: no accuracy of {c.model} under {config} was measured against eager fp32; run "
+            f"`dnnbench study {c.model_ref} --metrics accuracy --data DIR --runtime {setup.runtime} --precision "
+            f"{setup.precision}`"))
+        return
+    here = rows[rows["fingerprint"] == setup.fingerprint] if "fingerprint" in rows.columns else rows.iloc[0:0]
+    r = (here if not here.empty else rows).iloc[-1]
+    elsewhere = "" if not here.empty else " (on another machine)"
+    lo, hi = r.get("top1_delta_ci_low_points"), r.get("top1_delta_ci_high_points")
+    ci = f", 95 % CI of the difference {lo:+.2f} to {hi:+.2f}" if pd.notna(lo) and pd.notna(hi) else ""
+    p = r.get("top1_mcnemar_p")
+    c.values["accuracy_drop_points"] = Value(float(r["accuracy_drop_points"]), "measured", note=(
+        f"{config} vs eager fp32 on the same {int(r['images']) if pd.notna(r.get('images')) else '?'} images"
+        f"{elsewhere}{ci}" + (f", McNemar p {p:.3g}" if pd.notna(p) else "")))
+    if pd.notna(r.get("top1")):
+        c.values["top1"] = Value(float(r["top1"]), "measured", note=f"measured under {config}{elsewhere}")
 
 
 def _restrict(df: pd.DataFrame, task: str, budget: Budget) -> pd.DataFrame:

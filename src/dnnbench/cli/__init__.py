@@ -13,6 +13,7 @@ import click
 
 from dnnbench.cli import accuracy as _accuracy
 from dnnbench.cli import bench as _bench
+from dnnbench.cli import fleet as _fleet
 from dnnbench.cli import host as _host
 from dnnbench.cli import imports as _imports
 from dnnbench.cli import profile as _profile
@@ -38,7 +39,8 @@ def cli():
 
 # click lists them by name in --help; each command's module holds its options and its api call.
 for _cmd in (_profile.profile, _profile.models, _accuracy.accuracy, _host.runtimes, _host.sensors, _bench.bench,
-             _host.machine, _study.study, _results.export, _results.pick, _results.report, _imports.import_):
+             _host.machine, _study.study, _results.export, _results.pick, _results.report, _imports.import_,
+             _fleet.node):
     cli.add_command(_cmd)
 
 

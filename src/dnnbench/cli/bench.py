@@ -7,8 +7,8 @@ import sys
 import click
 
 from dnnbench.cli.output import command, dump, err, fail
-from dnnbench.cli.params import (BATCH_SIZES, DEVICE, MIN_SAMPLES, PROCESSES, SECONDS, TARGET_CI, form_option,
-                                 format_option, threads_option)
+from dnnbench.cli.params import (BATCH_SIZES, DEVICE, LIMIT, MIN_SAMPLES, PROCESSES, SECONDS, TARGET_CI,
+                                 form_option, format_option, threads_option)
 from dnnbench.cli.render import bench as render
 
 
@@ -34,6 +34,11 @@ from dnnbench.cli.render import bench as render
               help="What runs the model; a comma list or all compares them [default: eager; onnxruntime for onnx:].")
 @click.option("--precision", default="fp32", show_default=True, metavar="fp32|fp16|bf16|int8|int8-dynamic|all",
               help="Numeric precision; a comma list or all. Non-reference runs are checked against eager fp32.")
+@click.option("--calibration", default=None, metavar="DIR",
+              help="int8 only: calibrate static int8 on the images in DIR (any depth, sorted), through the model's "
+                   "own preprocessing [default: generated inputs, with a warning].")
+@click.option("--calibration-count", type=LIMIT, default=None, metavar="N",
+              help="int8 only: how many calibration images [default: the first 100 of DIR; 4 generated batches].")
 @click.option("--processes", type=PROCESSES, default=None, metavar="N",
               help="Worker processes per cell, each sampling a share of the cap when calls are fast enough "
                    "[default: 5 for eager, else 1].")
@@ -51,13 +56,18 @@ def bench(model, runtime, precision, fmt, **settings):
 
     # every option but --runtime/--precision (which may list several) and --format is a BenchConfig field
     config = BenchConfig(**settings)
+    # int8's calibration options: a mistake (no int8 asked for, no such folder) is one line before any cell
+    folder, count = api.check_calibration(config.calibration, config.calibration_count, precision)
+    config = config.with_(calibration=folder, calibration_count=count)
     configs, left_out = api.runtime_configs(model, runtime, precision, config.device)
     for label, why in left_out:
         err.print(f"left out: {label}: {why}", markup=False)
     runs = []
     for rt, prec in configs:
         with render.progress(config.max_time_per_cell) as on_event:
-            runs.append(api.bench(model, config=config.with_(runtime=rt, precision=prec), on_event=on_event))
+            calibration = {} if prec == "int8" else {"calibration": None, "calibration_count": None}
+            runs.append(api.bench(model, config=config.with_(runtime=rt, precision=prec, **calibration),
+                                  on_event=on_event))
         if runs[-1].interrupted:  # Ctrl-C: what finished is shown (and in the JSON), the rest is not run
             break
     if fmt == "json":

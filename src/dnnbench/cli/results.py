@@ -15,11 +15,39 @@ from dnnbench.core.errors import InputError, MissingExtraError
 
 
 @command()
+@click.argument("model", required=False)
 @store_option()
 @format_option(click.Choice(["csv", "json", "parquet"]), default="csv")
 @click.option("--output", "-o", default=None, metavar="FILE", help="Write here instead of standard output.")
-def export(store, fmt, output):
-    """Export the store as one tidy table: a row per cell, a column per metric (units in column names)."""
+@click.option("--runtime", default=None, metavar="eager|compile|onnxruntime|executorch|openvino",
+              help="With MODEL: the runtime whose deployable file to write [default: eager].")
+@click.option("--precision", default="fp32", show_default=True, metavar="fp32|fp16|bf16|int8|int8-dynamic",
+              help="With MODEL: the precision (int8: static, calibrated).")
+@click.option("--batch-size", "-b", type=int, default=1, show_default=True, help="With MODEL: the batch size.")
+@click.option("--out", default=None, metavar="DIR",
+              help="With MODEL: the folder to write [default: MODEL-RUNTIME-PRECISION-bN here].")
+@click.option("--weights", default=None, metavar="TAG|FILE", help="With MODEL: weights to load [default: random].")
+@click.option("--calibration", default="", metavar="DIR",
+              help="With MODEL and int8: a folder of images to calibrate on [default: generated inputs].")
+@click.option("--calibration-count", type=int, default=0, metavar="N", help="With --calibration: how many images.")
+@click.option("--input-size", default=None, metavar="H[,W]", help="With MODEL: image size in pixels.")
+def export(model, store, fmt, output, runtime, precision, batch_size, out, weights, calibration,
+           calibration_count, input_size):
+    """Export the store as one tidy table (a row per cell, a column per metric), or, given MODEL, write its
+    deployable file for one --runtime/--precision into --out with manifest.json and a reference input/output.
+
+    \b
+    dnnbench export -o results.csv
+    dnnbench export resnet18 --runtime onnxruntime --precision int8 --out resnet18-int8
+    """
+    if model is not None:
+        return _export_model(model, output, runtime, precision, batch_size, out, weights, calibration,
+                             calibration_count, input_size)
+    given = [o for o, v in (("--runtime", runtime), ("--out", out), ("--weights", weights),
+                            ("--calibration", calibration), ("--input-size", input_size)) if v]
+    if given:
+        raise InputError(f"{given[0]} needs a MODEL", "without MODEL, export writes the store's results table",
+                         f"name the model: dnnbench export MODEL {given[0]} ...")
     from dnnbench import runner
 
     df = runner.load_results(store)
@@ -47,6 +75,28 @@ def export(store, fmt, output):
         err.print(f"wrote {len(df)} rows to {output}")
 
 
+def _export_model(model, output, runtime, precision, batch_size, out, weights, calibration, calibration_count,
+                  input_size) -> None:
+    from dnnbench import api
+
+    if output:
+        raise InputError("--output is for the results table", "with MODEL, export writes a folder",
+                         "use --out DIR")
+    art = api.export_model(model, runtime, precision, batch_size=batch_size, out=out, weights=weights,
+                           calibration=calibration, calibration_count=calibration_count, input_size=input_size,
+                           on_progress=lambda what: err.print(what, markup=False))
+    m = art.manifest
+    eq = m.get("equivalence_vs_eager_fp32") or {}
+    for f in m["artifact_files"]:
+        err.print(f"wrote {f['file']}: {f['bytes']} bytes", markup=False)
+    err.print(f"{m['model']} {m['runtime']} {m['precision']} batch {m['batch_size']} -> {art.out_dir} "
+              f"({m['artifact_bytes']} bytes; manifest.json, reference input and output"
+              + (f"; max |diff| vs eager fp32 {eq['max_abs_diff']:.3g}" if eq.get("max_abs_diff") is not None
+                 else "") + ")", markup=False)
+    for w in m["warnings"]:
+        err.print(f"warning: {w['message']}", markup=False)
+
+
 def _write_text(text: str, output: str | None) -> None:
     if output:
         from dnnbench.api import write_output
@@ -65,6 +115,9 @@ def _write_text(text: str, output: str | None) -> None:
               help="Peak memory of the run in MiB (CPU: process peak RSS; GPU: CUDA peak allocated).")
 @click.option("--max-artifact-mb", type=float, default=None, metavar="MIB",
               help="Size of the deployable file in MiB (state dict for eager/compile, .onnx for onnxruntime).")
+@click.option("--max-accuracy-drop", type=float, default=None, metavar="POINTS",
+              help="Top-1 the setup's runtime/precision may lose against eager fp32, in percentage points, as "
+                   "measured on the same images (`accuracy --runtime/--precision`); unmeasured: excluded, said.")
 @click.option("--max-energy-mj", type=float, default=None, metavar="MJ", help="Energy per image in millijoules (idle included).")
 @click.option("--max-power-w", type=float, default=None, metavar="W", help="Mean power while running.")
 @click.option("--min-top1", type=float, default=None, metavar="FRACTION|%", help="Top-1: 0.7 or 70 (values above 1 are percent).")

@@ -41,7 +41,17 @@ from dnnbench.cli.render import study as render
               help="Runtimes to measure, a comma list or all [default: eager; onnxruntime for onnx: models].")
 @click.option("--precision", "precisions", default=None, metavar="fp32|fp16|bf16|int8|int8-dynamic|all",
               help="Precisions to measure, a comma list or all [default: fp32].")
+@click.option("--calibration", default=None, metavar="DIR",
+              help="int8 only: calibrate static int8 on the images in DIR (any depth, sorted), through the model's "
+                   "own preprocessing [default: generated inputs, with a warning].")
+@click.option("--calibration-count", type=LIMIT, default=None, metavar="N",
+              help="int8 only: how many calibration images [default: the first 100 of DIR; 4 generated batches].")
 @form_option()
+# fleet (dnnbench[fleet]): the same study on every dnnbench node of a Ray cluster, into one store
+@click.option("--cluster", default=None, metavar="HOST:PORT",
+              help="Run the study on the dnnbench nodes of this Ray cluster (see `dnnbench node start`).")
+@click.option("--on", "on", default="all", show_default=True, metavar="all|cpu|cuda|SETUP",
+              help="With --cluster: the setups to measure on (a setup's name, node name or fingerprint).")
 def study(models, store, **settings):
     """Run the whole sweep (MODELS or sets x batch sizes x metric groups) into the results store.
 
@@ -50,8 +60,13 @@ def study(models, store, **settings):
     """
     from dnnbench import runner
 
-    # every option but --store is a StudyConfig field of the same name (the click dests say so)
+    cluster, on = settings.pop("cluster"), settings.pop("on")
+    # every option but --store (and --cluster/--on) is a StudyConfig field of the same name (the click dests say so)
     config = runner.StudyConfig(**settings)
+    if cluster is not None:
+        from dnnbench.cli import fleet
+
+        return fleet.run_study(models, config, store, cluster, on)
     with render.progress() as on_event:
         summary = runner.study(list(models), config, store=store, on_event=on_event)
     render.summary(summary, config.budget)

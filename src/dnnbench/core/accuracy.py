@@ -25,6 +25,8 @@ class AccuracyConfig:
     (None = all), drawn with ``seed``. ``workers``: decoding processes (None = one per CPU, at most 8;
     0 decodes in the calling process). ``annotations``: detection's COCO annotations JSON, or segmentation's
     mask folder. ``resamples``: bootstrap resamples of the images for detection/segmentation CIs.
+    ``calibration``/``calibration_count``: where static int8 calibrates when accuracy is measured per
+    (runtime, precision) (default: the images of ``--limit``'s subset left out, 64 of them).
     Each value is checked here, once, for the API, the CLI and studies.
     """
 
@@ -38,9 +40,13 @@ class AccuracyConfig:
     download_weights: bool = False
     annotations: str | None = None
     resamples: int = 200
+    # static int8 per configuration (``measure_configs``): a folder of images not evaluated, and how many (0: 64)
+    calibration: str | None = None
+    calibration_count: int = 0
 
     def __post_init__(self) -> None:
         check_batch_size(self.batch_size)
+        check_at_least("--calibration-count", self.calibration_count, 0, "0 takes the default number of images")
         check_at_least("--resamples", self.resamples, 20, "a bootstrap interval needs at least 20 resamples")
         if self.limit is not None:
             check_at_least("--limit", self.limit, 1, "at least one image must be evaluated")
@@ -121,6 +127,21 @@ class Accuracy:
     notes: list[str] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
 
+    # the configuration evaluated (eager fp32: the model as built, the reference of every other one)
+    runtime: str = "eager"
+    precision: str = "fp32"
+    # raw per-image correctness, the samples every paired statistic is derived from: "1"/"0" per evaluated image,
+    # in the order of the evaluated files (sorted paths, or the --limit subset); "" in records older than it
+    top1_hits: str = ""
+    # time inside this configuration's forward passes over the evaluated images (padded rows included), per image
+    forward_per_image_s: float | None = None
+    calibration: str = ""  # static int8: which images it was calibrated on
+    paired: "PairedComparison | None" = None  # vs eager fp32 on the same images; None for eager fp32 itself
+
+    @property
+    def config(self) -> str:
+        return f"{self.runtime} {self.precision}"
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -130,7 +151,147 @@ class Accuracy:
         d = {k: v for k, v in d.items() if k in names}
         if isinstance(d.get("reported"), dict):
             d["reported"] = ReportedAccuracy(**d["reported"])
+        if isinstance(d.get("paired"), dict):
+            d["paired"] = PairedComparison.from_dict(d["paired"])
         return Accuracy(**d)
+
+
+@dataclass(frozen=True)
+class ConfigUnavailable:
+    """A (runtime, precision) whose accuracy could not be measured, and why (one line: what, why, how to fix)."""
+
+    model: str
+    runtime: str
+    precision: str
+    reason: str
+
+    @property
+    def config(self) -> str:
+        return f"{self.runtime} {self.precision}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "unavailable": self.reason}
+
+
+# ---- paired comparison of two configurations on the same images -------------------------------------
+
+MCNEMAR_TEST = ("McNemar exact: two-sided binomial test of b against b + c trials at 1/2 (b: images the reference "
+                "gets right and this configuration wrong, c: the reverse); p = 1 when b + c = 0")
+PAIRED_CI_METHOD = ("Newcombe (1998) hybrid score interval for paired proportions (Wilson intervals of both "
+                    "top-1s, combined with the phi correlation of the 2x2 table)")
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Top-1 of a configuration against a reference (eager fp32) on the same images, image by image.
+
+    ``n``: images both scored; ``b``: the reference right and this configuration wrong; ``c``: the reverse;
+    ``both_correct`` + ``b`` + ``c`` + ``both_wrong`` = ``n``. ``delta_top1_points``: this configuration's top-1
+    minus the reference's, in percentage points, = 100 (c - b) / n, with its 95 % interval; ``p_value``:
+    McNemar's exact test (``test``). ``agreement``: the fraction of images whose top-1 class is the reference's
+    (a configuration can agree less than its accuracy suggests: both right for different images).
+    ``reference_top1_hits``/``agree_hits``: the raw per-image samples ("1"/"0", evaluated-file order).
+    """
+
+    reference: str
+    n: int
+    b: int
+    c: int
+    both_correct: int
+    both_wrong: int
+    p_value: float
+    delta_top1_points: float
+    delta_ci_low_points: float
+    delta_ci_high_points: float
+    agreement: float
+    agreement_count: int
+    reference_top1: float
+    reference_top1_hits: str = ""
+    agree_hits: str = ""
+    ci_confidence: float = 0.95
+    ci_method: str = PAIRED_CI_METHOD
+    test: str = MCNEMAR_TEST
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "PairedComparison":
+        names = {f.name for f in fields(PairedComparison)}
+        return PairedComparison(**{k: v for k, v in d.items() if k in names})
+
+
+def hits_string(hits) -> str:
+    """Per-image booleans as the "1"/"0" string records keep."""
+    return "".join("1" if h else "0" for h in hits)
+
+
+def mcnemar_exact_p(b: int, c: int) -> float:
+    """Two-sided exact McNemar p: P(X <= min(b, c)) doubled, X ~ Binomial(b + c, 1/2), capped at 1 (exact integers).
+
+    The binomial at 1/2 is symmetric, so this equals scipy.stats.binomtest(b, b + c, 0.5).pvalue."""
+    if b < 0 or c < 0:
+        raise ValueError("discordant counts are never negative")
+    m = b + c
+    if m == 0:
+        return 1.0
+    k = min(b, c)
+    if 2 * k == m:
+        return 1.0
+    from fractions import Fraction
+
+    tail = Fraction(sum(math.comb(m, i) for i in range(k + 1)), 2 ** m)
+    return float(min(Fraction(1), 2 * tail))
+
+
+def paired_difference_interval(both_correct: int, b: int, c: int, both_wrong: int,
+                               confidence: float = 0.95) -> tuple[float, float]:
+    """Newcombe's interval for p_config - p_reference from the paired 2x2 table, as fractions in [-1, 1].
+
+    ``both_correct`` (a), ``b`` (reference only), ``c`` (configuration only), ``both_wrong`` (d). The Wilson
+    intervals of the two top-1s are combined with the table's phi, continuity-corrected as in Newcombe (1998)
+    and Altman et al., "Statistics with confidence" (2000): a d - b c above n/2 is reduced by n/2, a value in
+    [0, n/2] counts as 0, a negative one is kept.
+    """
+    a, d = both_correct, both_wrong
+    n = a + b + c + d
+    if n <= 0:
+        raise ValueError("a paired interval needs at least one image")
+    p_ref, p_cfg = (a + b) / n, (a + c) / n
+    l_ref, u_ref = wilson_interval(a + b, n, confidence)
+    l_cfg, u_cfg = wilson_interval(a + c, n, confidence)
+    margins = (a + b) * (c + d) * (a + c) * (b + d)
+    phi = 0.0
+    if margins > 0:
+        det = a * d - b * c
+        corrected = det - n / 2 if det > n / 2 else (det if det < 0 else 0.0)
+        phi = corrected / math.sqrt(margins)
+    delta = p_cfg - p_ref
+    low = delta - math.sqrt(max(0.0, (p_cfg - l_cfg) ** 2 - 2 * phi * (p_cfg - l_cfg) * (u_ref - p_ref)
+                                + (u_ref - p_ref) ** 2))
+    high = delta + math.sqrt(max(0.0, (u_cfg - p_cfg) ** 2 - 2 * phi * (u_cfg - p_cfg) * (p_ref - l_ref)
+                                 + (p_ref - l_ref) ** 2))
+    return max(-1.0, low), min(1.0, high)
+
+
+def paired_comparison(reference_hits, config_hits, agree, reference: str = "eager fp32",
+                      confidence: float = 0.95) -> PairedComparison:
+    """The paired statistics of per-image top-1 correctness (``reference_hits``, ``config_hits``) and top-1
+    class agreement (``agree``), three equally long sequences of booleans over the same images."""
+    ref, cfg, agr = [bool(x) for x in reference_hits], [bool(x) for x in config_hits], [bool(x) for x in agree]
+    if not (len(ref) == len(cfg) == len(agr)):
+        raise ValueError(f"paired samples differ in length: {len(ref)}, {len(cfg)}, {len(agr)}")
+    n = len(ref)
+    if n == 0:
+        raise ValueError("a paired comparison needs at least one image")
+    a = sum(1 for r, k in zip(ref, cfg) if r and k)
+    b = sum(1 for r, k in zip(ref, cfg) if r and not k)
+    c = sum(1 for r, k in zip(ref, cfg) if k and not r)
+    d = n - a - b - c
+    lo, hi = paired_difference_interval(a, b, c, d, confidence)
+    agreed = sum(agr)
+    return PairedComparison(reference, n, b, c, a, d, mcnemar_exact_p(b, c), 100 * (c - b) / n, 100 * lo, 100 * hi,
+                            agreed / n, agreed, (a + b) / n, hits_string(ref), hits_string(agr), confidence)
 
 
 def bootstrap_interval(values, confidence: float = 0.95) -> tuple[float, float]:

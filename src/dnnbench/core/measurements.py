@@ -847,6 +847,9 @@ class BenchConfig:
     precision: str = "fp32"
     processes: int | None = None  # None: 5 for isolated eager cells, else 1
     form: str = "train"  # "deploy": measure the model with BatchNorm folded and re-param blocks fused
+    # static int8 only: a folder of calibration images (None: generated batches) and how many images (None: default)
+    calibration: str | None = None
+    calibration_count: int | None = None
 
     def sizes(self) -> tuple[int, ...]:
         return parse_batch_sizes(self.batch_sizes)

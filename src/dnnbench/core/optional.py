@@ -9,7 +9,8 @@ from dnnbench.core.errors import MissingExtraError
 
 # module -> extra that installs it
 EXTRAS = {"onnx": "onnx", "onnxruntime": "onnx", "onnxscript": "onnx", "timm": "timm", "pynvml": "nvml",
-          "pycocotools": "detection"}
+          "pycocotools": "detection", "executorch": "executorch", "openvino": "openvino", "nncf": "openvino",
+          "ray": "fleet"}
 
 
 def require(module: str, purpose: str) -> ModuleType:

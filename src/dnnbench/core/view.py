@@ -144,6 +144,16 @@ def _bench(record: CellRecord, v: _View) -> None:
               "unavailable: this cell was measured by a dnnbench that did not record the artifact size")
         if info.artifact_bytes is not None and info.artifact_note:
             v.note("artifact_bytes", info.artifact_note)
+        # what a quantized or delegated configuration really runs: raw in runtime_info.details, said by the runtime
+        for name in ("int8_macs_fraction", "delegated_macs_fraction"):
+            value = info.details.get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                v.put(name, float(value))
+                basis = info.details.get(name.replace("_fraction", "_basis"))
+                if basis:
+                    v.note(name, str(basis))
+            elif name == "int8_macs_fraction" and cell.spec.precision == "int8":
+                v.put(name, None, f"unavailable: the {cell.spec.runtime} runtime did not say which MACs ran int8")
         eq = info.equivalence
         if eq is not None:  # every configuration but the reference (eager fp32) has one
             v.put("equivalence_max_abs_diff", eq.max_abs_diff, eq.unavailable.get("max_abs_diff"))
@@ -248,7 +258,26 @@ def _accuracy(record: CellRecord, v: _View) -> None:
     for name in ACCURACY_FIGURES:
         if name in r or name in record.unavailable:
             v.put(name, r.get(name), record.unavailable.get(name) or (r.get("unavailable") or {}).get(name))
+    if r.get("forward_per_image_s") is not None:
+        v.put("accuracy_forward_per_image_s", r["forward_per_image_s"])
+    _paired(r, v)
     _reported(r, v)
+
+
+def _paired(r: dict, v: _View) -> None:
+    """A configuration's accuracy against eager fp32 on the same images (``core.accuracy.PairedComparison``)."""
+    p = r.get("paired")
+    if not isinstance(p, dict):
+        return
+    v.put("top1_delta_points", p.get("delta_top1_points"))
+    v.put("top1_delta_ci_low_points", p.get("delta_ci_low_points"))
+    v.put("top1_delta_ci_high_points", p.get("delta_ci_high_points"))
+    v.put("accuracy_drop_points", -p["delta_top1_points"] if p.get("delta_top1_points") is not None else None,
+          "unavailable: no paired top-1 difference in the record")
+    v.note("accuracy_drop_points", f"eager fp32's top-1 minus this configuration's, on the same {p.get('n')} images, "
+                                   "in percentage points (negative: this configuration scored higher)")
+    v.put("top1_mcnemar_p", p.get("p_value"))
+    v.put("top1_agreement", p.get("agreement"))
 
 
 def _reported(r: dict, v: _View) -> bool:

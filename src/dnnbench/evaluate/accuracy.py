@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 import torch
 
-from dnnbench.core.accuracy import Accuracy, AccuracyConfig, wilson_interval
+from dnnbench.core.accuracy import Accuracy, AccuracyConfig, hits_string, wilson_interval
 from dnnbench.core.errors import DatasetError, DnnbenchError, InputError
 from dnnbench.core.specs import LoadedModel
 from dnnbench.core.version import __version__
@@ -102,6 +102,32 @@ def measure_accuracy(loaded: LoadedModel, data_dir: str, config: AccuracyConfig,
     ``config`` was checked when it was built; ``weights``: the label stored for the weights (default: the
     loaded model's own); ``notes``: the caller's, kept first in the record.
     """
+    return _evaluate(loaded, data_dir, config, [], weights=weights, notes=notes, on_progress=on_progress)[0]
+
+
+def measure_configs(loaded: LoadedModel, data_dir: str, config: AccuracyConfig, configs: list[tuple[str, str]], *,
+                    weights: str | None = None, notes: list[str] | None = None,
+                    on_progress: Progress | None = None) -> list:
+    """Top-1/top-5 of eager fp32 and of each (runtime, precision) of ``configs`` on the same images, in one pass.
+
+    The first record is eager fp32's (the reference); then one per other configuration, in the order given: an
+    ``Accuracy`` with its ``paired`` comparison against eager fp32, or a ``ConfigUnavailable`` saying why not
+    (see ``evaluate.configs``). ``config.calibration``: static int8's calibration folder.
+    """
+    if loaded.task != "classification":
+        raise InputError(f"--runtime/--precision accuracy is for classifiers, and {loaded.ref} is a {loaded.task} model",
+                         "the paired comparison is of per-image top-1 correctness",
+                         "drop --runtime/--precision (eager fp32), or give a classification model")
+    if config.annotations:
+        raise InputError("--annotations is for detection and segmentation models",
+                         f"{loaded.ref} is a classification model", "use --labels for a flat folder of images")
+    ref, others = _evaluate(loaded, data_dir, config, configs, weights=weights, notes=notes, on_progress=on_progress)
+    return [ref, *others]
+
+
+def _evaluate(loaded: LoadedModel, data_dir: str, config: AccuracyConfig, configs: list[tuple[str, str]], *,
+              weights: str | None = None, notes: list[str] | None = None,
+              on_progress: Progress | None = None) -> tuple[Accuracy, list]:
     limit, batch_size, device, seed = config.limit, config.batch_size, config.device, config.seed
     workers = default_workers() if config.workers is None else config.workers
     if not loaded.inputs.is_single_image:
@@ -136,6 +162,26 @@ def measure_accuracy(loaded: LoadedModel, data_dir: str, config: AccuracyConfig,
         notes.append(f"top5 is top-{k}: the model has only {num_outputs} outputs"
                      + (" (every image counts as correct, by construction)" if k == num_outputs else ""))
 
+    evaluator = None
+    if configs:
+        from dnnbench.evaluate.configs import ConfigEvaluator, calibration_for
+
+        calibration = None
+        if any(p == "int8" for _, p in configs):
+            calibration = calibration_for([p for p, _ in samples], [p for p, _ in listing.files], config.calibration,
+                                          config.calibration_count, seed)
+        evaluator = ConfigEvaluator(loaded, module, list(configs), batch_size, device, k, calibration)
+    try:
+        return _loop(loaded, data_dir, config, samples, images, transform, preprocess_source, module, input_shape,
+                     num_outputs, k, workers, notes, weights, on_progress, evaluator)
+    finally:
+        if evaluator is not None:
+            evaluator.close()
+
+
+def _loop(loaded, data_dir, config, samples, images, transform, preprocess_source, module, input_shape, num_outputs,
+          k, workers, notes, weights, on_progress, evaluator) -> tuple[Accuracy, list]:
+    limit, batch_size, device, seed = config.limit, config.batch_size, config.device, config.seed
     dataset = ImageFiles(samples, transform)
     if workers > 0 and not _workers_can_start(dataset):
         notes.append(f"the preprocess transform cannot be pickled for {torch.multiprocessing.get_start_method()!r} "
@@ -146,6 +192,7 @@ def measure_accuracy(loaded: LoadedModel, data_dir: str, config: AccuracyConfig,
         collate_fn=collate, pin_memory=device.startswith("cuda"),
         prefetch_factor=4 if workers > 0 else None, persistent_workers=False)
     top1 = top5 = scored = done = 0
+    hits1: list[bool] = []  # per image, in evaluated order: the raw samples of the paired statistics
     corrupt: list[str] = []
     classes_seen: set[int] = set()
     forward_s = wait_s = 0.0
@@ -168,9 +215,13 @@ def measure_accuracy(loaded: LoadedModel, data_dir: str, config: AccuracyConfig,
                 hits = logits.topk(k, dim=1).indices.eq(y.to(device).unsqueeze(1))
                 top1 += int(hits[:, 0].sum())
                 top5 += int(hits.any(dim=1).sum())
+                hits1.extend(hits[:, 0].tolist())
             scored += len(y)
             classes_seen.update(y.tolist())
         forward_s += time.perf_counter() - t1
+        if evaluator is not None and x is not None:  # the same decoded batch, through every other configuration
+            with torch.inference_mode():
+                evaluator.batch(x, y, logits)
         if on_progress:
             on_progress(done, total, scored, time.perf_counter() - start)
     wall_s = time.perf_counter() - start
@@ -182,9 +233,12 @@ def measure_accuracy(loaded: LoadedModel, data_dir: str, config: AccuracyConfig,
     if wall_s > 0 and wait_s / wall_s > DATA_WAIT_WARN and total >= 4 * batch_size:  # not worker start-up alone
         notes.append(f"data loading held inference back: {100 * wait_s / wall_s:.0f} % of the time was spent waiting "
                      f"for decoded images; more --workers (now {workers}) or a faster disk would raise images/s")
+    if evaluator is not None and evaluator.runs:
+        notes.append(f"wall_s and images_per_s are of the whole pass (eager fp32 and {len(evaluator.runs)} other "
+                     "configuration(s) on every batch); forward_s and forward_per_image_s are each configuration's own")
     t1_lo, t1_hi = wilson_interval(top1, scored)
     t5_lo, t5_hi = wilson_interval(top5, scored)
-    return Accuracy(
+    ref = Accuracy(
         model=loaded.ref, weights=(loaded.weights or "as given") if weights is None else weights,
         data_dir=os.path.abspath(data_dir), layout=images.layout,
         class_map=images.class_map, preprocess=imagedata.describe_transform(transform),
@@ -195,7 +249,9 @@ def measure_accuracy(loaded: LoadedModel, data_dir: str, config: AccuracyConfig,
         threads=torch.get_num_threads(), wall_s=wall_s, images_per_s=scored / wall_s,
         forward_s=forward_s, data_wait_s=wait_s, limit=limit, subset_seed=seed if limit is not None else None,
         corrupt_files=corrupt[:MAX_LISTED], reported=loaded.reported, tool_version=__version__,
-        timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"), notes=notes)
+        timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"), notes=notes,
+        top1_hits=hits_string(hits1), forward_per_image_s=forward_s / scored)
+    return ref, (evaluator.results(ref) if evaluator is not None else [])
 
 
 def _preprocess(loaded: LoadedModel, notes: list[str]) -> tuple[object, str]:

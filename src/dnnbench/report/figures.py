@@ -509,6 +509,71 @@ def runtimes_side_by_side(data: ReportData, fig_ax):
     return fig
 
 
+def accuracy_configs_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per ok accuracy cell with a (runtime, precision): its top-1 and a time per image — the bench time
+    per image of the same model and configuration at its smallest batch where one is stored (``time_source``
+    says so), else the forward time the evaluation itself measured. Empty unless a configuration other than
+    eager fp32 has accuracy."""
+    if df.empty or "metric_group" not in df.columns:
+        return pd.DataFrame()
+    acc = df[(df["metric_group"] == "accuracy") & (df["status"] == "ok")].copy()
+    if acc.empty or "runtime" not in acc.columns:
+        return pd.DataFrame()
+    acc["runtime"] = acc["runtime"].fillna("eager")
+    acc["precision"] = acc["precision"].fillna("fp32")
+    if not ((acc["runtime"] != "eager") | (acc["precision"] != "fp32")).any():
+        return pd.DataFrame()
+    bench = df[(df["status"] == "ok") & (df["metric_group"] == "time")] if "latency_per_item_s" in df.columns \
+        else df.iloc[0:0]
+    rows = []
+    for r in acc.itertuples():
+        top1 = getattr(r, "top1", None)
+        if top1 is None or top1 != top1:
+            continue
+        b = bench[(bench["model_ref"] == r.model_ref) & (bench["runtime"] == r.runtime)
+                  & (bench["precision"] == r.precision)].sort_values("batch_size")
+        t = float(b.iloc[0]["latency_per_item_s"]) if not b.empty else None
+        source = f"bench, batch {int(b.iloc[0]['batch_size'])}" if t is not None else "the evaluation's forward time"
+        if t is None:
+            v = getattr(r, "accuracy_forward_per_image_s", None)
+            t = float(v) if v is not None and v == v else None
+        if t is None:
+            continue
+        rows.append({"model_ref": r.model_ref, "runtime": r.runtime, "precision": r.precision, "top1": float(top1),
+                     "time_per_image_s": t, "time_source": source,
+                     "delta_low": getattr(r, "top1_delta_ci_low_points", None),
+                     "delta_high": getattr(r, "top1_delta_ci_high_points", None)})
+    return pd.DataFrame(rows)
+
+
+def accuracy_vs_time_configs(data: ReportData, fig_ax):
+    """Top-1 against time per image for each model under each runtime and precision whose accuracy was measured."""
+    from dnnbench.analysis.runtimes import config_label
+    from dnnbench.analysis.tables import short_name
+
+    rows = accuracy_configs_rows(data.df)
+    if rows.empty:
+        return NoData("no configuration other than eager fp32 has a measured accuracy: run `dnnbench study MODELS "
+                      "--metrics accuracy,time --data DIR --runtime all --precision fp32,int8`")
+    fig, ax = fig_ax()
+    colors = data.colors()
+    markers = {"fp32": "o", "fp16": "s", "bf16": "D", "int8": "^", "int8-dynamic": "v"}
+    for ref, g in rows.groupby("model_ref", sort=False):
+        name = short_name(ref)
+        g = g.sort_values("time_per_image_s")
+        color = colors.get(name)
+        ax.plot(g["time_per_image_s"] * 1e3, g["top1"] * 100, "-", color=color, alpha=0.4, lw=1)
+        for r in g.itertuples():
+            ax.scatter([r.time_per_image_s * 1e3], [r.top1 * 100], color=color, marker=markers.get(r.precision, "o"),
+                       s=40, zorder=3)
+            ax.annotate(f"{name} {config_label(r.runtime, r.precision)}", (r.time_per_image_s * 1e3, r.top1 * 100),
+                        xytext=(4, 3), textcoords="offset points", fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("time per image (ms, median; log)")
+    ax.set_ylabel("top-1 (%)")
+    return fig
+
+
 FIGURES: list[tuple[str, str, Callable, str]] = [
     ("top1", "Top-1 accuracy per model", top1_per_model,
      "Today's top-1 (measured where stored, else published with the weights) beside the paper's 2016 figure."),
@@ -535,6 +600,14 @@ FIGURES: list[tuple[str, str, Callable, str]] = [
      "The same models and batch under each runtime and precision measured on one machine, device and thread "
      "count; the table \u201cRuntimes and precisions\u201d adds memory, cold start and output equivalence."),
 ]
+
+
+ACCURACY_CONFIGS = (
+    "accuracy_configs", "Top-1 vs time per image, per runtime and precision", accuracy_vs_time_configs,
+    "What a runtime or precision costs in accuracy for what it gains in time: each model's configurations joined, "
+    "top-1 measured on the same images for each (the store's accuracy cells give the paired delta vs eager fp32 "
+    "with its 95 % CI and McNemar's p); time per image from the bench cell of that configuration at its smallest "
+    "batch, else the evaluation's own forward time.")
 
 
 # The figures drawn for the models of a task other than classification (their quality metric in place of top-1).
@@ -564,6 +637,8 @@ def render(data: ReportData, out_dir: Path | None = None) -> list[FigureOut]:
     chosen = FIGURES if data.task == "classification" else [
         (*_task_figure(k, t, c, data.task)[:2], fn, _task_figure(k, t, c, data.task)[2])
         for k, t, fn, c in FIGURES if k in TASK_FIGURES]
+    if data.task == "classification" and not accuracy_configs_rows(data.df).empty:
+        chosen = [*chosen, ACCURACY_CONFIGS]  # only where configurations other than eager fp32 have accuracy
     for key, title, fn, caption in chosen:
         outs.append(_save(key, title, caption, fn(data, lambda t=title: _ax(t, data)), data, out_dir))
     return outs

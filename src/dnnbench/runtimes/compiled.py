@@ -3,6 +3,10 @@
 Each cell compiles into a fresh, empty Inductor cache directory, so ``cold_start_s`` is a full compile every
 time, whatever earlier runs left in the default cache (a warm cache would make the same cell's cold start
 vary between runs). On the CPU Inductor generates C++ and needs a C++ compiler; on CUDA it needs Triton.
+
+Static int8 is not offered: PyTorch's documented path for it under torch.compile is PT2E (torch.export, then
+torchao's ``prepare_pt2e``/``convert_pt2e`` with ``X86InductorQuantizer``, compiled with Inductor freezing), which
+needs torchao (not a dnnbench extra) and is not wired in; ``NO_STATIC_INT8`` says so to the user.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import torch
 from dnnbench.core.record import CellWarning
 from dnnbench.runtimes.base import (Availability, Context, Prepared, Runtime, eager_outputs, flat_outputs,
                                             register, state_dict_artifact)
-from dnnbench.runtimes.eager import int8_note, torch_only, unsupported_torch
+from dnnbench.runtimes.eager import int8_note, state_dict_saver, torch_only, torch_runner, unsupported_torch
 from dnnbench.runtimes.precision import cast_inputs, convert_module
 
 CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
@@ -40,6 +44,11 @@ def _vec_isa() -> str:
         return str(isa) if isa else "none"
     except Exception:
         return "unknown"
+
+
+NO_STATIC_INT8 = ("compile does not run static int8: PyTorch's path for it (PT2E: torch.export, torchao "
+                  "X86InductorQuantizer, Inductor freezing) needs torchao and is not supported by dnnbench yet; use "
+                  "--runtime eager or onnxruntime for int8, or --precision int8-dynamic")
 
 
 @register
@@ -72,6 +81,8 @@ class Compiled(Runtime):
         return Availability(self.name, True, details={"backend": "inductor", "cxx": cxx})
 
     def unsupported(self, precision: str, device: str) -> str | None:
+        if precision == "int8":
+            return NO_STATIC_INT8
         return super().unsupported(precision, device) or unsupported_torch(precision, device)
 
     def import_libraries(self) -> None:
@@ -146,4 +157,5 @@ class Compiled(Runtime):
                         restart_peak=True, details=details, notes=notes, warnings=warns, cleanups=[cleanup],
                         artifact=state_dict_artifact(module, ctx.precision, int8_note(ctx.precision) + (
                             "; torch.compile writes no deployable file of its own: an app ships this state dict "
-                            "and compiles again when it loads it")))
+                            "and compiles again when it loads it")),
+                        save=state_dict_saver(module, ctx.precision), run=torch_runner(compiled, ctx))

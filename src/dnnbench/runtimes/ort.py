@@ -9,10 +9,15 @@ Session: ``intra_op_num_threads`` = the cell's thread count (as ``torch.set_num_
 ``inter_op_num_threads`` = 1, sequential execution, every graph optimisation. Execution providers: CPU on
 ``--device cpu``; on CUDA, TensorRT (when present) then CUDA, with inputs bound on the GPU (IOBinding), so
 no host copy is timed. Precisions: fp16 converts the graph with ONNX Runtime's float16 converter, keeping
-fp32 inputs and outputs; int8-dynamic is ``onnxruntime.quantization.quantize_dynamic`` of the linear layers' weights
-(MatMul with a weight operand; Gemm is rewritten as MatMul + Add first, since ONNX Runtime has no dynamic
-integer Gemm) — the same scope as PyTorch's dynamic quantization, so that both
-runtimes' int8 mean the same thing; convolutions stay fp32. bf16 has no ONNX Runtime kernels and is refused.
+fp32 inputs and outputs; int8 is static quantization: ``quant_pre_process`` (shape inference, graph optimisation),
+then ``onnxruntime.quantization.quantize_static`` in QDQ format (int8 weights per channel, int8 activations per
+tensor, MinMax ranges observed on the cell's calibration batches), convolutions included — ONNX Runtime fuses
+each DequantizeLinear -> Conv/MatMul/Gemm -> QuantizeLinear into an integer kernel when it loads the graph; the
+share of the Conv/MatMul/Gemm MACs that run quantized is ``int8_macs_fraction``. int8-dynamic is
+``onnxruntime.quantization.quantize_dynamic`` of the linear layers' weights (MatMul with a weight operand; Gemm is
+rewritten as MatMul + Add first, since ONNX Runtime has no dynamic integer Gemm) — the same scope as PyTorch's
+dynamic quantization, so that both runtimes' int8-dynamic mean the same thing; convolutions stay fp32. bf16 has
+no ONNX Runtime kernels and is refused.
 """
 
 from __future__ import annotations
@@ -178,6 +183,139 @@ def quantize_int8(onnx, path: str, out: str) -> dict:
             "quantized_layers": len(nodes)}
 
 
+class _Batches:
+    """An ONNX Runtime CalibrationDataReader over the cell's calibration batches, fed by the graph's input names."""
+
+    def __init__(self, feeds: list[dict]):
+        self.feeds = feeds
+        self.at = 0
+
+    def get_next(self):
+        if self.at >= len(self.feeds):
+            return None
+        self.at += 1
+        return self.feeds[self.at - 1]
+
+    def rewind(self) -> None:
+        self.at = 0
+
+    def __len__(self) -> int:
+        return len(self.feeds)
+
+
+def graph_inputs(model) -> list:
+    """The graph's data inputs (not the initializers that IR < 4 lists as inputs too)."""
+    inits = {i.name for i in model.graph.initializer} | {sp.values.name for sp in model.graph.sparse_initializer}
+    return [i for i in model.graph.input if i.name not in inits]
+
+
+def quantize_static_int8(onnx, path: str, out: str, feeds: list[dict]) -> dict:
+    """Static QDQ int8 of ``path`` into ``out``, calibrated on ``feeds`` (numpy dicts by input name)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    details: dict = {}
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer logs progress and suggestions at INFO/WARNING on the root logger
+    try:
+        pre = out + ".pre.onnx"
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                quant_pre_process(path, pre)
+            source = pre
+            details["pre_process"] = "onnxruntime.quantization.quant_pre_process (symbolic shape inference, optimisation)"
+        except Exception as exc:  # pre-processing only helps: quantize the graph as exported
+            source = path
+            details["pre_process"] = f"skipped: quant_pre_process failed ({_first_line(exc)})"
+        quantize_static(source, out, _Batches(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
+                        reduce_range=False, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax)
+    except Exception as exc:
+        raise ModelBuildError("ONNX Runtime static int8 quantization failed", _first_line(exc),
+                              "use --precision int8-dynamic, or another runtime for int8") from exc
+    finally:
+        root.setLevel(level)
+        if os.path.exists(out + ".pre.onnx"):
+            os.remove(out + ".pre.onnx")
+    details.update({"conversion": "onnxruntime.quantization.quantize_static (QDQ)", "quant_format": "QDQ",
+                    "weight_type": "QInt8, per channel", "activation_type": "QInt8, per tensor",
+                    "calibrate_method": "MinMax", "reduce_range": False, "calibration_batches": len(feeds)})
+    return details
+
+
+MAC_OPS = ("Conv", "MatMul", "Gemm")
+_INT8_TYPES = (2, 3)  # UINT8, INT8
+
+
+def int8_macs(onnx, path: str, shapes_of: dict[str, tuple]) -> dict:
+    """The MACs of the graph's Conv/MatMul/Gemm nodes that run quantized, over all of theirs, at the given input shapes.
+
+    A node runs quantized when its first two inputs (data and weight) each come from a DequantizeLinear of an int8
+    tensor (a QuantizeLinear's output, or an int8 initializer): ONNX Runtime then fuses it into an integer kernel.
+    MACs per node are counting.onnx_count's, from the graph's shapes.
+    """
+    from dnnbench.counting.onnx_count import _count_node, _Shapes, _Unknown
+
+    model = onnx.load(path)
+    for vi in graph_inputs(model):
+        want = shapes_of.get(vi.name)
+        if want is None:
+            continue
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims) == len(want):
+            for d, n in zip(dims, want):
+                d.ClearField("dim_param")
+                d.dim_value = int(n)
+    del model.graph.value_info[:]  # stale intermediate shapes with a symbolic batch
+    for o in model.graph.output:
+        if o.type.HasField("tensor_type"):
+            o.type.tensor_type.ClearField("shape")
+    shapes = _Shapes(model)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    init_types = {i.name: i.data_type for i in model.graph.initializer}
+
+    def int8_source(name: str) -> bool:
+        if name in init_types:
+            return init_types[name] in _INT8_TYPES
+        node = producer.get(name)
+        if node is not None and node.op_type == "QuantizeLinear":
+            return True
+        return shapes.info.get(name, (None, 0))[1] in _INT8_TYPES
+
+    def dequantized(name: str) -> bool:
+        node = producer.get(name)
+        return node is not None and node.op_type == "DequantizeLinear" and int8_source(node.input[0])
+
+    total = quantized = unknown = 0
+    float_nodes = []
+    for node in model.graph.node:
+        if node.op_type not in MAC_OPS:
+            continue
+        try:
+            macs, _ = _count_node(node, shapes)
+        except (_Unknown, KeyError):
+            unknown += 1
+            continue
+        total += macs
+        if len(node.input) > 1 and dequantized(node.input[0]) and dequantized(node.input[1]):
+            quantized += macs
+        elif macs:
+            float_nodes.append(node.name or node.output[0])
+    out: dict = {"int8_macs": quantized, "conv_matmul_gemm_macs": total}
+    if total:
+        out["int8_macs_fraction"] = quantized / total
+    else:
+        out["int8_macs_fraction"] = ("unavailable: the graph has no Conv/MatMul/Gemm MACs" if not unknown else
+                                     f"unavailable: the shapes of all {unknown} Conv/MatMul/Gemm nodes are unknown")
+    if unknown and total:
+        out["int8_macs_unknown_nodes"] = unknown
+    if float_nodes:
+        out["float_mac_nodes"] = float_nodes[:20]
+    return out
+
+
 def convert_fp16(onnx, path: str, out: str) -> dict:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
@@ -193,7 +331,7 @@ def convert_fp16(onnx, path: str, out: str) -> dict:
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
     description = "ONNX Runtime InferenceSession on the exported graph"
-    precisions = ("fp32", "fp16", "int8-dynamic")
+    precisions = ("fp32", "fp16", "int8", "int8-dynamic")
 
     def availability(self, device: str = "cpu") -> Availability:
         for mod in ("onnxruntime", "onnx"):
@@ -244,8 +382,7 @@ class OnnxRuntime(Runtime):
                                      f"batch size {ctx.batch_size} cannot run", f"use --batch-sizes {fixed}, or "
                                      "export the model with a dynamic batch axis")
                 names = list(ctx.module.input_names)
-                feed_tensors = dict(zip(names, ctx.args))
-                feed_tensors.update(ctx.kwargs)
+                feed_tensors = _by_name(names, ctx.args, ctx.kwargs)
                 path = file
                 details["source"] = "the ONNX file as given"
                 reference, reference_name = None, "onnxruntime fp32 (the file as given)"
@@ -268,9 +405,29 @@ class OnnxRuntime(Runtime):
                 t0 = time.perf_counter()
                 details.update(export(ctx.module, ctx.args, ctx.kwargs, path, len(reference)))
                 details["export_s"] = time.perf_counter() - t0
-                feed_tensors = {f"input_{i}": a for i, a in enumerate(ctx.args)}
-                feed_tensors.update(ctx.kwargs)
-            if ctx.precision == "int8-dynamic":
+                names = [f"input_{i}" for i in range(len(ctx.args))]
+                feed_tensors = _by_name(names, ctx.args, ctx.kwargs)
+            if ctx.precision == "int8":
+                out = os.path.join(tmp, "model.int8.onnx")
+                model_inputs = [i.name for i in graph_inputs(onnx.load(path, load_external_data=False))]
+                feeds = [_numpy_of(model_inputs, _by_name(names, a, k)) for a, k in (ctx.calibration or [])]
+                if not feeds:
+                    raise UnavailableError("onnxruntime static int8 has nothing to calibrate on",
+                                           "no calibration batches were given", "use --precision int8-dynamic")
+                t0 = time.perf_counter()
+                details.update(quantize_static_int8(onnx, path, out, feeds))
+                details["quantize_s"] = time.perf_counter() - t0
+                path = out
+                try:
+                    details.update(int8_macs(onnx, path, {n: tuple(v.shape) for n, v in feeds[0].items()}))
+                except Exception as exc:  # the count must not lose the cell
+                    details["int8_macs_fraction"] = f"unavailable: counting the graph failed ({_first_line(exc)})"
+                frac = details["int8_macs_fraction"]
+                notes.append("int8: ONNX Runtime static quantization (QDQ, int8 weights per channel, int8 activations "
+                             f"per tensor, MinMax ranges from {len(feeds)} calibration batches), convolutions "
+                             "included; " + (f"{100 * frac:.1f} % of the Conv/MatMul/Gemm MACs run quantized"
+                                             if isinstance(frac, float) else frac))
+            elif ctx.precision == "int8-dynamic":
                 out = os.path.join(tmp, "model.int8.onnx")
                 details.update(quantize_int8(onnx, path, out))
                 path = out
@@ -289,14 +446,60 @@ class OnnxRuntime(Runtime):
                 c()
             raise
         call, outputs = _runner(sess, feed_tensors, device)
+
+        def run(args, kwargs) -> list[torch.Tensor]:
+            feed = _numpy_feed(sess, _by_name(names, args, kwargs))
+            types = {i.name: i.type for i in sess.get_inputs()}
+            feed = {n: v.astype(_ORT_FLOATS[types[n]]) if v.dtype.kind == "f" and types[n] in _ORT_FLOATS else v
+                    for n, v in feed.items()}
+            return [torch.from_numpy(o).float() if o.dtype.kind == "f" else torch.from_numpy(o)
+                    for o in sess.run(None, feed)]
+
         return Prepared(call, outputs, self.name, ctx.precision, reference=reference, reference_name=reference_name,
                         releases_module=True, restart_peak=reference is not None or file is None,
                         details=details, notes=notes, cleanups=cleanups,
-                        artifact=onnx_artifact(onnx, path, _artifact_what(file is not None, ctx.precision)))
+                        artifact=onnx_artifact(onnx, path, _artifact_what(file is not None, ctx.precision)),
+                        save=onnx_saver(onnx, path), run=run)
+
+
+_ORT_FLOATS = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64"}
+
+
+def _by_name(names: list[str], args, kwargs) -> dict:
+    """The graph's inputs by name: positional ``args`` under ``names``, then ``kwargs`` under their own."""
+    tensors = dict(zip(names, args))
+    tensors.update(kwargs)
+    return tensors
+
+
+def _numpy_of(wanted: list[str], tensors: dict) -> dict:
+    return {n: tensors[n].detach().cpu().contiguous().numpy() for n in wanted if n in tensors}
+
+
+def onnx_saver(onnx, path: str):
+    """``dnnbench export`` of an onnxruntime configuration: the ``.onnx`` file it runs and its external data."""
+
+    def save(folder: str) -> list[str]:
+        from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+        os.makedirs(folder, exist_ok=True)
+        base = os.path.dirname(os.path.abspath(path))
+        model = onnx.load(path, load_external_data=False)
+        files = sorted({ExternalDataInfo(t).location for t in _get_all_tensors(model) if uses_external_data(t)})
+        written = [shutil.copyfile(path, os.path.join(folder, os.path.basename(path)))]
+        for rel in files:
+            dest = os.path.join(folder, rel)
+            os.makedirs(os.path.dirname(dest) or folder, exist_ok=True)
+            written.append(shutil.copyfile(os.path.join(base, rel), dest))
+        return written
+
+    return save
 
 
 def _artifact_what(given: bool, precision: str) -> str:
     source = "the ONNX file as given" if given else "the exported ONNX graph"
+    if precision == "int8":
+        return f"{source}, statically quantized (QDQ int8, convolutions included)"
     if precision == "int8-dynamic":
         return f"{source}, dynamically quantized (int8 linear weights)"
     if precision == "fp16":

@@ -4,7 +4,8 @@ fp32 is the reference. bf16 is native on x86 CPUs with AVX-512 BF16 or AMX-BF16 
 /proc/cpuinfo) and on Arm with the BF16 extension; elsewhere oneDNN emulates it through fp32 and it is usually
 slower than fp32. fp16 is native with AVX-512 FP16 or AMX-FP16 (x86) or Arm's half-precision arithmetic;
 elsewhere many CPU kernels are missing or slow — the cell then errors with the kernel's message, or runs
-slowly with a warning. int8 (static, calibrated) and int8-dynamic (linear layers) are each runtime's own; it is native only
+slowly with a warning. int8 (static, calibrated; PyTorch: FX graph mode, ``quantize_static_fx``) and int8-dynamic
+(linear layers) are each runtime's own; it is native only
 where the CPU has integer SIMD its kernels use (``int8_isa``): fbgemm (PyTorch's x86 engine) needs AVX2 at least
 and is fastest with AVX-512 VNNI / AVX-VNNI, as is ONNX Runtime's MLAS; on Arm, qnnpack/MLAS use NEON and the
 dot-product extension. That fbgemm is compiled into torch says nothing about the CPU it runs on.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 import platform
 import sys
 from dataclasses import dataclass
@@ -126,8 +128,8 @@ def support(precision: str, device: str = "cpu", flags: frozenset[str] | None = 
                            else "this GPU cannot run bfloat16")
         if precision == "fp16":
             return Support(precision, True, True)
-        return Support(precision, True, False, "int8 on CUDA: only onnxruntime quantized graphs; PyTorch dynamic "
-                                               "quantization runs on the CPU only")
+        return Support(precision, True, False, "int8 on CUDA: only onnxruntime quantized graphs; PyTorch's int8 "
+                                               "(static and dynamic quantization) runs on the CPU only")
     flags = cpu_flags() if flags is None else flags
     arch = machine_arch()
     if precision == "bf16":
@@ -197,15 +199,152 @@ def convert_module(module: torch.nn.Module, precision: str, owns_module: bool) -
             raise UnavailableError("--precision int8-dynamic with PyTorch runs on the CPU only",
                                    "torch.ao dynamic quantization has no CUDA kernels",
                                    "use --runtime onnxruntime --precision int8-dynamic, or --device cpu")
-        linear = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
         total = sum(p.numel() for p in module.parameters()) or 1
-        quantized = sum(m.weight.numel() for m in linear)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice (moving to torchao)
             q = torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8, inplace=False)
+        # what was swapped, not what might have been: quantize_dynamic maps exact types (a subclass stays fp32)
+        swapped = {n for n, m in q.named_modules() if type(m).__module__.startswith("torch.ao.nn.quantized.dynamic")}
+        linear = [m for n, m in module.named_modules() if isinstance(m, torch.nn.Linear) and n in swapped]
+        quantized = sum(m.weight.numel() for m in linear)
         details = {"conversion": "torch.ao.quantization.quantize_dynamic({nn.Linear}, qint8)",
                    "quantized_layers": len(linear), "quantized_params_fraction": quantized / total}
         notes = [f"int8-dynamic: dynamic quantization of the {len(linear)} nn.Linear layers ({100 * quantized / total:.1f} % "
                  "of the parameters); convolutions and all other layers stay fp32"]
         return q, details, notes
     raise ValueError(precision)
+
+
+# ---- static int8 in PyTorch: FX graph mode post-training quantization ------------------------------------------
+
+_CONV_LINEAR = (torch.nn.modules.conv._ConvNd, torch.nn.Linear)
+_QUANTIZED_PACKAGES = ("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized")
+
+
+def quantized_backend(arch: str | None = None) -> str:
+    """The torch.ao backend static int8 is prepared for: "x86" (fbgemm + onednn) on x86, "qnnpack" on Arm."""
+    arch = machine_arch() if arch is None else arch
+    return "qnnpack" if arch in ("aarch64", "arm64") else "x86"
+
+
+def layer_macs(module: torch.nn.Module, args, kwargs) -> dict[str, int]:
+    """MACs of every conv and linear module (by qualified name) in one call, from the shapes forward hooks see.
+
+    Conv: output elements x (in_channels / groups) x kernel elements (transposed: input elements x out_channels /
+    groups x kernel elements); linear: output elements x in_features. A module called twice counts twice.
+    """
+    macs: dict[str, int] = {}
+    hooks = []
+
+    def hook(name):
+        def count(mod, inputs, output):
+            if isinstance(mod, torch.nn.Linear):
+                n = output.numel() * mod.in_features
+            elif isinstance(mod, torch.nn.modules.conv._ConvTransposeNd):
+                n = inputs[0].numel() * (mod.out_channels // mod.groups) * math.prod(mod.kernel_size)
+            else:
+                n = output.numel() * (mod.in_channels // mod.groups) * math.prod(mod.kernel_size)
+            macs[name] = macs.get(name, 0) + int(n)
+        return count
+
+    for name, mod in module.named_modules():
+        if isinstance(mod, _CONV_LINEAR):
+            hooks.append(mod.register_forward_hook(hook(name)))
+    try:
+        with torch.no_grad():
+            module(*args, **kwargs)
+    finally:
+        for h in hooks:
+            h.remove()
+    return macs
+
+
+def quantized_layer_names(converted: torch.fx.GraphModule) -> set[str]:
+    """Qualified names of the float model's conv/linear layers that run as int8 kernels in ``converted``.
+
+    A standard layer becomes a quantized module of the same name (a fused conv-bn-relu keeps the conv's); a layer FX
+    traced through (a subclass of nn.Linear, say) becomes a call of a ``quantized::`` op on a packed weight named
+    after it (``<name with _ for .>_packed_weight_N``).
+    """
+    import re
+
+    names = set()
+    for node in converted.graph.nodes:
+        if node.op == "call_module":
+            mod = converted.get_submodule(node.target)
+            if type(mod).__module__.startswith(_QUANTIZED_PACKAGES):
+                names.add(node.target)
+        elif node.op == "call_function" and str(node.target).startswith("quantized."):
+            for a in node.args:
+                if isinstance(a, torch.fx.Node) and a.op == "get_attr":
+                    m = re.fullmatch(r"(.+)_packed_weight_\d+", str(a.target))
+                    if m:
+                        names.add("_flat:" + m.group(1))
+    return names
+
+
+def quantize_static_fx(module: torch.nn.Module, calibration, args, kwargs, owns_module: bool,
+                       model: str = "the model") -> tuple[torch.nn.Module, dict, list[str]]:
+    """Static int8 of ``module`` (CPU): FX ``prepare_fx`` with the backend's default qconfig mapping (conv-bn-relu
+    fused, int8 weights per channel, uint8 activations per tensor, histogram observers), calibrated on
+    ``calibration`` ([(args, kwargs)]), then ``convert_fx``: quantized::conv2d / linear kernels. (module, details,
+    notes); ModelBuildError when FX cannot trace or run the model."""
+    import warnings
+
+    from dnnbench.core.errors import ModelBuildError, UnavailableError
+
+    dev = next((p.device for p in module.parameters()), torch.device("cpu"))
+    if dev.type != "cpu":
+        raise UnavailableError("--precision int8 with PyTorch runs on the CPU only",
+                               "torch.ao static quantization has no CUDA kernels",
+                               "use --runtime onnxruntime --precision int8, or --device cpu")
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    backend = quantized_backend()
+    if backend not in torch.backends.quantized.supported_engines:
+        raise UnavailableError(f"--precision int8: this torch has no {backend} quantized engine",
+                               f"its engines are {', '.join(torch.backends.quantized.supported_engines)}",
+                               "use --runtime onnxruntime --precision int8")
+    torch.backends.quantized.engine = backend
+    fix = "use --runtime onnxruntime, openvino or executorch for int8"
+    macs = layer_macs(module, args, kwargs)
+    m = module if owns_module else copy.deepcopy(module)
+    m.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notices (moving to torchao)
+        try:
+            prepared = prepare_fx(m, get_default_qconfig_mapping(backend), example_inputs=tuple(args))
+        except Exception as exc:
+            raise ModelBuildError(f"torch.fx cannot trace {model} for static int8", _first_line(exc), fix) from exc
+        try:
+            with torch.no_grad():
+                for a, k in calibration or [(args, kwargs)]:
+                    prepared(*a, **k)
+            q = convert_fx(prepared)
+        except Exception as exc:
+            raise ModelBuildError(f"static int8 (FX) of {model} failed", _first_line(exc), fix) from exc
+    done = quantized_layer_names(q)
+    flat = {n[6:] for n in done if n.startswith("_flat:")}
+    is_q = {name: name in done or name.replace(".", "_") in flat for name in macs}
+    total = sum(macs.values())
+    int8 = sum(v for name, v in macs.items() if is_q[name])
+    left = [name for name, q_ in is_q.items() if not q_]
+    details = {"conversion": "torch.ao.quantization.quantize_fx: prepare_fx -> calibrate -> convert_fx",
+               "backend": backend, "qconfig_mapping": f"get_default_qconfig_mapping({backend!r})",
+               "quantized_layers": sum(is_q.values()), "int8_macs": int8, "conv_linear_macs": total,
+               "int8_macs_fraction": int8 / total if total else
+               "unavailable: the model has no conv or linear layer (no MACs to quantize)",
+               "calibration_batches": len(calibration or [])}
+    if left:
+        details["float_layers"] = left[:20]
+    share = f"{100 * int8 / total:.1f} %" if total else "none"
+    notes = [f"int8: PyTorch FX static quantization for the {backend} engine (conv-bn-relu fused, int8 weights per "
+             f"channel, uint8 activations per tensor) calibrated on {len(calibration or [])} batches; {share} of the "
+             "conv/linear MACs run in int8 kernels" + (f"; {len(left)} conv/linear layers stay fp32" if left else "")]
+    return q, details, notes
+
+
+def _first_line(exc: BaseException) -> str:
+    text = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {text}"[:300]

@@ -157,6 +157,8 @@ def _tile(t: torch.Tensor, values: torch.Tensor) -> None:
 class _CheapInit(TorchDispatchMode):
     """``uniform_``/``normal_`` fill from a fixed block of random values instead of drawing every value."""
 
+    _fills = 0
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = func._schema.name
@@ -173,7 +175,11 @@ class _CheapInit(TorchDispatchMode):
                     mean = kwargs.get("mean", params[0] if params[0] is not None else 0.0)
                     std = kwargs.get("std", params[1] if params[1] is not None else 1.0)
                     values = _block("normal", t.dtype, t.device) * std + mean
-                _tile(t, values)
+                # every tensor starts at another place of the block: tensors of one shape and range must not
+                # come out identical (formats that store equal constants once — OpenVINO IR — would shrink)
+                offset = (self._fills * 7919) % _BLOCK
+                self._fills += 1
+                _tile(t, torch.roll(values, offset) if offset else values)
                 return t
         return func(*args, **kwargs)
 
@@ -184,7 +190,8 @@ def cheap_init():
     range or mean and std, instead of drawing each value.
 
     For timing and memory only: the values keep the initialiser's distribution, so no denormals or
-    infinities appear, but the weights repeat with that period. vgg16 builds in about 0.4 s instead of
+    infinities appear, but the weights repeat with that period (each tensor from another offset, so no two
+    tensors are equal). vgg16 builds in about 0.4 s instead of
     2.6 s. Buffers computed while building (indices, running statistics) are untouched.
     """
     return _CheapInit()

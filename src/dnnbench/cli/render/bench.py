@@ -223,4 +223,5 @@ def runtime_comparison(runs) -> None:
     name = f"{ref_run.runtime} {ref_run.precision}" if ref_run else "the reference"
     out.print(f"speed-up: {name}'s median time over this one's (above 1: faster). max |diff| and top-1 agreement "
               f"compare the outputs with {name}'s on the same input. artifact: the deployable file's size "
-              f"(eager/compile: the state dict as torch.save writes it; onnxruntime: the .onnx file it runs).")
+              f"(eager/compile: the state dict as torch.save writes it; onnxruntime: the .onnx file it runs; openvino: "
+              f"the IR .xml + .bin; executorch: the .pte program).")
