@@ -257,6 +257,16 @@ def test_cli_table_and_study_cells(world, cli, tmp_path):
                              ["accuracy"], 2, "fp", {"data": world["val"], "labels": None, "weights": None,
                                                      "limit": None, "batch_size": BATCH})[0]
     assert [p.cell_id for p in plain] == [both[0].cell_id] and len(both) == 2
+    # the model's top-1 stays eager fp32's; the report draws each configuration's top-1 against its time
+    from dnnbench.analysis.tables import models_table
+
+    assert models_table(df).iloc[0]["measured_top1"] == pytest.approx(acc.loc["fp32", "top1"])
+    rep = api.report(store, str(tmp_path / "report"))
+    fig = next(f for f in rep.figures if f.key == "accuracy_configs")
+    assert fig.no_data is None
+    tops = sorted(round(y, 6) for pts in fig.drawn.points.values() for _, y in pts)
+    assert tops == sorted(round(100 * acc.loc[p, "top1"], 6) for p in ("fp32", "int8-dynamic"))
+    assert any("int8-dynamic" in t for t in fig.drawn.labelled())
 
 
 def test_pick_max_accuracy_drop(tmp_path):

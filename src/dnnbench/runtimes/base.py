@@ -168,6 +168,29 @@ class Runtime:
 RUNTIMES: Registry = Registry("runtime")
 
 
+def tensors_only(ctx: Context, takes: str, fix: str = "measure it with --runtime eager or compile") -> None:
+    """UnavailableError when the model takes inputs other than tensors (a detector's list of images): exported
+    graphs, converted models and programs are fed tensors only. ``takes``: what the runtime feeds."""
+    other = [a for a in (*ctx.args, *ctx.kwargs.values()) if not isinstance(a, torch.Tensor)]
+    if other:
+        from dnnbench.core.errors import UnavailableError
+
+        what = (f"a list of {len(other[0])} images" if isinstance(other[0], (list, tuple))
+                else f"a {type(other[0]).__name__}")
+        raise UnavailableError(f"--runtime {ctx.runtime} cannot run {ctx.model}",
+                               f"it takes {what}, and dnnbench feeds {takes} tensors only", fix)
+
+
+def check_fixed_batch(ctx: Context) -> None:
+    """InputError when an ONNX file as given fixes a batch size other than the cell's."""
+    fixed = getattr(ctx.module, "fixed_batch", None)
+    if fixed is not None and fixed != ctx.batch_size:
+        from dnnbench.core.errors import InputError
+
+        raise InputError(f"{ctx.model} fixes the batch size to {fixed}", f"batch size {ctx.batch_size} cannot run",
+                         f"use --batch-sizes {fixed}, or export the model with a dynamic batch axis")
+
+
 # ---- the deployable artifact's size ---------------------------------------------------------------
 
 class _CountingWriter:
@@ -236,6 +259,11 @@ def eager_outputs(module, args, kwargs) -> list[torch.Tensor]:
 _CLASS_DIM = {"classification": -1, "video": -1, "segmentation": 1}
 
 
+def _no_class_dim(task: str) -> str:
+    return (f"unavailable: a {task.replace('_', ' ')} model's outputs have no class dimension "
+            "(boxes, scores, masks or flow are compared by |difference|)")
+
+
 def compare(reference: list[torch.Tensor], outputs: list[torch.Tensor], reference_name: str,
             task: str = "classification") -> Equivalence:
     """Max and mean |difference| over the floating outputs of equal shape, and top-1 agreement of the first output.
@@ -264,7 +292,8 @@ def compare(reference: list[torch.Tensor], outputs: list[torch.Tensor], referenc
     if not pairs:
         msg = ("unavailable: the outputs do not match the reference's in shape: " +
                (f"{compared}" if compared else "the outputs hold no floating tensor"))
-        return Equivalence(reference_name, None, None, None, 0, None, {"max_abs_diff": msg, "top1_agreement": msg},
+        top1 = msg if _CLASS_DIM.get(task) is not None else _no_class_dim(task)
+        return Equivalence(reference_name, None, None, None, 0, None, {"max_abs_diff": msg, "top1_agreement": top1},
                            compared=compared or "nothing: no floating output")
     total = count = 0.0
     worst = 0.0
@@ -292,8 +321,7 @@ def compare(reference: list[torch.Tensor], outputs: list[torch.Tensor], referenc
     dim = _CLASS_DIM.get(task)
     r0, o0 = reference[0], outputs[0]
     if dim is None:
-        why["top1_agreement"] = (f"unavailable: a {task.replace('_', ' ')} model's outputs have no class dimension "
-                                 "(boxes, scores, masks or flow are compared by |difference|)")
+        why["top1_agreement"] = _no_class_dim(task)
     elif not r0.is_floating_point() or r0.shape != o0.shape or r0.dim() < (2 if dim == 1 else 1) \
             or r0.shape[dim] < 2:
         why["top1_agreement"] = ("unavailable: the first output has no class dimension"

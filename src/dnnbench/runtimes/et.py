@@ -33,7 +33,7 @@ import torch
 from dnnbench.core.errors import InputError, MissingExtraError, ModelBuildError, UnavailableError
 from dnnbench.core.optional import require
 from dnnbench.runtimes.base import (Availability, Context, Prepared, Runtime, eager_outputs, flat_outputs,
-                                    register)
+                                    register, tensors_only)
 from dnnbench.runtimes.eager import torch_only
 
 PURPOSE = "--runtime executorch"
@@ -128,13 +128,7 @@ class ExecuTorch(Runtime):
         if ctx.device.type != "cpu":
             raise UnavailableError(f"--runtime executorch cannot run on {ctx.device}",
                                    "ExecuTorch's XNNPACK delegate runs on the CPU only", "use --device cpu")
-        untensored = [a for a in (*ctx.args, *ctx.kwargs.values()) if not isinstance(a, torch.Tensor)]
-        if untensored:  # a detector's list of images: the program would want one input per image
-            what = (f"a list of {len(untensored[0])} images" if isinstance(untensored[0], (list, tuple))
-                    else f"a {type(untensored[0]).__name__}")
-            raise UnavailableError(f"--runtime executorch cannot run {ctx.model}",
-                                   f"it takes {what}, and dnnbench feeds an ExecuTorch program tensors only",
-                                   "measure it with --runtime eager or compile")
+        tensors_only(ctx, "an ExecuTorch program")  # a detector's list: the program would want one input per image
         if ctx.precision == "int8" and not ctx.calibration:
             raise InputError("static int8 under --runtime executorch needs calibration batches",
                              "none were given to the runtime (Context.calibration is empty)",

@@ -34,8 +34,8 @@ import torch
 
 from dnnbench.core.errors import InputError, ModelBuildError, UnavailableError
 from dnnbench.core.optional import available, require
-from dnnbench.runtimes.base import (Availability, Context, Prepared, Runtime, eager_outputs, flat_outputs,
-                                            register)
+from dnnbench.runtimes.base import (Availability, Context, Prepared, Runtime, check_fixed_batch, eager_outputs,
+                                    register, tensors_only)
 
 PURPOSE = "--runtime onnxruntime"
 
@@ -376,11 +376,7 @@ class OnnxRuntime(Runtime):
         try:
             file = getattr(ctx.module, "onnx_path", None)
             if file is not None:  # an ONNX file as the model: its fp32 session is the reference
-                fixed = getattr(ctx.module, "fixed_batch", None)
-                if fixed is not None and fixed != ctx.batch_size:
-                    raise InputError(f"{ctx.model} fixes the batch size to {fixed}",
-                                     f"batch size {ctx.batch_size} cannot run", f"use --batch-sizes {fixed}, or "
-                                     "export the model with a dynamic batch axis")
+                check_fixed_batch(ctx)
                 names = list(ctx.module.input_names)
                 feed_tensors = _by_name(names, ctx.args, ctx.kwargs)
                 path = file
@@ -391,14 +387,8 @@ class OnnxRuntime(Runtime):
                     reference = [torch.from_numpy(o) for o in ref_sess.run(None, _numpy_feed(ref_sess, feed_tensors))]
                     del ref_sess
             else:
-                untensored = [a for a in (*ctx.args, *ctx.kwargs.values()) if not isinstance(a, torch.Tensor)]
-                if untensored:  # a detector's list of images: the graph would want one input per image
-                    what = (f"a list of {len(untensored[0])} images" if isinstance(untensored[0], (list, tuple))
-                            else f"a {type(untensored[0]).__name__}")
-                    raise UnavailableError(f"--runtime onnxruntime cannot run {ctx.model}",
-                                           f"it takes {what}, and dnnbench feeds an exported graph tensors only",
-                                           "measure it with --runtime eager or compile, or export it yourself "
-                                           "and bench onnx:FILE")
+                tensors_only(ctx, "an exported graph",  # a detector's list: the graph would want one input per image
+                             "measure it with --runtime eager or compile, or export it yourself and bench onnx:FILE")
                 reference = eager_outputs(ctx.module, ctx.args, ctx.kwargs)
                 reference_name = "eager fp32"
                 path = os.path.join(tmp, "model.onnx")

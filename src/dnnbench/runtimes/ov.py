@@ -41,7 +41,8 @@ import torch
 
 from dnnbench.core.errors import InputError, MissingExtraError, ModelBuildError, UnavailableError
 from dnnbench.core.optional import available, require
-from dnnbench.runtimes.base import Availability, Context, Prepared, Runtime, eager_outputs, register
+from dnnbench.runtimes.base import (Availability, Context, Prepared, Runtime, check_fixed_batch, eager_outputs,
+                                    register, tensors_only)
 
 PURPOSE = "--runtime openvino"
 FIX = "pip install 'dnnbench[openvino]'"
@@ -348,22 +349,12 @@ class OpenVino(Runtime):
             file = getattr(ctx.module, "onnx_path", None)
             names = None
             if file is not None:  # an ONNX file as the model: its module runs ONNX Runtime, the file's reference
-                fixed = getattr(ctx.module, "fixed_batch", None)
-                if fixed is not None and fixed != ctx.batch_size:
-                    raise InputError(f"{ctx.model} fixes the batch size to {fixed}",
-                                     f"batch size {ctx.batch_size} cannot run", f"use --batch-sizes {fixed}, or "
-                                     "export the model with a dynamic batch axis")
+                check_fixed_batch(ctx)
                 names = list(ctx.module.input_names)
                 reference_name = "onnxruntime fp32 (the file as given)"
                 details["source"] = "the ONNX file as given"
             else:
-                untensored = [a for a in (*ctx.args, *ctx.kwargs.values()) if not isinstance(a, torch.Tensor)]
-                if untensored:  # a detector's list of images: the converted model would want one input per image
-                    what = (f"a list of {len(untensored[0])} images" if isinstance(untensored[0], (list, tuple))
-                            else f"a {type(untensored[0]).__name__}")
-                    raise UnavailableError(f"--runtime openvino cannot run {ctx.model}",
-                                           f"it takes {what}, and dnnbench feeds a converted model tensors only",
-                                           "measure it with --runtime eager or compile")
+                tensors_only(ctx, "a converted model")  # a detector's list: one input per image
                 reference_name = "eager fp32"
                 details["source"] = "openvino.convert_model of the torch module (PyTorch frontend)"
             reference = eager_outputs(ctx.module, ctx.args, ctx.kwargs)
