@@ -264,9 +264,9 @@ def test_cli_table_and_study_cells(world, cli, tmp_path):
     rep = api.report(store, str(tmp_path / "report"))
     fig = next(f for f in rep.figures if f.key == "accuracy_configs")
     assert fig.no_data is None
-    tops = sorted(round(y, 6) for pts in fig.drawn.points.values() for _, y in pts)
+    tops = sorted(round(y, 6) for pts in fig.plotted.points.values() for _, y in pts)
     assert tops == sorted(round(100 * acc.loc[p, "top1"], 6) for p in ("fp32", "int8-dynamic"))
-    assert any("int8-dynamic" in t for t in fig.drawn.labelled())
+    assert any("int8-dynamic" in t for t in fig.plotted.labelled())
 
 
 def test_pick_max_accuracy_drop(tmp_path):
