@@ -466,22 +466,25 @@ class _Runner:
             raise AssertionError(f"bug: {plan.label} b{plan.batch_size} was planned as {plan.cell_id[:12]} "
                                  f"but measured as {rec.cell_id[:12]}")
         replace_old = True  # a planned cell is either new, an error being retried, or --force
-        try:
-            with _signals_deferred():  # a Ctrl-C or kill now waits for the commit: the measurement is kept
+        # a Ctrl-C or kill now waits for the commit AND its count in the summary (a signal held here lands as the
+        # block ends: counted after it, the summary would say one stored cell fewer than the store holds)
+        with _signals_deferred():
+            try:
                 stored = self.st.put(rec, study=self.cfg.name, replace=replace_old)
-        except Exception as exc:  # never lose a measurement to a failed write
-            path = save_unstored(rec, self.st.where, exc)
-            raise StoreWriteError(f"the store at {self.st.where} refused a write",
-                                  str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__,
-                                  f"the measured cell is saved in {path}; fix the store and run the study again "
-                                  "(finished cells are kept)") from exc
-        self.claimed.discard(plan.cell_id)
-        s = self.summary
-        if stored:
-            s.measured += 1
-            s.statuses[rec.status] = s.statuses.get(rec.status, 0) + 1
-            if rec.status != "ok":
-                s.failed += 1
+            except Exception as exc:  # never lose a measurement to a failed write
+                path = save_unstored(rec, self.st.where, exc)
+                raise StoreWriteError(f"the store at {self.st.where} refused a write",
+                                      str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc)
+                                      else type(exc).__name__,
+                                      f"the measured cell is saved in {path}; fix the store and run the study "
+                                      "again (finished cells are kept)") from exc
+            self.claimed.discard(plan.cell_id)
+            s = self.summary
+            if stored:
+                s.measured += 1
+                s.statuses[rec.status] = s.statuses.get(rec.status, 0) + 1
+                if rec.status != "ok":
+                    s.failed += 1
         self.emit("done", {"plan": plan, "row": CellDone(rec, stored, plan.group), "stored": stored})
 
     def run(self, todo: list[StudyPlan]) -> None:
