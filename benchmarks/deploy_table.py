@@ -27,7 +27,7 @@ def _f(v, fmt: str, scale: float = 1.0) -> str:
 
 
 def table(df) -> None:
-    df = df[df.metric_group == "time"] if "metric_group" in df.columns else df
+    df = df[df.metric_group != "profile"] if "metric_group" in df.columns else df
     ok = df[df.status == "ok"]
     ref = {(r.model_ref, r.batch_size): r.latency_per_item_s for r in ok.itertuples()
            if r.runtime == "eager" and r.precision == "fp32"}
