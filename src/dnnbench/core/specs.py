@@ -157,6 +157,9 @@ class LoadedModel:
     task: str = "classification"
 
 
+# Image files dnnbench reads (what PIL decodes): evaluation sets and static int8's calibration folders.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm")
+
 # Vision tasks and the quality metric each publishes (the name torchvision's weights meta uses).
 TASKS = {
     "classification": "acc@1",

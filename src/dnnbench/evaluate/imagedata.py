@@ -28,8 +28,8 @@ from importlib import resources
 import torch
 
 from dnnbench.core.errors import DatasetError, DnnbenchError, InputError
+from dnnbench.core.specs import IMAGE_SUFFIXES  # what PIL decodes; calibration reads the same
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_CROP_FRACTION = 0.875  # resize the shorter side to size / 0.875, then centre-crop: 256 -> 224

@@ -25,12 +25,10 @@ import torch
 
 from dnnbench.core.errors import InputError
 from dnnbench.core.measurements import CellSpec, CellWarning
-from dnnbench.core.specs import InputSpec
+from dnnbench.core.specs import IMAGE_SUFFIXES, InputSpec
 
 DEFAULT_GENERATED_BATCHES = 4
 DEFAULT_IMAGES = 100
-# what PIL decodes; the same list as evaluate.imagedata (which this layer may not import)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm")
 _FIX_FOLDER = ("give --calibration a folder of images (.jpg, .png, ... at any depth), or leave it out to "
                "calibrate on generated inputs")
 
