@@ -927,12 +927,12 @@ def write_output(path: str, content: "str | bytes | Callable[[object], None]", o
         raise write_error(path, exc, option) from exc
 
 
-def export_model(model: str, runtime: str | None = None, precision: str = "fp32", *, batch_size: int = 1,
-                 out: str | None = None, device: str = "cpu", threads: int | None = None,
-                 weights: str | None = None, input_size=None, form: str = "train", calibration: str = "",
-                 calibration_count: int = 0, on_progress: Callable[[str], None] | None = None):
-    """Write the deployable file of ``model`` under one (runtime, precision) into ``out`` with a manifest and a
-    reference input/output (see ``latency.artifact``). Returns the ``latency.artifact.Artifact``.
+def export_model(model: str, runtime: str | None = None, precision: str = "fp32",
+                 options: "ExportOptions | None" = None, *, on_progress: Callable[[str], None] | None = None,
+                 **settings):
+    """Write the deployable file of ``model`` under one (runtime, precision) with a manifest and a reference
+    input/output (see ``latency.artifact``); how (batch size, folder, weights, calibration...) comes as a
+    ``latency.artifact.ExportOptions`` or as keywords of the same names. Returns the ``Artifact``.
 
     ``out`` defaults to ``<model>-<runtime>-<precision>-b<batch>`` in the working folder; an existing folder that
     holds files is refused (an export never overwrites). Random weights unless ``weights`` is given.
@@ -940,13 +940,16 @@ def export_model(model: str, runtime: str | None = None, precision: str = "fp32"
     import os
     import re
 
+    from dnnbench.core.config import with_options
     from dnnbench.core.measurements import CellSpec
     from dnnbench.host import environment
     from dnnbench.latency import artifact
 
+    o = with_options(artifact.ExportOptions, options, settings, "export_model")
+    batch_size, out, calibration, calibration_count = o.batch_size, o.out, o.calibration, o.calibration_count
     check_batch_size(batch_size)
-    check_form(form)
-    device = check_device(device)
+    check_form(o.form)
+    device = check_device(o.device)
     configs, _ = runtime_configs(model, runtime, precision, device)
     if len(configs) != 1:
         raise InputError(f"an export writes one configuration, not {len(configs)}",
@@ -965,16 +968,16 @@ def export_model(model: str, runtime: str | None = None, precision: str = "fp32"
                          "give --out a new or empty folder")
     say = on_progress or (lambda what: None)
     say(f"building {model}")
-    if weights is None:
-        lm = _bench_loader(str(model), "cpu", input_size, form)
+    if o.weights is None:
+        lm = _bench_loader(str(model), "cpu", o.input_size, o.form)
     else:
-        lm = load(model, device="cpu", weights=weights)
-        size = _parse_input_size(input_size)
+        lm = load(model, device="cpu", weights=o.weights)
+        size = _parse_input_size(o.input_size)
         if size is not None:
             lm.inputs = lm.inputs.with_image_size(*size)
-        if form == "deploy":
+        if o.form == "deploy":
             lm = deploy_form(lm, inplace=True)
-    threads = threads or environment.default_threads()
+    threads = o.threads or environment.default_threads()
     spec = CellSpec(lm.ref, batch_size, device, threads, runtime=runtime, precision=precision, task=lm.task,
-                    form=form, calibration=calibration, calibration_count=calibration_count)
+                    form=o.form, calibration=calibration, calibration_count=calibration_count)
     return artifact.write(spec, lm, out, progress=say)

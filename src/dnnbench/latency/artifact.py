@@ -26,6 +26,21 @@ from dnnbench.latency.cell import to_device
 MANIFEST = "manifest.json"
 
 
+@dataclass(frozen=True)
+class ExportOptions:
+    """How ``dnnbench export MODEL`` writes one configuration (everything but the model, runtime, precision)."""
+
+    batch_size: int = 1
+    out: str | None = None  # default: MODEL-RUNTIME-PRECISION-bN in the working folder
+    device: str = "cpu"
+    threads: int | None = None  # default: the physical cores
+    weights: str | None = None  # default: random weights
+    input_size: object = None  # "H[,W]" or (H, W)
+    form: str = "train"
+    calibration: str = ""  # int8 only: a folder of images
+    calibration_count: int = 0
+
+
 @dataclass
 class Artifact:
     """What ``write`` wrote: the folder, the manifest (as written) and its files."""
