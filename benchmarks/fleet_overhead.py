@@ -82,33 +82,55 @@ def run(n: int, cells: int, pg) -> dict:
         up_s = time.perf_counter() - t
         cfg = runner.StudyConfig(metrics="time", batch_sizes=tuple(range(1, cells + 1)), max_time_per_cell=0.3,
                                  target_ci=0.2)
-        s = fleet.study([TINY], cfg, cluster=f"127.0.0.1:{port}", store=pg.create_db(f"b{token[:8]}"))
+        done: list[tuple[float, str, float]] = []
+
+        def grab(kind, data):
+            if kind == "done" and data.get("stored"):
+                done.append((time.perf_counter(), data.get("node") or "?", data.get("cell_s", 0.0)))
+
+        s = fleet.study([TINY], cfg, cluster=f"127.0.0.1:{port}", store=pg.create_db(f"b{token[:8]}"), on_event=grab)
     finally:
         _stop(token)
     over = (n * s.wall_s - s.cell_s) / max(1, s.measured)
     return {"nodes": n, "cluster_up_s": up_s, "cells": s.measured, "left": s.left, "wall_s": s.wall_s,
-            "cell_s": s.cell_s, "overhead_per_cell_s": over, "cells_per_min": 60 * s.measured / s.wall_s}
+            "cell_s": s.cell_s, "overhead_per_cell_s": over, "steady_s": steady(done),
+            "cells_per_min": 60 * s.measured / s.wall_s}
+
+
+def steady(done: list[tuple[float, str, float]]) -> float | None:
+    """Per-cell overhead once a node is warm: from one cell's end to the next one's on the same node, less the
+    next cell's own time (median over the node's cells after its first)."""
+    import statistics
+
+    gaps = []
+    for node in {d[1] for d in done}:
+        mine = sorted(d for d in done if d[1] == node)
+        gaps += [b[0] - a[0] - b[2] for a, b in zip(mine, mine[1:])]
+    return statistics.median(gaps) if gaps else None
 
 
 def local(cells: int, pg) -> dict:
     from dnnbench import runner
 
-    records = []
+    records, done = [], []
 
     def grab(kind, data):
         if kind == "done":
             records.append(data["row"].record)
+            r = data["row"].record
+            done.append((time.perf_counter(), "local", _duration(r.started_at, r.finished_at)))
+
+    from dnnbench.fleet import _duration
 
     t = time.perf_counter()
     s = runner.study([TINY], runner.StudyConfig(metrics="time", batch_sizes=tuple(range(1, cells + 1)),
                                                 max_time_per_cell=0.3, target_ci=0.2, threads=1),
                      store=pg.create_db(f"l{uuid.uuid4().hex[:8]}"), on_event=grab)
     wall = time.perf_counter() - t
-    from dnnbench.fleet import _duration
-
     cell_s = sum(_duration(r.started_at, r.finished_at) for r in records)
     return {"nodes": "local", "cells": s.measured, "wall_s": wall, "cell_s": cell_s,
-            "overhead_per_cell_s": (wall - cell_s) / max(1, s.measured), "cells_per_min": 60 * s.measured / wall}
+            "overhead_per_cell_s": (wall - cell_s) / max(1, s.measured),
+            "steady_s": steady(done), "cells_per_min": 60 * s.measured / wall}
 
 
 def main() -> None:
@@ -123,10 +145,12 @@ def main() -> None:
         rows = [local(args.cells, pg)] + [run(int(n), args.cells, pg) for n in args.nodes.split(",")]
     finally:
         pg.stop()
-    print(f"{'nodes':>6} {'cells':>5} {'wall s':>8} {'cells s':>8} {'overhead s/cell':>16} {'cells/min':>10}")
+    print(f"{'nodes':>6} {'cells':>5} {'wall s':>8} {'cells s':>8} {'overhead s/cell':>16} {'warm s/cell':>12} "
+          f"{'cells/min':>10}")
     for r in rows:
+        warm = "-" if r["steady_s"] is None else f"{r['steady_s']:.2f}"
         print(f"{r['nodes']!s:>6} {r['cells']:>5} {r['wall_s']:>8.1f} {r['cell_s']:>8.1f} "
-              f"{r['overhead_per_cell_s']:>16.2f} {r['cells_per_min']:>10.1f}"
+              f"{r['overhead_per_cell_s']:>16.2f} {warm:>12} {r['cells_per_min']:>10.1f}"
               + (f"   (cluster up in {r['cluster_up_s']:.0f} s, {r['left']} left)" if "cluster_up_s" in r else ""))
 
 

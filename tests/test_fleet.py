@@ -105,7 +105,7 @@ class Cluster:
     def kill_node_of(self, pid: int) -> str:
         raylet = self.raylet_of(pid)
         assert raylet is not None, f"no raylet above pid {pid}"
-        name = next((a.split("=", 1)[1] for a in raylet.cmdline() if a.startswith("--node_name=")), "?")
+        name = next((a.split("=", 1)[1] for a in raylet.cmdline() if a.startswith("--node-name=")), "?")
         _kill([*raylet.children(recursive=True), raylet])
         return name
 
@@ -224,6 +224,13 @@ def test_fleet_study_stores_every_cell_once_with_local_ids_on_loopback(cluster, 
     assert "0 cells measured" in again.stdout and "6 already stored" in again.stdout, again.stdout
     assert sorted(cid for cid, _ in _rows(pg_url)) == sorted(expected)
 
+    # --threads picks the setups measuring at that count; a count no node measures at is one line
+    t2 = _dnnbench([*args, "--threads", "2", "--metrics", "time"], cluster.env)
+    assert "on 1 setup(s)" in t2.stdout and "2 already stored" in t2.stdout and ", 2 threads (" in t2.stdout, t2.stdout
+    t3 = _dnnbench([*args, "--threads", "3"], cluster.env, check=False)
+    assert t3.returncode == 2 and "Traceback" not in t3.stderr, t3.stdout + t3.stderr
+    assert "matches --on all at 3 threads" in t3.stderr and "2 threads" in t3.stderr, t3.stderr
+
     socks = _ray_sockets(cluster.token)
     assert any(s[0] == "gcs_server" for s in socks) and any(s[0] == "raylet" for s in socks), socks
     off = [s for s in socks if not _loopback(s[2])]
@@ -259,6 +266,8 @@ def test_node_killed_mid_cell_retried_then_left_then_resumed(cluster, pg_url):
     rows = dict(_rows(pg_url))
     assert p.returncode == 0, out + errs
     assert len(rows) == 4 and "4 cells measured" in out, out + errs
+    assert "(raylet)" not in out and "ray: " not in out, out  # Ray's messages to the driver stay off stdout
+    assert "retried on node" in errs and "1 retried on another node" in out, out + errs
     assert all(rows[cid] == rec for cid, rec in before.items())  # nothing stored was lost or changed
     survivor = "oneb" if killed == "onea" else "onea"
     print(f"\nkilled {killed} mid-cell with {len(before)} cells stored:", out.splitlines()[0])

@@ -520,6 +520,17 @@ def bench(model, batch_sizes=None, *, config: "BenchConfig | None" = None, on_ev
     return run_plan(plan_bench(model, config), config, on_event)
 
 
+def prestart(plan: BenchPlan, config: "BenchConfig") -> None:
+    """Start the fork server for ``plan``'s cells and have it prepare the model, without waiting (a fleet node
+    warms while the driver runs static profiles). Nothing for in-process plans or where cells start fresh."""
+    from dnnbench.isolation.dispatch import prestart as start
+
+    if config.in_process or not plan.specs:
+        return
+    first = plan.specs[0]
+    start(first, BenchLoader(plan.ref, first.device, config.input_size, first.form))
+
+
 def run_plan(plan: BenchPlan, config: "BenchConfig", on_event: BenchEvent | None = None,
              should_stop: Callable[[], bool] | None = None) -> "BenchRun":
     """Measure every cell of ``plan`` (see ``bench``); ``should_stop`` is asked before each cell (a budget)."""

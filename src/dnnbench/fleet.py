@@ -11,14 +11,18 @@ at — and its one exclusive measuring slot:
 
 ``study`` (``dnnbench study ... --cluster ADDR``) connects, finds the dnnbench nodes, and has a node of each
 target setup plan the study there (``runner.study`` with nothing to measure), so every cell's identity is
-exactly what a local study on that machine would plan. Cells already stored are skipped; every other cell is
-one Ray task that runs ``runner.study`` for that one cell on a node of its setup — measured cells need the
-node's slot, so two measurements never share a machine and the cell records that node's environment — and
-the task commits the cell to the store itself. A node lost mid-cell: Ray retries the task (``max_retries``) on
-another node of the setup; the retry takes over the claim (one claims owner per fleet study), skips the cell
-if it was committed before the node died (``Store.put`` is idempotent by cell id), and a setup with no node
-left has its cells cancelled and reported as left for the next run. Ctrl-C cancels the tasks and keeps what
-was committed.
+exactly what a local study on that machine would plan. Cells already stored are skipped. Static profiles are
+Ray tasks that run in parallel on any node of their machine. Every other cell runs through its node's
+*agent* (``_Agent``): one Ray actor per node for the study, holding the node's measuring slot, so two
+measurements never share a machine, the cell records that node's environment, and the process stays warm
+(imports, store, fork server) from cell to cell; it warms while the profiles run, and measured cells start
+once they are done, so nothing runs beside a measurement. Each agent takes the next cell of its setups as it
+finishes one; the cell (``runner.study`` for that one cell) commits itself to the store. A node lost mid-cell
+(its agent dies): the cell goes back to its setup's queue for another node (``MAX_RETRIES``); the retry takes
+over the claim (one claims owner per fleet study) and skips the cell if it was committed before the node died
+(``Store.put`` is idempotent by cell id); a setup with no node left has its cells reported as left for the
+next run. Ctrl-C stops the agents (the cell in progress is lost, never half stored) and keeps what was
+committed; a spent budget lets the cells in progress finish and starts no more.
 
 Nothing here is imported without ``--cluster``; Ray is imported lazily (``MissingExtraError`` without it).
 On a loopback address every Ray process is kept on 127.0.0.1: Ray resolves a loopback node address to the
@@ -37,6 +41,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -48,8 +53,7 @@ SETUP = "dnnbench-setup:"  # + "<fingerprint>:t<threads>"
 MACHINE = "dnnbench-machine:"  # + "<fingerprint>"
 NAME = "dnnbench-name:"  # + "<name>"
 MACHINE_UNITS = 1000  # static profiles in parallel per node (each also takes a Ray CPU)
-MAX_RETRIES = 2  # a task whose node or worker died is run again this many times
-LOST_GRACE_S = 10.0  # a setup with no alive node for this long: its cells are cancelled and left
+MAX_RETRIES = 2  # a cell whose node or measuring process died is run again this many times (elsewhere)
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
@@ -258,20 +262,26 @@ def _describe() -> dict:
             "hostname": env.hostname, "version": __version__, "pid": os.getpid()}
 
 
-def _remote_study(models: list[str], config, store: str, only, owner: str | None, cwd: str | None) -> dict:
+def _remote_study(models: list[str], config, store: str, only, owner: str | None, cwd: str | None,
+                  warm: bool = False) -> dict:
     """Run on a node: ``runner.study`` for ``only`` (None: plan only); what was planned, measured, stored.
 
     ``cwd``: the driver's working directory, where relative ``python:`` model files are found (the same
-    checkout path on every node); used when it exists here.
+    checkout path on every node); used when it exists here. ``warm`` (plan only): then start the fork server
+    for the first planned bench cell, so that this process's first cell does not wait for it.
     """
-    from dnnbench import runner
+    from dnnbench import api, runner
 
     out: dict = {"plans": [], "unavailable": [], "results": [], "hostname": socket.gethostname(),
                  "node": _node_id()}
     records = {}
+    first_bench: list[dict] = []
 
     def grab(kind, data):
         if kind == "open":
+            bench = [p for p in data["plans"] if "bench_plan" in p.config]
+            if warm and bench:
+                first_bench.append(bench[0].config)
             out["unavailable"] = list(data["unavailable"])
             out["plans"] = [{"cell_id": p.cell_id, "label": p.label, "ref": p.ref, "group": p.group,
                              "batch_size": p.batch_size, "runtime": p.config.get("runtime"),
@@ -293,6 +303,8 @@ def _remote_study(models: list[str], config, store: str, only, owner: str | None
         return out
     finally:
         os.chdir(old)
+    for c in first_bench:
+        api.prestart(c["bench_plan"], c["bench_config"])
     out["results"] = list(records.values())
     out["interrupted"] = s.stopped == "interrupted"
     return out
@@ -329,6 +341,7 @@ def connect(address: str):
                                "pass its HOST:PORT") from exc
     if ray.is_initialized():
         return ray
+    _route_ray_messages()
     kwargs = {"_node_ip_address": "127.0.0.1"} if loopback else {}
     try:
         ray.init(address=f"{host}:{port}", log_to_driver=False, logging_level="ERROR", namespace="dnnbench",
@@ -338,6 +351,26 @@ def connect(address: str):
         raise UnavailableError(f"cannot join the Ray cluster at {address}", first,
                                "check it is a Ray head of the same Ray version as here") from exc
     return ray
+
+
+_RAY_SINK: list[Callable[[str], None]] = []  # where Ray's messages to this driver go during a fleet study
+
+
+def _route_ray_messages() -> None:
+    """Ray prints the errors it pushes to a driver ("(raylet) Task ... will be retried", "A worker died") on
+    stdout, where they would mix with the summary and ``--json`` output: they go to the fleet study's events
+    (``ray-message``), else to stderr. (``ray._private.worker.print_to_stdstream`` is looked up per message.)"""
+    try:
+        from ray._private import worker as ray_worker
+    except ImportError:
+        return
+
+    def sink(data, ignore_prefix=False):
+        for line in data.get("lines", []):
+            for f in list(_RAY_SINK) or [lambda text: print(f"ray: {text}", file=sys.stderr)]:
+                f(str(line))
+
+    ray_worker.print_to_stdstream = sink
 
 
 def discover(ray, timeout_s: float = 120.0) -> list[dict]:
@@ -445,10 +478,13 @@ def study(models, config=None, *, cluster: str, on: str | None = "all", store: s
     emit = on_event or (lambda kind, data: None)
     t0 = time.perf_counter()
     ray = connect(cluster)
+    sink = lambda text: emit("ray-message", {"text": text})  # noqa: E731
+    _RAY_SINK.append(sink)
     try:
         return _study(ray, list(models), cfg, cluster, on, url, emit, budget_s, t0)
     finally:
         ray.shutdown()
+        _RAY_SINK.remove(sink)
 
 
 def _study(ray, models, cfg, cluster, on, url, emit, budget_s, t0) -> FleetSummary:
@@ -461,7 +497,14 @@ def _study(ray, models, cfg, cluster, on, url, emit, budget_s, t0) -> FleetSumma
             emit("node-problem", {"node": n})
     setups = select(setups_of(nodes), on)
     if cfg.threads:  # --threads with --cluster: only the setups that measure at that count
-        setups = [s for s in setups if s.threads == cfg.threads] or select([], f"{on} at {cfg.threads} threads")
+        at = [s for s in setups if s.threads == cfg.threads]
+        if not at:
+            have = "; ".join(f"{s.name} ({s.key})" for s in setups)
+            raise InputError(f"no dnnbench node of the cluster matches --on {on or 'all'} at {cfg.threads} threads",
+                             f"its setups are: {have}", "leave --threads out (each node measures at the thread "
+                             "counts it advertises), or start a node with `dnnbench node start --threads "
+                             f"{cfg.threads} --address HEAD:PORT`")
+        setups = at
     check_shared_store(url, [n for n in nodes if any(n["node_id"] in s.nodes for s in setups)])
     owner = f"fleet-{uuid.uuid4().hex}"
     with open_store(url) as st:
@@ -471,13 +514,15 @@ def _study(ray, models, cfg, cluster, on, url, emit, budget_s, t0) -> FleetSumma
         plans = _plan(ray, setups, models, cfg, url, summary)
         todo = _todo(st, plans, cfg.force, summary)
         emit("plan", {"summary": summary})
-        runner_summary = _Fleet(ray, st, cfg, url, owner, summary, emit, budget_s, t0)
+        driver = _Fleet(ray, st, cfg, url, owner, summary, emit, budget_s, t0,
+                        {n["node_id"]: n.get("name") or n["node_id"][:12] for n in nodes})
         try:
-            runner_summary.run(todo)
+            driver.run(todo)
         except KeyboardInterrupt:
             summary.stopped = "interrupted"
-            runner_summary.cancel_all("interrupted")
+            driver.cancel_all("interrupted")
         finally:
+            driver.close()
             try:
                 st.release([c["cell_id"] for _, c in todo], owner)
             except Exception:
@@ -535,76 +580,187 @@ def _todo(st, plans, force: bool, summary: FleetSummary):
     return todo
 
 
-class _Fleet:
-    """Submits one Ray task per cell and follows them to the end."""
+class _Agent:
+    """A node's one measuring process for one fleet study: a Ray actor that holds the node's ``dnnbench-slot``
+    while the study runs. Every measured and accuracy cell of the node runs here, one at a time, so two
+    measurements never share the machine, and the process — its imports, its store connection, its fork server
+    with torch resident — stays warm from one cell to the next."""
 
-    def __init__(self, ray, st, cfg, url, owner, summary: FleetSummary, emit, budget_s, t0):
+    def __init__(self, cwd: str | None):
+        self.cwd = cwd
+
+    def warm(self, models: list[str], config, store: str) -> dict:
+        """Plan ``models`` here (imports what their cells import) and start the fork server for the first bench
+        cell, while the driver runs static profiles; who and where this process is."""
+        res = _remote_study(models, config, store, None, None, self.cwd, warm=True)
+        return {"pid": os.getpid(), "node": _node_id(), "hostname": res["hostname"], "error": res.get("error")}
+
+    def measure(self, models: list[str], config, store: str, only, owner: str) -> dict:
+        return _remote_study(models, config, store, only, owner, self.cwd)
+
+
+@dataclass
+class _Job:
+    setup: FleetSetup
+    plan: dict
+    attempts: int = 0  # runs that ended with the node's agent dead
+    why: str = ""  # how the last one ended
+
+
+class _Fleet:
+    """Static profiles as Ray tasks in parallel (any node of their machine); then every measured cell through
+    its node's agent, one at a time per node, each node taking the next cell of its setups as it finishes one.
+
+    An agent that dies (its node lost, its process killed) hands its cell back to the setup's queue, for
+    another node of the setup (``MAX_RETRIES`` times at most); a setup with no agent left has its queued
+    cells left for the next run. The retry takes over the claim (one claims owner per fleet study) and skips
+    the cell if it was committed before the node died (``Store.put`` is idempotent by cell id).
+    """
+
+    def __init__(self, ray, st, cfg, url, owner, summary: FleetSummary, emit, budget_s, t0, names=None):
         self.ray, self.st, self.cfg, self.url, self.owner = ray, st, cfg, url, owner
+        self.names: dict[str, str] = names or {}
         self.summary, self.emit, self.budget_s, self.t0 = summary, emit, budget_s, t0
         self.by_key = {sp.setup.key: sp for sp in summary.setups}
-        self.pending: dict = {}  # ObjectRef -> (setup, plan)
+        self.pending: dict = {}  # ObjectRef -> ("profile", job) | ("cell", node, job) | ("warm", node)
+        self.queues: dict[str, deque] = {k: deque() for k in self.by_key}
+        self.agents: dict[str, object] = {}  # node id -> actor handle, while it lives
+        self.idle: list[str] = []  # nodes whose agent is warm and has no cell
+        self.asked: dict[str, float] = {}  # node id -> when its agent was created (until it answers)
+        self.waiting_said: set[str] = set()
+        self.stopping: str | None = None
         self.task = ray.remote(_remote_study)
 
-    def submit(self, s: FleetSetup, p: dict):
-        task = self.task
+    # -- what a cell runs with -------------------------------------------------------------------------------
+    def cell_config(self, job: _Job):
+        s, p = job.setup, job.plan
         cfg = replace(self.cfg, threads=s.threads, budget=None, batch_sizes=(p["batch_size"],))
         if p["group"] in ("profile", "accuracy"):
-            cfg = replace(cfg, metrics=p["group"])
-            opts = {"num_cpus": 1, "resources": {f"{MACHINE}{s.fingerprint}": 1}}
-        else:
-            cfg = replace(cfg, metrics=p["group"].replace("+", ","), runtimes=p["runtime"], precisions=p["precision"])
-            opts = {"num_cpus": 0, "resources": {SLOT: 1, s.resource: 1}}
-        ref = task.options(max_retries=MAX_RETRIES, retry_exceptions=False, **opts).remote(
-            [p["ref"]], cfg, self.url, [p["cell_id"]], self.owner, os.getcwd())
-        self.pending[ref] = (s, p)
+            return replace(cfg, metrics=p["group"])
+        return replace(cfg, metrics=p["group"].replace("+", ","), runtimes=p["runtime"], precisions=p["precision"])
 
+    def submit_profile(self, job: _Job) -> None:
+        opts = {"num_cpus": 1, "resources": {f"{MACHINE}{job.setup.fingerprint}": 1}}
+        ref = self.task.options(max_retries=MAX_RETRIES, retry_exceptions=False, **opts).remote(
+            [job.plan["ref"]], self.cell_config(job), self.url, [job.plan["cell_id"]], self.owner, os.getcwd())
+        self.pending[ref] = ("profile", job)
+
+    def start_agents(self) -> None:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        agent = self.ray.remote(_Agent)
+        for key, q in self.queues.items():
+            if not q:
+                continue
+            for node in q[0].setup.nodes:
+                if node in self.agents:
+                    continue
+                handle = agent.options(num_cpus=0, resources={SLOT: 1}, max_restarts=0, max_task_retries=0,
+                                       scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
+                                       ).remote(os.getcwd())
+                self.agents[node] = handle
+                self.asked[node] = time.perf_counter()
+                first = q[0]
+                ref = handle.warm.remote([first.plan["ref"]], self.cell_config(first), self.url)
+                self.pending[ref] = ("warm", node)
+
+    # -- the loop --------------------------------------------------------------------------------------------
     def run(self, todo) -> None:
-        # static profiles first: they are quick and run in parallel; measured cells queue on the nodes' slots
-        for s, p in sorted(todo, key=lambda sp: sp[1]["group"] != "profile"):
-            self.submit(s, p)
-        last_check = time.perf_counter()
-        orphaned_since: dict[str, float] = {}
-        while self.pending:
+        for s, p in todo:
+            job = _Job(s, p)
+            if p["group"] == "profile":
+                self.submit_profile(job)
+            else:
+                self.queues[s.key].append(job)
+        self.start_agents()
+        while True:
+            if not self.stopping and not any(v[0] == "profile" for v in self.pending.values()):
+                self.feed()  # measured cells once the profiles are done: nothing else runs beside a measurement
+            self.leave_orphans()
+            if not self.pending:
+                return
             ready, _ = self.ray.wait(list(self.pending), num_returns=1, timeout=1.0)
             for ref in ready:
                 self.finish(ref)
             now = time.perf_counter()
-            if self.budget_s is not None and now - self.t0 > self.budget_s:
-                self.summary.stopped = "budget"
-                self.cancel_all("the budget is spent")
-                return
-            if now - last_check > 2.0:
-                last_check = now
-                self.check_nodes(orphaned_since, now)
+            if not self.stopping and self.budget_s is not None and now - self.t0 > self.budget_s:
+                self.stopping = self.summary.stopped = "budget"  # cells in progress finish; no new one starts
+                self.leave_queued("the budget is spent: left for the next run")
+            for node, since in self.asked.items():
+                if now - since > 20.0 and node not in self.waiting_said:
+                    self.waiting_said.add(node)
+                    self.emit("node-wait", {"node": node, "name": self.names.get(node, node[:12]), "why": "its measuring slot is not free yet (another "
+                                            "study measures there, or the node is still starting): waiting"})
+
+    def feed(self) -> None:
+        for node in list(self.idle):
+            job = next((q.popleft() for q in self.queues.values() if q and node in q[0].setup.nodes), None)
+            if job is None:
+                continue
+            self.idle.remove(node)
+            if job.attempts:
+                self.summary.retried += 1
+                self.emit("retry", {"setup": job.setup, "plan": job.plan, "why": job.why,
+                                    "name": self.names.get(node, node[:12])})
+            ref = self.agents[node].measure.remote([job.plan["ref"]], self.cell_config(job), self.url,
+                                                   [job.plan["cell_id"]], self.owner)
+            self.pending[ref] = ("cell", node, job)
 
     def finish(self, ref) -> None:
-        s, p = self.pending.pop(ref)
-        sp = self.by_key[s.key]
-        sp.done += 1
+        what = self.pending.pop(ref)
+        if what[0] == "warm":
+            node = what[1]
+            self.asked.pop(node, None)
+            try:
+                res = self.ray.get(ref)
+            except Exception as exc:  # the node died, or its agent could not start there
+                self.drop_agent(node, _why(exc))
+                return
+            if res.get("error"):  # the node cannot plan what the driver's planning node planned
+                self.drop_agent(node, res["error"])
+                return
+            self.idle.append(node)
+            return
+        job = what[-1]
         try:
             res = self.ray.get(ref)
-        except Exception as exc:  # retries spent: the node or worker died each time, or the task was cancelled
-            why = _why(exc)
-            sp.lost.append(f"{p['label']} b={p['batch_size']} {p['group']}: {why}")
-            self.emit("lost", {"setup": s, "plan": p, "why": why})
+        except Exception as exc:
+            if what[0] == "cell":
+                self.drop_agent(what[1], _why(exc))
+                if self.stopping is None and job.attempts < MAX_RETRIES and _died(exc):
+                    job.attempts += 1
+                    job.why = _why(exc)
+                    self.queues[job.setup.key].appendleft(job)  # another node of the setup takes it
+                    return
+                why = ("interrupted before it finished: left for the next run" if self.stopping == "interrupted"
+                       else _why(exc, job.attempts + 1))
+            else:
+                why = _why(exc, MAX_RETRIES + 1)
+            self.lose(job, why)
             return
+        if what[0] == "cell":
+            self.idle.append(what[1])
+        self.result(job, res)
+
+    def result(self, job: _Job, res: dict) -> None:
+        s, p = job.setup, job.plan
+        sp = self.by_key[s.key]
         if res.get("error"):
             sp.failed += 1
-            sp.lost.append(f"{p['label']} b={p['batch_size']} {p['group']}: {res['error']}")
-            self.emit("lost", {"setup": s, "plan": p, "why": res["error"]})
+            self.lose(job, res["error"])
             return
         result = next((r for r in res["results"] if r["cell_id"] == p["cell_id"]), None)
+        where = {"hostname": res.get("hostname"), "node": res.get("node")}
         if result is None and res.get("interrupted"):
-            why = "interrupted before it finished: left for the next run"
-            sp.lost.append(f"{p['label']} b={p['batch_size']} {p['group']}: {why}")
-            self.emit("lost", {"setup": s, "plan": p, "why": why})
+            self.lose(job, "interrupted before it finished: left for the next run")
             return
+        sp.done += 1
         if result is None:
             planned = any(q["cell_id"] == p["cell_id"] for q in res["plans"])
-            why = ("stored meanwhile (by another study, or by this task before its node died)" if planned else
+            why = ("stored meanwhile (by another study, or by this study before its node died)" if planned else
                    "the node no longer plans this cell (its software changed since planning): run the study again")
-            self.emit("done", {"setup": s, "plan": p, "status": None, "stored": False, "why": why,
-                               "hostname": res.get("hostname")})
+            self.emit("done", {"setup": s, "plan": p, "status": None, "stored": False, "why": why, "cell_s": 0.0,
+                               **where})
             return
         sp.cell_s += result["cell_s"]
         if result["stored"]:
@@ -615,44 +771,82 @@ class _Fleet:
                 sp.failed += 1
                 self.summary.failed += 1
         self.emit("done", {"setup": s, "plan": p, "status": result["status"], "stored": result["stored"],
-                           "why": result["message"], "hostname": res.get("hostname")})
+                           "why": result["message"], "cell_s": result["cell_s"], **where})
 
-    def check_nodes(self, orphaned_since: dict[str, float], now: float) -> None:
-        """Cancel the cells of setups that have had no alive node for ``LOST_GRACE_S``: left for the next run."""
-        try:
-            alive = [n for n in self.ray.nodes() if n.get("Alive")]
-        except Exception:
-            return
-        keys = {sp.setup.key for sp in self.summary.setups}
-        have = {k for n in alive for k in keys if n.get("Resources", {}).get(f"{SETUP}{k}")}
-        for k in keys - have:
-            since = orphaned_since.setdefault(k, now)
-            if now - since >= LOST_GRACE_S:
-                for ref, (s, _) in list(self.pending.items()):
-                    if s.key == k:
-                        self.ray.cancel(ref, force=False)
-        for k in have:
-            orphaned_since.pop(k, None)
+    def lose(self, job: _Job, why: str) -> None:
+        sp = self.by_key[job.setup.key]
+        sp.done += 1
+        sp.lost.append(f"{job.plan['label']} b={job.plan['batch_size']} {job.plan['group']}: {why}")
+        self.emit("lost", {"setup": job.setup, "plan": job.plan, "why": why})
 
-    def cancel_all(self, why: str) -> None:
-        for ref in list(self.pending):
+    def drop_agent(self, node: str, why: str) -> None:
+        handle = self.agents.pop(node, None)
+        if node in self.idle:
+            self.idle.remove(node)
+        self.asked.pop(node, None)
+        if handle is not None:
             try:
-                self.ray.cancel(ref, force=False)
+                self.ray.kill(handle)
             except Exception:
                 pass
-        deadline = time.perf_counter() + 30.0  # a running cell stops at its next sample and keeps what finished
+            if self.stopping != "interrupted":
+                self.emit("node-lost", {"node": node, "name": self.names.get(node, node[:12]), "why": why})
+
+    def leave_orphans(self) -> None:
+        """Queued cells of a setup that has no agent left (each of its nodes died or could not start one)."""
+        for key, q in self.queues.items():
+            if q and not any(n in self.agents for n in q[0].setup.nodes):
+                while q:
+                    self.lose(q.popleft(), "no node of its setup is left: left for the next run")
+
+    def leave_queued(self, why: str) -> None:
+        for q in self.queues.values():
+            while q:
+                self.lose(q.popleft(), why)
+
+    def cancel_all(self, why: str) -> None:
+        """Ctrl-C: profiles cancelled, agents killed (a cell in progress is lost, never half stored); what was
+        committed stays."""
+        self.stopping = "interrupted"
+        self.leave_queued("interrupted: left for the next run")
+        for ref, what in list(self.pending.items()):
+            if what[0] == "profile":
+                try:
+                    self.ray.cancel(ref, force=False)
+                except Exception:
+                    pass
+        for node in list(self.agents):
+            self.drop_agent(node, why)
+        deadline = time.perf_counter() + 30.0
         while self.pending and time.perf_counter() < deadline:
             ready, _ = self.ray.wait(list(self.pending), num_returns=len(self.pending), timeout=1.0)
             for ref in ready:
                 self.finish(ref)
 
+    def close(self) -> None:
+        """The study is over: its agents exit and free their nodes' slots."""
+        for node in list(self.agents):
+            handle = self.agents.pop(node)
+            try:
+                self.ray.kill(handle)
+            except Exception:
+                pass
 
-def _why(exc: BaseException) -> str:
+
+def _died(exc: BaseException) -> bool:
+    """The agent's process or node is gone (worth a retry elsewhere), as opposed to a bug in the cell."""
+    name = type(exc).__name__
+    return any(k in name for k in ("ActorDied", "ActorUnavailable", "RayActorError", "NodeDied", "WorkerCrashed",
+                                   "OwnerDied", "ActorUnschedulable"))
+
+
+def _why(exc: BaseException, times: int | None = None) -> str:
     name = type(exc).__name__
     if "Cancel" in name:
-        return "cancelled (no node of its setup was left, the budget was spent, or Ctrl-C): left for the next run"
-    if "NodeDied" in name or "WorkerCrashed" in name or "OwnerDied" in name or "Unavailable" in name:
-        return f"its node or worker died {MAX_RETRIES + 1} times ({name}): left for the next run"
+        return "cancelled (the budget was spent, or Ctrl-C): left for the next run"
+    if _died(exc):
+        where = f" {times} times" if times and times > 1 else ""
+        return f"its node or measuring process died{where} ({name}): left for the next run"
     first = (str(exc).strip().splitlines() or [name])[0][:200]
     return f"{name}: {first}"
 

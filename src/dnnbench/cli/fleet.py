@@ -119,6 +119,15 @@ class progress:
                 self.tasks[sp.setup.key] = self.bar.add_task(sp.setup.name, total=sp.todo)
             self.bar.start()
             self.started = True
+        elif kind in ("node-lost", "node-wait"):
+            err.print(f"node {data['name']}: {data['why']}", markup=False, highlight=False)
+        elif kind == "retry":
+            p = data["plan"]
+            err.print(f"{p['label']} b={p['batch_size']} {p['group']} on {data['setup'].name}: retried on node "
+                      f"{data['name']} ({data['why'].split(':')[0]})", markup=False, highlight=False)
+        elif kind == "ray-message":
+            first = (data["text"].strip().splitlines() or [""])[0]
+            err.print(f"ray: {first[:200]}", markup=False, highlight=False, style="dim")
         elif kind in ("done", "lost"):
             task = self.tasks.get(data["setup"].key)
             if task is not None:
@@ -133,8 +142,9 @@ class progress:
 
 def summary(s) -> None:
     statuses = ", ".join(f"{v} {k}" for k, v in sorted(s.statuses.items())) or "none"
+    retried = f", {s.retried} retried on another node" if s.retried else ""
     out.print(f"fleet study: {s.measured} cells measured ({statuses}), {s.skipped_existing} already stored, "
-              f"{s.left} left, in {u.seconds(s.wall_s)} on {len(s.setups)} setup(s); store: {s.store}")
+              f"{s.left} left{retried}, in {u.seconds(s.wall_s)} on {len(s.setups)} setup(s); store: {s.store}")
     for sp in s.setups:
         shared = f", {sp.shared} profile cells shared with another setup of this machine" if sp.shared else ""
         out.print(f"  {sp.setup.name} ({sp.setup.key}): {sp.planned} planned, {sp.stored_before} already stored, "
