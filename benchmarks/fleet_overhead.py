@@ -3,11 +3,12 @@
 Starts a loopback cluster (a head that only coordinates, N nodes of one 1-thread setup, all on this machine),
 runs a study of tiny time cells into a fresh PostgreSQL database (tests/pg.py), and prints the wall time, the
 cells' own time (each record's start to finish), the scheduling overhead per cell — node-seconds not spent
-inside a cell, per cell: (N x wall - sum of cell times) / cells — and cells per minute. The same cells run by
-a local study give the baseline (a local study's own overhead per cell). Every process it starts is killed
+inside a cell, per cell: (N x wall - sum of cell times) / cells, start-up included — the same once the nodes
+are warm (from one cell's end to the next one's on a node, less that cell's own time; median), when the first
+cell was stored, and cells per minute. The same cells run by a local study give the baseline. Every process it starts is killed
 at the end (by the marker in its environment; never `ray stop`).
 
-    .venv/bin/python benchmarks/fleet_overhead.py [--cells 8] [--nodes 1,2]
+    .venv/bin/python benchmarks/fleet_overhead.py [--cells 12] [--nodes 1,2]
 """
 
 from __future__ import annotations
@@ -83,8 +84,10 @@ def run(n: int, cells: int, pg) -> dict:
         cfg = runner.StudyConfig(metrics="time", batch_sizes=tuple(range(1, cells + 1)), max_time_per_cell=0.3,
                                  target_ci=0.2)
         done: list[tuple[float, str, float]] = []
+        marks: dict[str, float] = {"start": time.perf_counter()}
 
         def grab(kind, data):
+            marks.setdefault(kind, time.perf_counter())
             if kind == "done" and data.get("stored"):
                 done.append((time.perf_counter(), data.get("node") or "?", data.get("cell_s", 0.0)))
 
@@ -94,7 +97,8 @@ def run(n: int, cells: int, pg) -> dict:
     over = (n * s.wall_s - s.cell_s) / max(1, s.measured)
     return {"nodes": n, "cluster_up_s": up_s, "cells": s.measured, "left": s.left, "wall_s": s.wall_s,
             "cell_s": s.cell_s, "overhead_per_cell_s": over, "steady_s": steady(done),
-            "cells_per_min": 60 * s.measured / s.wall_s}
+            "cells_per_min": 60 * s.measured / s.wall_s, "planned_s": marks.get("plan", marks["start"]) - marks["start"],
+            "first_s": (min(d[0] for d in done) - marks["start"]) if done else None}
 
 
 def steady(done: list[tuple[float, str, float]]) -> float | None:
@@ -123,6 +127,13 @@ def local(cells: int, pg) -> dict:
     from dnnbench.fleet import _duration
 
     t = time.perf_counter()
+    first = []
+
+    def grab(kind, data, _grab=grab):
+        if kind == "done" and not first:
+            first.append(time.perf_counter() - t)
+        _grab(kind, data)
+
     s = runner.study([TINY], runner.StudyConfig(metrics="time", batch_sizes=tuple(range(1, cells + 1)),
                                                 max_time_per_cell=0.3, target_ci=0.2, threads=1),
                      store=pg.create_db(f"l{uuid.uuid4().hex[:8]}"), on_event=grab)
@@ -130,12 +141,12 @@ def local(cells: int, pg) -> dict:
     cell_s = sum(_duration(r.started_at, r.finished_at) for r in records)
     return {"nodes": "local", "cells": s.measured, "wall_s": wall, "cell_s": cell_s,
             "overhead_per_cell_s": (wall - cell_s) / max(1, s.measured),
-            "steady_s": steady(done), "cells_per_min": 60 * s.measured / wall}
+            "steady_s": steady(done), "cells_per_min": 60 * s.measured / wall, "first_s": first[0] if first else None}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cells", type=int, default=8)
+    ap.add_argument("--cells", type=int, default=12)
     ap.add_argument("--nodes", default="1,2")
     args = ap.parse_args()
     from tests.pg import PgServer, find_bindir
@@ -151,7 +162,9 @@ def main() -> None:
         warm = "-" if r["steady_s"] is None else f"{r['steady_s']:.2f}"
         print(f"{r['nodes']!s:>6} {r['cells']:>5} {r['wall_s']:>8.1f} {r['cell_s']:>8.1f} "
               f"{r['overhead_per_cell_s']:>16.2f} {warm:>12} {r['cells_per_min']:>10.1f}"
-              + (f"   (cluster up in {r['cluster_up_s']:.0f} s, {r['left']} left)" if "cluster_up_s" in r else ""))
+              + (f"   first cell stored after {r['first_s']:.1f} s" if r.get("first_s") is not None else "")
+              + (f" (planned after {r['planned_s']:.1f} s); cluster up in {r['cluster_up_s']:.0f} s, {r['left']} left"
+                 if "cluster_up_s" in r else ""))
 
 
 if __name__ == "__main__":

@@ -148,3 +148,34 @@ def test_prestart_prepares_the_model_process_the_next_cell_uses(tmp_path):
     cell = run_isolated(spec(), where)
     assert cell.status == "ok" and forked(cell) and server().pid == pid
     assert where.read()["ppid"] == server().model_pid
+
+
+def test_the_prestarted_server_serves_the_first_cell_of_a_bench(monkeypatch):
+    """bench prestarts the server while it profiles; the profile must not change what the server is keyed on
+    (torch writes TORCHINDUCTOR_CACHE_DIR into os.environ when asked for its cache folder), or the first cell
+    starts a second server and waits for torch to be imported again."""
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    from dnnbench.core.measurements import BenchConfig
+
+    forkserver.shutdown()
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    started = []
+    init, prestart = forkserver.ForkServer.__init__, forkserver.prestart
+
+    def counted(self, *args, **kwargs):
+        started.append(args[0])
+        init(self, *args, **kwargs)
+
+    def prestart_then_cache_dir(spec, loader):
+        os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)  # as in a process that never asked for it
+        prestart(spec, loader)
+        cache_dir()  # what the static profile of some models does next
+
+    monkeypatch.setattr(forkserver.ForkServer, "__init__", counted)
+    monkeypatch.setattr(forkserver, "prestart", prestart_then_cache_dir)
+    run = dnnbench.bench("python:tests/bench_models.py:tiny", config=BenchConfig(
+        threads=1, batch_sizes=(1,), max_time_per_cell=0.2, target_ci=0.5, processes=1))
+    assert run.cells[0].status == "ok", run.cells[0].message
+    assert "TORCHINDUCTOR_CACHE_DIR" in os.environ  # the environment did change after the prestart
+    assert started == [1]  # one server (at 1 thread), the prestarted one

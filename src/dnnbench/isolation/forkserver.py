@@ -256,7 +256,11 @@ _UNFORKABLE: dict[bytes, str] = {}  # model keys whose model process had extra t
 _ATEXIT = False
 
 
-_ENV_IGNORED = ("PYTEST_CURRENT_TEST",)  # changes with every test; nothing a cell measures reads it
+# PYTEST_CURRENT_TEST changes with every test, and nothing a cell measures reads it. TORCHINDUCTOR_CACHE_DIR:
+# torch writes its default into os.environ the first time anything asks for the cache folder (the static
+# profile does, after the server was prestarted); a server started without it computes the same default.
+# Keyed on, either would start a second server for the first cell (about 3 s: torch imported again).
+_ENV_IGNORED = ("PYTEST_CURRENT_TEST", "TORCHINDUCTOR_CACHE_DIR")
 
 
 def _key(threads: int, env: dict[str, str]) -> tuple:
