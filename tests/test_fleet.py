@@ -24,6 +24,7 @@ ray = pytest.importorskip("ray", reason="ray is not installed: pip install 'dnnb
 psutil = pytest.importorskip("psutil", reason="psutil finds the Ray processes of the test cluster")
 
 from dnnbench import fleet  # noqa: E402
+from dnnbench.core.errors import InputError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "python:tests/bench_models.py:tiny"
@@ -225,11 +226,12 @@ def test_fleet_study_stores_every_cell_once_with_local_ids_on_loopback(cluster, 
     assert sorted(cid for cid, _ in _rows(pg_url)) == sorted(expected)
 
     # --threads picks the setups measuring at that count; a count no node measures at is one line
-    t2 = _dnnbench([*args, "--threads", "2", "--metrics", "time"], cluster.env)
-    assert "on 1 setup(s)" in t2.stdout and "2 already stored" in t2.stdout and ", 2 threads (" in t2.stdout, t2.stdout
-    t3 = _dnnbench([*args, "--threads", "3"], cluster.env, check=False)
-    assert t3.returncode == 2 and "Traceback" not in t3.stderr, t3.stdout + t3.stderr
-    assert "matches --on all at 3 threads" in t3.stderr and "2 threads" in t3.stderr, t3.stderr
+    cfg = dict(metrics="time", batch_sizes=(1, 2), max_time_per_cell=0.3, target_ci=0.2)
+    t2 = fleet.study([TINY], threads=2, cluster=cluster.address, store=pg_url, **cfg)
+    assert [sp.setup.threads for sp in t2.setups] == [2] and t2.skipped_existing == 2 and t2.measured == 0
+    with pytest.raises(InputError, match="matches --on all at 3 threads: its setups are: .*2 threads") as exc:
+        fleet.study([TINY], threads=3, cluster=cluster.address, store=pg_url, **cfg)
+    assert "start a node with `dnnbench node start --threads 3" in exc.value.one_line()
 
     socks = _ray_sockets(cluster.token)
     assert any(s[0] == "gcs_server" for s in socks) and any(s[0] == "raylet" for s in socks), socks

@@ -511,12 +511,14 @@ def _study(ray, models, cfg, cluster, on, url, emit, budget_s, t0) -> FleetSumma
         runner.check_writable(st)
         summary = FleetSummary(st.where, cluster, [SetupProgress(s) for s in setups])
         emit("setups", {"setups": setups, "store": st.where})
-        plans = _plan(ray, setups, models, cfg, url, summary)
-        todo = _todo(st, plans, cfg.force, summary)
-        emit("plan", {"summary": summary})
         driver = _Fleet(ray, st, cfg, url, owner, summary, emit, budget_s, t0,
                         {n["node_id"]: n.get("name") or n["node_id"][:12] for n in nodes})
+        todo: list = []
         try:
+            if set(runner.parse_metrics(cfg.metrics)) - {"profile"}:
+                driver.start_agents(setups, models)  # they warm while the study is planned
+            todo = _todo(st, _plan(ray, setups, models, cfg, url, summary), cfg.force, summary)
+            emit("plan", {"summary": summary})
             driver.run(todo)
         except KeyboardInterrupt:
             summary.stopped = "interrupted"
@@ -626,6 +628,7 @@ class _Fleet:
         self.queues: dict[str, deque] = {k: deque() for k in self.by_key}
         self.agents: dict[str, object] = {}  # node id -> actor handle, while it lives
         self.idle: list[str] = []  # nodes whose agent is warm and has no cell
+        self.node_keys: dict[str, set[str]] = {}  # node id -> the keys of its target setups
         self.asked: dict[str, float] = {}  # node id -> when its agent was created (until it answers)
         self.waiting_said: set[str] = set()
         self.stopping: str | None = None
@@ -645,14 +648,15 @@ class _Fleet:
             [job.plan["ref"]], self.cell_config(job), self.url, [job.plan["cell_id"]], self.owner, os.getcwd())
         self.pending[ref] = ("profile", job)
 
-    def start_agents(self) -> None:
+    def start_agents(self, setups: list[FleetSetup], models: list[str]) -> None:
+        """An agent on every node of ``setups``, warming (planning ``models`` there, starting its fork server)
+        while the driver plans and the profiles run."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         agent = self.ray.remote(_Agent)
-        for key, q in self.queues.items():
-            if not q:
-                continue
-            for node in q[0].setup.nodes:
+        for s in setups:
+            for node in s.nodes:
+                self.node_keys.setdefault(node, set()).add(s.key)
                 if node in self.agents:
                     continue
                 handle = agent.options(num_cpus=0, resources={SLOT: 1}, max_restarts=0, max_task_retries=0,
@@ -660,8 +664,7 @@ class _Fleet:
                                        ).remote(os.getcwd())
                 self.agents[node] = handle
                 self.asked[node] = time.perf_counter()
-                first = q[0]
-                ref = handle.warm.remote([first.plan["ref"]], self.cell_config(first), self.url)
+                ref = handle.warm.remote(models, replace(self.cfg, threads=s.threads, budget=None), self.url)
                 self.pending[ref] = ("warm", node)
 
     # -- the loop --------------------------------------------------------------------------------------------
@@ -672,7 +675,9 @@ class _Fleet:
                 self.submit_profile(job)
             else:
                 self.queues[s.key].append(job)
-        self.start_agents()
+        for node in list(self.agents):  # nothing to measure there: its slot is free for other studies
+            if not any(self.queues[k] for k in self.node_keys.get(node, ())):
+                self.release_agent(node)
         while True:
             if not self.stopping and not any(v[0] == "profile" for v in self.pending.values()):
                 self.feed()  # measured cells once the profiles are done: nothing else runs beside a measurement
@@ -780,17 +785,11 @@ class _Fleet:
         self.emit("lost", {"setup": job.setup, "plan": job.plan, "why": why})
 
     def drop_agent(self, node: str, why: str) -> None:
-        handle = self.agents.pop(node, None)
-        if node in self.idle:
-            self.idle.remove(node)
-        self.asked.pop(node, None)
-        if handle is not None:
-            try:
-                self.ray.kill(handle)
-            except Exception:
-                pass
-            if self.stopping != "interrupted":
-                self.emit("node-lost", {"node": node, "name": self.names.get(node, node[:12]), "why": why})
+        if node not in self.agents:
+            return
+        self.release_agent(node)
+        if self.stopping != "interrupted":
+            self.emit("node-lost", {"node": node, "name": self.names.get(node, node[:12]), "why": why})
 
     def leave_orphans(self) -> None:
         """Queued cells of a setup that has no agent left (each of its nodes died or could not start one)."""
@@ -823,14 +822,23 @@ class _Fleet:
             for ref in ready:
                 self.finish(ref)
 
+    def release_agent(self, node: str) -> None:
+        handle = self.agents.pop(node)
+        if node in self.idle:
+            self.idle.remove(node)
+        self.asked.pop(node, None)
+        for ref, what in list(self.pending.items()):
+            if what == ("warm", node):
+                del self.pending[ref]
+        try:
+            self.ray.kill(handle)
+        except Exception:
+            pass
+
     def close(self) -> None:
         """The study is over: its agents exit and free their nodes' slots."""
         for node in list(self.agents):
-            handle = self.agents.pop(node)
-            try:
-                self.ray.kill(handle)
-            except Exception:
-                pass
+            self.release_agent(node)
 
 
 def _died(exc: BaseException) -> bool:
