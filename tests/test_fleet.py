@@ -286,9 +286,20 @@ def test_node_killed_mid_cell_retried_then_left_then_resumed(cluster, pg_url):
     print(f"killed the last 1-thread node with {len(before)} cells stored:", out.splitlines()[0])
     assert all(rows[cid] == rec for cid, rec in before.items())
 
-    # 3. a node of the setup joins again: the re-run measures only what is missing
+    # 3. a node of the setup joins again; Ctrl-C mid-cell keeps what is stored, frees the node's slot (its agent
+    # is stopped), and the re-run measures only what is missing
     n = cluster.node_async(survivor)
     assert n.wait(timeout=300) == 0, n.communicate()
+    p = study("1,2,3,4,5,6")
+    deadline = time.time() + 240
+    while time.time() < deadline and not _claims(pg_url):
+        time.sleep(0.2)
+    before = dict(_rows(pg_url))
+    p.send_signal(signal.SIGINT)
+    out, errs = p.communicate(timeout=120)
+    assert p.returncode == 130 and "interrupted" in errs and "Traceback" not in errs, out + errs
+    assert all(dict(_rows(pg_url))[cid] == rec for cid, rec in before.items())
+    left = 6 - len(_rows(pg_url))
     p = study("1,2,3,4,5,6")
     out, errs = p.communicate(timeout=300)
     assert p.returncode == 0, out + errs
