@@ -126,3 +126,40 @@ def test_default_location_and_env_override(tmp_path, monkeypatch):
 def test_unreachable_server_is_one_clear_error():
     with pytest.raises(StoreError, match="cannot open the store"):
         open_store("postgresql+psycopg://nobody@127.0.0.1:1/none")
+
+
+def test_a_cell_whose_write_collides_on_the_machines_row_is_written_again(pg_server, monkeypatch):
+    """Two studies of one machine start on a new store: both first cells add the machine's environment row at
+    once, and one transaction fails on it. That cell is not stored by anyone; put must not say "stored by
+    another process" (False) and drop it, but write it again."""
+    from dnnbench.store import store as store_mod
+
+    url = pg_server.create_db(f"collide{os.getpid()}")
+    other = sa.create_engine(url)
+    real, raced = store_mod.Store._write, []
+
+    class Racing:
+        """The transaction's connection; another process adds the environment row just before this one does."""
+
+        def __init__(self, conn):
+            self.conn = conn
+
+        def __getattr__(self, name):
+            return getattr(self.conn, name)
+
+        def execute(self, stmt, *args, **kwargs):
+            if getattr(stmt, "is_insert", False) and stmt.table.name == "environments" and not raced:
+                raced.append(stmt)
+                with other.begin() as c:
+                    c.execute(stmt)
+            return self.conn.execute(stmt, *args, **kwargs)
+
+    monkeypatch.setattr(store_mod.Store, "_write", lambda self, conn, *a: real(self, Racing(conn), *a))
+    try:
+        with open_store(url) as st:
+            r = row(batch=7)
+            assert st.put(r) is True and raced  # the collision happened, and the cell is stored anyway
+            assert st.statuses([r.to_record().cell_id]) == {r.to_record().cell_id: "ok"}
+            assert st.put(r) is False  # stored now: a second write is the "already stored" case
+    finally:
+        other.dispose()

@@ -694,8 +694,9 @@ class _Fleet:
             for node, since in self.asked.items():
                 if now - since > 20.0 and node not in self.waiting_said:
                     self.waiting_said.add(node)
-                    self.emit("node-wait", {"node": node, "name": self.names.get(node, node[:12]), "why": "its measuring slot is not free yet (another "
-                                            "study measures there, or the node is still starting): waiting"})
+                    self.emit("node-wait", {"node": node, "name": self.names.get(node, node[:12]),
+                                            "why": "its measuring slot is not free yet (another study measures "
+                                                   "there, or the node is still starting): waiting"})
 
     def feed(self) -> None:
         for node in list(self.idle):
@@ -730,9 +731,12 @@ class _Fleet:
         try:
             res = self.ray.get(ref)
         except Exception as exc:
-            if what[0] == "cell":
+            if what[0] == "cell" and not _died(exc):  # the call failed, the agent lives (a bug, not the node)
+                self.idle.append(what[1])
+                why = _why(exc)
+            elif what[0] == "cell":
                 self.drop_agent(what[1], _why(exc))
-                if self.stopping is None and job.attempts < MAX_RETRIES and _died(exc):
+                if self.stopping is None and job.attempts < MAX_RETRIES:
                     job.attempts += 1
                     job.why = _why(exc)
                     self.queues[job.setup.key].appendleft(job)  # another node of the setup takes it

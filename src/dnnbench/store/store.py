@@ -28,6 +28,9 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 PG_MIGRATION_LOCK = 0x646E6E62  # "dnnb": serialises concurrent migrations on PostgreSQL
 
 
+PUT_ATTEMPTS = 3  # a write that collided with another process's on a shared row is tried this many times
+
+
 class StoreError(DnnbenchError):
     """The store cannot be opened or used."""
 
@@ -514,12 +517,19 @@ class Store:
         if isinstance(cell, CellRow):
             study = study or cell.study
             cell = cell.to_record()
-        try:
-            with self.engine.begin() as conn:
-                return self._write(conn, cell, study, replace)
-        except sa.exc.IntegrityError:
-            # another process stored the same cell between our check and our insert
-            return False
+        for attempt in range(PUT_ATTEMPTS):
+            try:
+                with self.engine.begin() as conn:
+                    return self._write(conn, cell, study, replace)
+            except sa.exc.IntegrityError:
+                if cell.cell_id in self.statuses([cell.cell_id]):
+                    return False  # another process stored the same cell between our check and our insert
+                # another process wrote a row this one shares at the same moment (the first cells of two studies
+                # of one machine on a new store both add the machine's environment row): the transaction was
+                # rolled back, the cell is not stored; written again, it is
+                if attempt == PUT_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def put_many(self, records: "Iterable[CellRecord]", study: str | None = None, replace: bool = False) -> int:
         """Store ``records`` in ONE transaction: all of them or none (an import). How many were stored (the
