@@ -225,13 +225,9 @@ def test_fleet_study_stores_every_cell_once_with_local_ids_on_loopback(cluster, 
     assert "0 cells measured" in again.stdout and "6 already stored" in again.stdout, again.stdout
     assert sorted(cid for cid, _ in _rows(pg_url)) == sorted(expected)
 
-    # --threads picks the setups measuring at that count; a count no node measures at is one line
-    cfg = dict(metrics="time", batch_sizes=(1, 2), max_time_per_cell=0.3, target_ci=0.2)
-    t2 = fleet.study([TINY], threads=2, cluster=cluster.address, store=pg_url, **cfg)
-    assert [sp.setup.threads for sp in t2.setups] == [2] and t2.skipped_existing == 2 and t2.measured == 0
-    with pytest.raises(InputError, match="matches --on all at 3 threads: its setups are: .*2 threads") as exc:
-        fleet.study([TINY], threads=3, cluster=cluster.address, store=pg_url, **cfg)
-    assert "start a node with `dnnbench node start --threads 3" in exc.value.one_line()
+    # --threads with --cluster: a count no node measures at is one line, naming the setups there are
+    with pytest.raises(InputError, match="matches --on all at 3 threads: its setups are: .*2 threads"):
+        fleet.study([TINY], threads=3, cluster=cluster.address, store=pg_url, metrics="time")
 
     socks = _ray_sockets(cluster.token)
     assert any(s[0] == "gcs_server" for s in socks) and any(s[0] == "raylet" for s in socks), socks
@@ -350,6 +346,16 @@ def test_select_setups_by_name_device_and_fingerprint():
     assert fleet.select([a, b], b.key) == [b]
     with pytest.raises(fleet.InputError, match="no dnnbench node of the cluster matches --on tx2"):
         fleet.select([a, b], "tx2")
+
+
+def test_threads_picks_the_setups_measuring_at_that_count():
+    one, two = _setup("a", threads=1), _setup("b", threads=2)
+    assert fleet.at_threads([one, two], "all", None) == [one, two]
+    assert fleet.at_threads([one, two], "all", 2) == [two]
+    with pytest.raises(InputError) as exc:
+        fleet.at_threads([one, two], "cpu", 4)
+    line = exc.value.one_line()
+    assert "matches --on cpu at 4 threads" in line and "a, 1 threads" in line and "--threads 4" in line
 
 
 def test_sqlite_store_refused_for_nodes_elsewhere():
