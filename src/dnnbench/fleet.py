@@ -521,8 +521,8 @@ def _study(ray, models, cfg, cluster, on, url, emit, budget_s, t0) -> FleetSumma
         todo: list = []
         try:
             if set(runner.parse_metrics(cfg.metrics)) - {"profile"}:
-                driver.start_agents(setups, models)  # they plan the study and warm meanwhile
-            todo = _todo(st, _plan(ray, setups, models, cfg, url, summary, driver.planners), cfg.force, summary)
+                driver.start_agents(setups, models)  # they warm while the study is planned
+            todo = _todo(st, _plan(ray, setups, models, cfg, url, summary), cfg.force, summary)
             emit("plan", {"summary": summary})
             driver.run(todo)
         except KeyboardInterrupt:
@@ -544,37 +544,17 @@ def _study(ray, models, cfg, cluster, on, url, emit, budget_s, t0) -> FleetSumma
     return summary
 
 
-PLAN_WAIT_S = 30.0  # no agent of a setup has planned it by then (their slots are busy): a plain task plans it
-
-
-def _plan(ray, setups: list[FleetSetup], models: list[str], cfg, url: str, summary: FleetSummary,
-          agents: dict | None = None):
-    """Each setup's cells, planned on a node of it; [(setup, plan dict)].
-
-    ``agents``: setup key -> the warm calls of its nodes' agents, each answering with its plans: the first to
-    answer plans the setup (no other process imports everything for it); a plain Ray task on the setup's
-    first node where none answers within ``PLAN_WAIT_S`` (or none was started: nothing is to be measured).
-    """
+def _plan(ray, setups: list[FleetSetup], models: list[str], cfg, url: str, summary: FleetSummary):
+    """Each setup's cells, planned on a node of it; [(setup, plan dict)]."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     task = ray.remote(num_cpus=0, max_retries=MAX_RETRIES)(_remote_study)
+    refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(s.nodes[0], soft=True))
+            .remote(models, replace(cfg, threads=s.threads, budget=None), url, None, None, os.getcwd())
+            for s in setups]
     out = []
-    for s, sp in zip(setups, summary.setups):
-        res = None
-        waiting = list((agents or {}).get(s.key, ()))
-        deadline = time.perf_counter() + PLAN_WAIT_S
-        while waiting and res is None and time.perf_counter() < deadline:
-            ready, waiting = ray.wait(waiting, num_returns=1, timeout=max(0.1, deadline - time.perf_counter()))
-            for ref in ready:
-                try:
-                    answer = ray.get(ref)
-                except Exception:  # that node's agent died: another one of the setup, or the plain task
-                    continue
-                res = answer["plans"].get(s.key) if answer.get("plans") else {"error": answer.get("error")}
-        if res is None:
-            ref = task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(s.nodes[0], soft=True)).remote(
-                models, replace(cfg, threads=s.threads, budget=None), url, None, None, os.getcwd())
-            res = ray.get(ref)
+    for s, sp, ref in zip(setups, summary.setups, refs):
+        res = ray.get(ref)
         if res.get("error"):  # the same mistake a local study would report (unknown model, bad option)
             raise InputError(f"planning on {s.name} failed", res["error"].rstrip("."),
                              "fix the command; nothing was measured")
@@ -616,16 +596,11 @@ class _Agent:
     def __init__(self, cwd: str | None):
         self.cwd = cwd
 
-    def warm(self, models: list[str], configs: dict, store: str) -> dict:
-        """Plan ``models`` here for each of this node's target setups (``configs``: setup key -> its config;
-        imports what the cells import) and start the fork server for the first bench cell; the plans, and who
-        and where this process is."""
-        plans, error = {}, None
-        for i, (key, cfg) in enumerate(configs.items()):
-            plans[key] = _remote_study(models, cfg, store, None, None, self.cwd, warm=i == 0)
-            error = error or plans[key].get("error")
-        return {"pid": os.getpid(), "node": _node_id(), "hostname": socket.gethostname(), "error": error,
-                "plans": plans}
+    def warm(self, models: list[str], config, store: str) -> dict:
+        """Plan ``models`` here (imports what their cells import) and start the fork server for the first bench
+        cell, while the driver runs static profiles; who and where this process is."""
+        res = _remote_study(models, config, store, None, None, self.cwd, warm=True)
+        return {"pid": os.getpid(), "node": _node_id(), "hostname": res["hostname"], "error": res.get("error")}
 
     def measure(self, models: list[str], config, store: str, only, owner: str) -> dict:
         return _remote_study(models, config, store, only, owner, self.cwd)
@@ -659,7 +634,6 @@ class _Fleet:
         self.agents: dict[str, object] = {}  # node id -> actor handle, while it lives
         self.idle: list[str] = []  # nodes whose agent is warm and has no cell
         self.node_keys: dict[str, set[str]] = {}  # node id -> the keys of its target setups
-        self.planners: dict[str, list] = {}  # setup key -> the warm calls of its nodes' agents (they plan it)
         self.asked: dict[str, float] = {}  # node id -> when its agent was created (until it answers)
         self.waiting_said: set[str] = set()
         self.stopping: str | None = None
@@ -680,26 +654,23 @@ class _Fleet:
         self.pending[ref] = ("profile", job)
 
     def start_agents(self, setups: list[FleetSetup], models: list[str]) -> None:
-        """An agent on every node of ``setups``, warming: planning ``models`` there (the first agent of a setup
-        to answer plans it for the study) and starting its fork server, while the profiles run."""
+        """An agent on every node of ``setups``, warming (planning ``models`` there, starting its fork server)
+        while the driver plans and the profiles run."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         agent = self.ray.remote(_Agent)
-        configs: dict[str, dict] = {}
         for s in setups:
             for node in s.nodes:
                 self.node_keys.setdefault(node, set()).add(s.key)
-                configs.setdefault(node, {})[s.key] = replace(self.cfg, threads=s.threads, budget=None)
-        for node, cfgs in configs.items():
-            handle = agent.options(num_cpus=0, resources={SLOT: 1}, max_restarts=0, max_task_retries=0,
-                                   scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
-                                   ).remote(os.getcwd())
-            self.agents[node] = handle
-            self.asked[node] = time.perf_counter()
-            ref = handle.warm.remote(models, cfgs, self.url)
-            self.pending[ref] = ("warm", node)
-            for key in cfgs:
-                self.planners.setdefault(key, []).append(ref)
+                if node in self.agents:
+                    continue
+                handle = agent.options(num_cpus=0, resources={SLOT: 1}, max_restarts=0, max_task_retries=0,
+                                       scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
+                                       ).remote(os.getcwd())
+                self.agents[node] = handle
+                self.asked[node] = time.perf_counter()
+                ref = handle.warm.remote(models, replace(self.cfg, threads=s.threads, budget=None), self.url)
+                self.pending[ref] = ("warm", node)
 
     # -- the loop --------------------------------------------------------------------------------------------
     def run(self, todo) -> None:
