@@ -28,7 +28,7 @@ from dnnbench.core.errors import InputError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "python:tests/bench_models.py:tiny"
-CELL = ["--max-time-per-cell", "0.3", "--target-ci", "0.2"]
+CELL = ["--max-time-per-cell", "0.3", "--target-ci", "0.2", "--processes", "1"]  # tiny cells: fleet mechanics
 MARK = "DNNBENCH_FLEET_TEST"
 # the GCS declares a killed node dead within a few seconds (Ray's default is ~30 s); not faster: a node
 # starting on a busy 2-core machine must not be declared dead
@@ -176,7 +176,7 @@ def _planned_here(threads: int, batch_sizes, metrics: str) -> set[str]:
 
     plans = []
     runner.study([TINY], runner.StudyConfig(metrics=metrics, batch_sizes=batch_sizes, threads=threads,
-                                            max_time_per_cell=0.3, target_ci=0.2),
+                                            max_time_per_cell=0.3, target_ci=0.2, processes=1),
                  store=f"sqlite:///{Path(os.environ.get('TMPDIR', '/tmp')) / f'plan-{uuid.uuid4().hex}.db'}",
                  only=frozenset(), on_event=lambda k, d: plans.extend(d["plans"]) if k == "open" else None)
     return {p.cell_id for p in plans}

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from dnnbench.cli.output import command, fail
-from dnnbench.cli.params import BATCH_SIZES, LIMIT, SECONDS, TARGET_CI, form_option, store_option, threads_option
+from dnnbench.cli.params import (BATCH_SIZES, LIMIT, PROCESSES, SECONDS, TARGET_CI, form_option, store_option,
+                                 threads_option)
 from dnnbench.cli.render import study as render
 
 
@@ -24,6 +25,9 @@ from dnnbench.cli.render import study as render
 @click.option("--quick", is_flag=True, help="A small preset for demos: batch sizes 1,16, 5 % CI, 2 s per cell.")
 @click.option("--target-ci", type=TARGET_CI, default=None, help="Relative CI of the median to reach [default 0.02].")
 @click.option("--max-time-per-cell", type=SECONDS, default=None, metavar="S", help="Time cap per cell [default 10].")
+@click.option("--processes", type=PROCESSES, default=None, metavar="N",
+              help="Worker processes per bench cell, each sampling a share of the cap when calls are fast "
+                   "enough [default: 5 for eager, else 1].")
 @click.option("--input-size", default=None, metavar="H[,W]", help="Image size in pixels (default: native).")
 @click.option("--name", default=None, help="A label stored with every cell of this study.")
 @click.option("--data", default=None, metavar="DIR", help="Validation images for the accuracy group.")
