@@ -17,6 +17,7 @@ import time
 
 _requested: int | None = None  # the signal of the first stop request, None while none came
 _held = False  # a request is held until the main thread is out of an import
+_lock = threading.Lock()  # the handler and the re-sending thread agree on whether a request is still held
 
 
 def _in_import(frame) -> bool:
@@ -34,19 +35,24 @@ def _redeliver(signum: int, main_ident: int) -> None:
     global _held
     while True:
         time.sleep(0.01)
-        frame = sys._current_frames().get(main_ident)
-        if frame is None:  # the main thread is gone: the process is exiting anyway
-            return
-        if not _in_import(frame):
-            _held = False
-            signal.pthread_kill(main_ident, signum)
-            return
+        with _lock:
+            if not _held:  # a second request was delivered meanwhile: this one must not be sent again
+                return
+            frame = sys._current_frames().get(main_ident)
+            if frame is None:  # the main thread is gone: the process is exiting anyway
+                return
+            if not _in_import(frame):
+                _held = False
+                signal.pthread_kill(main_ident, signum)
+                return
 
 
 def _handler(signum, frame) -> None:
     global _requested, _held
-    if _held:  # a second request while the first is held: the user means it
+    with _lock:
+        second = _held
         _held = False
+    if second:  # a second request while the first is held: the user means it (and the first is not re-sent)
         raise KeyboardInterrupt
     if _requested is None:
         _requested = signum
