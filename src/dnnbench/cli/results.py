@@ -31,8 +31,7 @@ from dnnbench.core.errors import InputError, MissingExtraError
               help="With MODEL and int8: a folder of images to calibrate on [default: generated inputs].")
 @click.option("--calibration-count", type=int, default=0, metavar="N", help="With --calibration: how many images.")
 @click.option("--input-size", default=None, metavar="H[,W]", help="With MODEL: image size in pixels.")
-def export(model, store, fmt, output, runtime, precision, batch_size, out, weights, calibration,
-           calibration_count, input_size):
+def export(model, store, fmt, output, **artifact):
     """Export the store as one tidy table (a row per cell, a column per metric), or, given MODEL, write its
     deployable file for one --runtime/--precision into --out with manifest.json and a reference input/output.
 
@@ -40,11 +39,11 @@ def export(model, store, fmt, output, runtime, precision, batch_size, out, weigh
     dnnbench export -o results.csv
     dnnbench export resnet18 --runtime onnxruntime --precision int8 --out resnet18-int8
     """
+    # artifact: runtime, precision, batch_size, out, weights, calibration, calibration_count, input_size
     if model is not None:
-        return _export_model(model, output, runtime, precision, batch_size, out, weights, calibration,
-                             calibration_count, input_size)
-    given = [o for o, v in (("--runtime", runtime), ("--out", out), ("--weights", weights),
-                            ("--calibration", calibration), ("--input-size", input_size)) if v]
+        return _export_model(model, output, **artifact)
+    given = [f"--{k.replace('_', '-')}" for k in ("runtime", "out", "weights", "calibration", "input_size")
+             if artifact[k]]
     if given:
         raise InputError(f"{given[0]} needs a MODEL", "without MODEL, export writes the store's results table",
                          f"name the model: dnnbench export MODEL {given[0]} ...")
