@@ -163,3 +163,47 @@ def test_a_cell_whose_write_collides_on_the_machines_row_is_written_again(pg_ser
             assert st.put(r) is False  # stored now: a second write is the "already stored" case
     finally:
         other.dispose()
+
+
+def test_a_claim_that_collides_with_another_studys_claim_reports_it_held(pg_server, monkeypatch):
+    """Two studies claim the same cell at once on PostgreSQL: both read "nobody holds it", one insert fails
+    on the key. The loser must read again and see the cell as held, not stop with an internal error (seen
+    in CI: two studies writing one store)."""
+    import socket
+    from datetime import timedelta
+
+    from dnnbench.store import schema
+    from dnnbench.store import store as store_mod
+
+    url = pg_server.create_db(f"claimrace{os.getpid()}")
+    other = sa.create_engine(url)
+    real, raced = store_mod.Store._claim, []
+
+    class Racing:
+        """The claiming transaction's connection; the other study inserts its claim just before this one."""
+
+        def __init__(self, conn):
+            self.conn = conn
+
+        def __getattr__(self, name):
+            return getattr(self.conn, name)
+
+        def execute(self, stmt, *args, **kwargs):
+            if getattr(stmt, "is_insert", False) and stmt.table.name == "claims" and not raced:
+                now = datetime.now(timezone.utc)
+                raced.append(now)
+                with other.begin() as c:
+                    c.execute(schema.claims.insert().values(
+                        cell_id="c1", owner="other-study", host=socket.gethostname(), pid=os.getpid(),
+                        claimed_at=now, expires_at=now + timedelta(seconds=60)))
+            return self.conn.execute(stmt, *args, **kwargs)
+
+    monkeypatch.setattr(store_mod.Store, "_claim", staticmethod(lambda conn, *a: real(Racing(conn), *a)))
+    try:
+        with open_store(url) as st:
+            held = st.claim(["c1", "c2"], "this-study", ttl_s=60)
+            assert raced  # the collision happened
+            assert held == {"c1": f"study other-st on {socket.gethostname()}, pid {os.getpid()}"}
+            assert st.renew("this-study", 60) == 1  # it holds c2, the cell nobody else claimed
+    finally:
+        other.dispose()

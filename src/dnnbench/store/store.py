@@ -594,24 +594,37 @@ class Store:
         host, pid = socket.gethostname(), os.getpid()
         now = datetime.now(timezone.utc)
         until = now + timedelta(seconds=ttl_s)
+        for attempt in range(PUT_ATTEMPTS):
+            try:
+                with self.engine.begin() as conn:
+                    return self._claim(conn, ids, owner, host, pid, now, until)
+            except sa.exc.IntegrityError:
+                # another study inserted a claim for one of these cells between our read and our insert
+                # (PostgreSQL reads committed rows only): read again, and its claim now shows as held
+                if attempt == PUT_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _claim(conn: sa.Connection, ids: list[str], owner: str, host: str, pid: int, now: datetime,
+               until: datetime) -> dict[str, str]:
         t = schema.claims
         held: dict[str, str] = {}
-        with self.engine.begin() as conn:
-            # leases that died (expired, or their process on this host is gone) are cleared, not left behind
-            stale = [r.cell_id for r in conn.execute(sa.select(t.c.cell_id, t.c.owner, t.c.host, t.c.pid,
-                                                               t.c.expires_at)) if not _live(r, now, host)]
-            for i in range(0, len(stale), 500):
-                conn.execute(t.delete().where(t.c.cell_id.in_(stale[i:i + 500])))
-            rows = {r.cell_id: r for r in conn.execute(sa.select(t).where(t.c.cell_id.in_(ids)))}
-            for cid in ids:
-                r = rows.get(cid)
-                if r is not None and r.owner != owner and _live(r, now, host):
-                    held[cid] = f"study {r.owner[:8]} on {r.host}, pid {r.pid}"
-                    continue
-                if r is not None:
-                    conn.execute(t.delete().where(t.c.cell_id == cid))
-                conn.execute(t.insert().values(cell_id=cid, owner=owner, host=host, pid=pid, claimed_at=now,
-                                               expires_at=until))
+        # leases that died (expired, or their process on this host is gone) are cleared, not left behind
+        stale = [r.cell_id for r in conn.execute(sa.select(t.c.cell_id, t.c.owner, t.c.host, t.c.pid,
+                                                           t.c.expires_at)) if not _live(r, now, host)]
+        for i in range(0, len(stale), 500):
+            conn.execute(t.delete().where(t.c.cell_id.in_(stale[i:i + 500])))
+        rows = {r.cell_id: r for r in conn.execute(sa.select(t).where(t.c.cell_id.in_(ids)))}
+        for cid in ids:
+            r = rows.get(cid)
+            if r is not None and r.owner != owner and _live(r, now, host):
+                held[cid] = f"study {r.owner[:8]} on {r.host}, pid {r.pid}"
+                continue
+            if r is not None:
+                conn.execute(t.delete().where(t.c.cell_id == cid))
+            conn.execute(t.insert().values(cell_id=cid, owner=owner, host=host, pid=pid, claimed_at=now,
+                                           expires_at=until))
         return held
 
     def renew(self, owner: str, ttl_s: float) -> int:
