@@ -58,6 +58,7 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "box_map": ("max", "fraction", "box mAP"),
     "box_map50": ("max", "fraction", "box mAP@.5"),
     "mask_map": ("max", "fraction", "mask mAP"),
+    "kp_map": ("max", "fraction", "keypoint mAP"),
     "miou": ("max", "fraction", "mIoU"),
     "pixel_acc": ("max", "fraction", "pixel accuracy"),
     "epe": ("min", "px", "EPE"),  # optical flow: end-point error in pixels, lower is better

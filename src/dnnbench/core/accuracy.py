@@ -319,6 +319,12 @@ class DetectionAccuracy:
     bootstrap over the evaluated images (``resamples`` resamples). ``images``: images decoded and scored;
     ``corrupt_images``: files named in the annotations that could not be decoded (skipped, not scored);
     ``images_missing``: images of the annotations not found under ``data_dir`` (not scored).
+
+    Instance segmentation (Mask R-CNN: ``masks`` in its outputs) also has ``mask_map``/``mask_map50``, the
+    same figures of pycocotools' ``segm`` evaluation (masks thresholded at 0.5, as torchvision's reference
+    scripts do); keypoint detection ``kp_map``/``kp_map50`` of its ``keypoints`` evaluation (OKS). None for a
+    plain detector; for those tasks, None with the reason in ``unavailable`` when the annotations hold no
+    masks or keypoints. ``mask_coco_stats``/``kp_coco_stats``: pycocotools' summary figures of each.
     """
 
     model: str
@@ -362,6 +368,21 @@ class DetectionAccuracy:
     timestamp: str = ""
     notes: list[str] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
+    mask_map: float | None = None
+    mask_map50: float | None = None
+    mask_map_ci_low: float | None = None
+    mask_map_ci_high: float | None = None
+    mask_map50_ci_low: float | None = None
+    mask_map50_ci_high: float | None = None
+    mask_coco_stats: dict[str, float | None] | None = None
+    kp_map: float | None = None
+    kp_map50: float | None = None
+    kp_map_ci_low: float | None = None
+    kp_map_ci_high: float | None = None
+    kp_map50_ci_low: float | None = None
+    kp_map50_ci_high: float | None = None
+    kp_coco_stats: dict[str, float | None] | None = None
+    ground_truth_keypoint_people: int | None = None  # annotations with at least one labelled keypoint
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

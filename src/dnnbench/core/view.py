@@ -24,10 +24,16 @@ PROFILE_FIGURES = ("params", "trainable_params", "weight_bytes", "buffer_bytes",
                    "activation_peak_bytes", "input_bytes", "output_bytes")
 ACCURACY_FIGURES = ("top1", "top5", "top5_k", "top1_ci_low", "top1_ci_high", "top5_ci_low", "top5_ci_high",
                     "images", "corrupt_images", "images_per_s", "wall_s",
-                    # detection (box mAP) and segmentation (mIoU): the record holds those of its task
+                    # detection (box, mask, keypoint mAP) and segmentation (mIoU): the record holds those of its task
                     "box_map", "box_map50", "box_map_ci_low", "box_map_ci_high", "box_map50_ci_low",
-                    "box_map50_ci_high", "miou", "pixel_acc", "miou_ci_low", "miou_ci_high", "pixel_acc_ci_low",
+                    "box_map50_ci_high", "mask_map", "mask_map50", "mask_map_ci_low", "mask_map_ci_high",
+                    "mask_map50_ci_low", "mask_map50_ci_high", "kp_map", "kp_map50", "kp_map_ci_low",
+                    "kp_map_ci_high", "kp_map50_ci_low", "kp_map50_ci_high", "miou", "pixel_acc", "miou_ci_low", "miou_ci_high", "pixel_acc_ci_low",
                     "pixel_acc_ci_high")
+
+
+# figures a detection record carries only for instance segmentation / keypoint detection
+_OTHER_TASKS_FIGURES = ("mask_map", "kp_map")
 
 
 @dataclass(frozen=True)
@@ -257,7 +263,10 @@ def _accuracy(record: CellRecord, v: _View) -> None:
         return
     for name in ACCURACY_FIGURES:
         if name in r or name in record.unavailable:
-            v.put(name, r.get(name), record.unavailable.get(name) or (r.get("unavailable") or {}).get(name))
+            why = record.unavailable.get(name) or (r.get("unavailable") or {}).get(name)
+            if r.get(name) is None and why is None and name.startswith(_OTHER_TASKS_FIGURES):
+                continue  # a plain detector's mask/keypoint mAP: not of its task, not missing
+            v.put(name, r.get(name), why)
     if r.get("forward_per_image_s") is not None:
         v.put("accuracy_forward_per_image_s", r["forward_per_image_s"])
     _paired(r, v)

@@ -7,6 +7,12 @@ category ids) and pycocotools' ``COCOeval`` scores them: ``box_map`` is its ``st
 per-image matches pycocotools computed once (``evalImgs``) are resampled with replacement and its own
 ``accumulate`` recomputes AP for each resample, so no matching is re-implemented here.
 
+Instance segmentation (Mask R-CNN) also scores its ``masks`` (N, 1, H, W probabilities in the input's
+pixels: resized to the file's size, thresholded at 0.5 and RLE-encoded, as torchvision's reference
+``coco_eval`` does) by pycocotools' ``segm`` evaluation: ``mask_map``; keypoint detection its ``keypoints``
+(N, K, 3) by the ``keypoints`` (OKS) evaluation: ``kp_map``. Each has the same bootstrap interval. Where the
+annotations hold no masks or keypoints those figures are unavailable with the reason; box mAP stands.
+
 Labels become category ids by name when the model has class names (torchvision's COCO weights list 91
 names, index = COCO category id, so the names match COCO's ``categories``); without names a label *is* the
 category id. Never imports ``dnnbench.sources``.
@@ -35,7 +41,10 @@ from dnnbench.evaluate.imagedata import (MAX_LISTED, decode, describe_transform,
 
 COCO_STAT_NAMES = ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large",
                    "ar1", "ar10", "ar100", "ar_small", "ar_medium", "ar_large")
+KEYPOINT_STAT_NAMES = ("ap", "ap50", "ap75", "ap_medium", "ap_large", "ar", "ar50", "ar75", "ar_medium", "ar_large")
 DETECTION_TASKS = ("detection", "instance_segmentation", "keypoint_detection")
+COCO_KEYPOINTS = 17  # pycocotools' OKS sigmas are those of COCO's 17 person keypoints
+MASK_THRESHOLD = 0.5  # a mask probability above this is the object's (torchvision's reference evaluation)
 
 
 def _coco():
@@ -211,6 +220,65 @@ def to_coco_results(det: dict, image_id: int, scale: tuple[float, float], mappin
     return out, dropped
 
 
+def _category(lab, mapping, cat_ids) -> int | None:
+    cid = mapping.get(int(lab)) if mapping is not None else int(lab)
+    return cid if cid in cat_ids else None
+
+
+def to_coco_masks(det: dict, image_id: int, size: tuple[int, int], mapping: dict[int, int] | None,
+                  cat_ids: set[int]) -> list[dict]:
+    """COCO ``segm`` results of one image's detections: each mask resized to the file's ``size`` (width,
+    height), thresholded at 0.5 and RLE-encoded."""
+    import numpy as np
+    from pycocotools import mask as mask_util
+
+    m = det["masks"]
+    labels = det["labels"].detach().cpu().reshape(-1).tolist()
+    if isinstance(m, torch.Tensor) and m.dim() == 3:
+        m = m.unsqueeze(1)
+    if not isinstance(m, torch.Tensor) or m.dim() != 4 or m.shape[1] != 1 or m.shape[0] != len(labels):
+        raise InputError("the detector's masks are not an (N, 1, H, W) tensor",
+                         f"got {type(m).__name__}" + (f" of shape {list(m.shape)}" if isinstance(m, torch.Tensor)
+                                                      else "") + f" for {len(labels)} detections",
+                         "return one mask per detection, probabilities in the input image's pixels")
+    scores = det["scores"].detach().float().cpu().reshape(-1).tolist()
+    w, h = size
+    out = []
+    for k, (s, lab) in enumerate(zip(scores, labels)):
+        cid = _category(lab, mapping, cat_ids)
+        if cid is None:
+            continue
+        one = m[k:k + 1].detach().float().cpu()
+        if tuple(one.shape[-2:]) != (h, w):  # one at a time: 100 full-size float masks would be ~1 GB
+            one = torch.nn.functional.interpolate(one, size=(h, w), mode="bilinear", align_corners=False)
+        binary = np.asfortranarray((one[0, 0] > MASK_THRESHOLD).numpy().astype(np.uint8))
+        rle = mask_util.encode(binary)
+        rle["counts"] = rle["counts"].decode("ascii")
+        out.append({"image_id": image_id, "category_id": cid, "score": float(s), "segmentation": rle})
+    return out
+
+
+def to_coco_keypoints(det: dict, image_id: int, scale: tuple[float, float], mapping: dict[int, int] | None,
+                      cat_ids: set[int]) -> list[dict]:
+    """COCO ``keypoints`` results of one image's detections (x, y in the file's pixels, visibility as given)."""
+    kp = det["keypoints"]
+    labels = det["labels"].detach().cpu().reshape(-1).tolist()
+    if not isinstance(kp, torch.Tensor) or kp.dim() != 3 or kp.shape[2] != 3 or kp.shape[0] != len(labels):
+        raise InputError("the detector's keypoints are not an (N, K, 3) tensor",
+                         f"got {type(kp).__name__}" + (f" of shape {list(kp.shape)}" if isinstance(kp, torch.Tensor)
+                                                       else "") + f" for {len(labels)} detections",
+                         "return (x, y, visibility) of K keypoints per detection, in the input image's pixels")
+    scores = det["scores"].detach().float().cpu().reshape(-1).tolist()
+    pts = kp.detach().float().cpu() * torch.tensor([scale[0], scale[1], 1.0])
+    out = []
+    for k, (s, lab) in enumerate(zip(scores, labels)):
+        cid = _category(lab, mapping, cat_ids)
+        if cid is not None:
+            out.append({"image_id": image_id, "category_id": cid, "score": float(s),
+                        "keypoints": pts[k].reshape(-1).tolist()})
+    return out
+
+
 # ---- data ----------------------------------------------------------------------------------------
 
 class DetectionImages(torch.utils.data.Dataset):
@@ -246,8 +314,10 @@ def default_detection_transform():
 
 # ---- evaluation ----------------------------------------------------------------------------------
 
-def coco_evaluate(coco_gt, results: list[dict], img_ids: list[int]):
-    """pycocotools' COCOeval (bbox) over ``img_ids``, evaluated, accumulated and summarised (quietly)."""
+def coco_evaluate(coco_gt, results: list[dict], img_ids: list[int], iou_type: str = "bbox",
+                  cat_ids: set[int] | None = None):
+    """pycocotools' COCOeval (``iou_type`` bbox, segm or keypoints) over ``img_ids`` (and ``cat_ids``:
+    default all), evaluated, accumulated and summarised (quietly)."""
     COCO, COCOeval = _coco()
     with contextlib.redirect_stdout(io.StringIO()):
         if results:
@@ -257,8 +327,10 @@ def coco_evaluate(coco_gt, results: list[dict], img_ids: list[int]):
             coco_dt.dataset = {"images": list(coco_gt.dataset["images"]), "categories": copy.deepcopy(
                 coco_gt.dataset["categories"]), "annotations": []}
             coco_dt.createIndex()
-        ev = COCOeval(coco_gt, coco_dt, "bbox")
+        ev = COCOeval(coco_gt, coco_dt, iou_type)
         ev.params.imgIds = sorted(img_ids)
+        if cat_ids is not None:
+            ev.params.catIds = sorted(cat_ids)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
@@ -310,6 +382,91 @@ def bootstrap_map(ev, resamples: int, seed: int) -> tuple[list[float], list[floa
     return maps, maps50
 
 
+def mask_ground_truth(coco_gt, img_ids: list[int]) -> str | None:
+    """Why the annotations of ``img_ids`` cannot score masks (None: they can)."""
+    anns = coco_gt.loadAnns(coco_gt.getAnnIds(imgIds=img_ids))
+    if not anns:
+        return None
+    bad = [a for a in anns if not _is_segmentation(a.get("segmentation"))]
+    if len(bad) == len(anns):
+        return "the annotations hold no masks ('segmentation' polygons or RLE, as instances_val2017.json has)"
+    if bad:
+        return (f"{len(bad)} of the {len(anns)} annotations of the scored images have no valid 'segmentation' "
+                f"(first: annotation {bad[0].get('id')})")
+    sizes = {a["image_id"] for a in anns if isinstance(a["segmentation"], list)}
+    unsized = [i for i in sizes if not (coco_gt.imgs[i].get("height") and coco_gt.imgs[i].get("width"))]
+    if unsized:
+        return (f"{len(unsized)} image(s) with polygon masks have no 'height'/'width' in the annotations "
+                f"(first: image {unsized[0]}); pycocotools needs them to rasterise the polygons")
+    return None
+
+
+def _is_segmentation(seg) -> bool:
+    if isinstance(seg, dict):
+        return "counts" in seg and isinstance(seg.get("size"), list) and len(seg["size"]) == 2
+    return (isinstance(seg, list) and bool(seg) and all(
+        isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 and all(isinstance(v, (int, float)) for v in p)
+        for p in seg))
+
+
+def keypoint_ground_truth(coco_gt, img_ids: list[int]) -> tuple[set[int], str | None]:
+    """The categories whose annotations of ``img_ids`` carry COCO's 17 keypoints (``num_keypoints``
+    filled in where missing), or why there are none."""
+    by_cat: dict[int, list[dict]] = {}
+    for a in coco_gt.loadAnns(coco_gt.getAnnIds(imgIds=img_ids)):
+        by_cat.setdefault(a["category_id"], []).append(a)
+    cats: set[int] = set()
+    odd = 0
+    for cid, anns in by_cat.items():
+        kps = [a.get("keypoints") for a in anns]
+        if not any(kps):
+            continue
+        if not all(isinstance(k, list) and len(k) == 3 * COCO_KEYPOINTS and all(isinstance(v, (int, float))
+                                                                                for v in k) for k in kps):
+            odd += 1
+            continue
+        for a in anns:
+            a.setdefault("num_keypoints", sum(1 for v in a["keypoints"][2::3] if v > 0))
+        cats.add(cid)
+    if cats:
+        return cats, None
+    if odd:
+        return cats, (f"the annotations' keypoints are not COCO's {COCO_KEYPOINTS} (x, y, v) triples on every "
+                      "annotation of their category; pycocotools' OKS scores those 17")
+    return cats, "the annotations hold no keypoints (COCO's person_keypoints_val2017.json has them)"
+
+
+def _score(coco_gt, results: list[dict], img_ids: list[int], iou_type: str, name: str, noun: str,
+           config: AccuracyConfig, notes: list[str], cat_ids: set[int] | None = None):
+    """One pycocotools evaluation with its bootstrap: (record fields ``name``, ``name``50 and their CIs,
+    pycocotools' summary figures by name, why the AP is unavailable or None)."""
+    ev = coco_evaluate(coco_gt, results, img_ids, iou_type, cat_ids)
+    stat_names = KEYPOINT_STAT_NAMES if iou_type == "keypoints" else COCO_STAT_NAMES
+    stats = {n: (None if float(v) < 0 else float(v)) for n, v in zip(stat_names, ev.stats)}
+    f = {name: stats["ap"], f"{name}50": stats["ap50"]}
+    f.update({f"{name}{k}_ci_{e}": None for k in ("", "50") for e in ("low", "high")})
+    if stats["ap"] is None:
+        return f, stats, f"unavailable: the scored images have no ground-truth {noun} (pycocotools gives -1)"
+    maps, maps50 = bootstrap_map(ev, config.resamples, config.seed)
+    f[f"{name}_ci_low"], f[f"{name}_ci_high"] = bootstrap_interval(maps)
+    f[f"{name}50_ci_low"], f[f"{name}50_ci_high"] = bootstrap_interval(maps50)
+    if len(maps) < config.resamples:
+        notes.append(f"{config.resamples - len(maps)} of {config.resamples} resamples held no ground-truth {noun} "
+                     f"and were left out of the {name} interval")
+    return f, stats, None
+
+
+def _figures(name: str) -> tuple[str, ...]:
+    return (name, f"{name}50", f"{name}_ci_low", f"{name}_ci_high", f"{name}50_ci_low", f"{name}50_ci_high")
+
+
+def _lacking(key: str, n: int, of: int) -> str | None:
+    if not n:
+        return None
+    return (f"the model's outputs had no '{key}' for {n} of the {of} scored images" if n < of
+            else f"the model's outputs have no '{key}' (torchvision's form: one per detection)")
+
+
 def measure_detection(loaded: LoadedModel, data_dir: str, config: AccuracyConfig, *, weights: str | None = None,
                       notes: list[str] | None = None, on_progress=None) -> DetectionAccuracy:
     """Box mAP of ``loaded`` on the images of ``config.annotations`` found under ``data_dir``."""
@@ -346,7 +503,12 @@ def measure_detection(loaded: LoadedModel, data_dir: str, config: AccuracyConfig
     loader = torch.utils.data.DataLoader(
         DetectionImages(files, transform), batch_size=config.batch_size, shuffle=False, num_workers=workers,
         collate_fn=_keep, prefetch_factor=4 if workers > 0 else None)
+    want_masks = loaded.task == "instance_segmentation"
+    want_kp = loaded.task == "keypoint_detection"
     results: list[dict] = []
+    extra: dict[str, list[dict]] = {"masks": [], "keypoints": []}
+    lacking: dict[str, int] = {"masks": 0, "keypoints": 0}  # images whose outputs had no such key
+    kp_per_detection: set[int] = set()
     scored_ids: list[int] = []
     corrupt: list[str] = []
     dropped = scaled = 0
@@ -385,6 +547,13 @@ def measure_detection(loaded: LoadedModel, data_dir: str, config: AccuracyConfig
                 rows, lost = to_coco_results(det, img_id, scale, mapping, cat_ids)
                 results += rows
                 dropped += lost
+                if want_masks and "masks" in det:
+                    extra["masks"] += to_coco_masks(det, img_id, (w, h), mapping, cat_ids)
+                if want_kp and "keypoints" in det:
+                    extra["keypoints"] += to_coco_keypoints(det, img_id, scale, mapping, cat_ids)
+                    kp_per_detection.add(int(det["keypoints"].shape[1]))
+                lacking["masks"] += want_masks and "masks" not in det
+                lacking["keypoints"] += want_kp and "keypoints" not in det
                 scored_ids.append(img_id)
         forward_s += time.perf_counter() - t1
         if on_progress:
@@ -404,23 +573,40 @@ def measure_detection(loaded: LoadedModel, data_dir: str, config: AccuracyConfig
         notes.append("no detection of a category of the annotations on the scored images: every AP is 0"
                      if dropped else "the model made no detections on the scored images: every AP is 0")
     t_eval = time.perf_counter()
-    ev = coco_evaluate(coco_gt, results, scored_ids)
-    stats = {name: (None if float(v) < 0 else float(v)) for name, v in zip(COCO_STAT_NAMES, ev.stats)}
-    gt_boxes = len(coco_gt.getAnnIds(imgIds=scored_ids, iscrowd=False))
     unavailable: dict[str, str] = {}
-    box_map, box_map50 = stats["ap"], stats["ap50"]
-    lo = hi = lo50 = hi50 = None
-    if box_map is None:
-        why = "unavailable: the scored images have no ground-truth box (pycocotools gives -1)"
-        for k in ("box_map", "box_map50", "box_map_ci_low", "box_map_ci_high", "box_map50_ci_low", "box_map50_ci_high"):
-            unavailable[k] = why
-    else:
-        maps, maps50 = bootstrap_map(ev, config.resamples, seed)
-        lo, hi = bootstrap_interval(maps)
-        lo50, hi50 = bootstrap_interval(maps50)
-        if len(maps) < config.resamples:
-            notes.append(f"{config.resamples - len(maps)} of {config.resamples} resamples held no ground-truth box "
-                         "and were left out of the interval")
+    box, stats, why = _score(coco_gt, results, scored_ids, "bbox", "box_map", "box", config, notes)
+    if why:
+        unavailable.update(dict.fromkeys(box, why))
+    gt_boxes = len(coco_gt.getAnnIds(imgIds=scored_ids, iscrowd=False))
+    more: dict = {}
+    if want_masks:
+        why = _lacking("masks", lacking["masks"], len(scored_ids)) or mask_ground_truth(coco_gt, scored_ids)
+        if why is None:
+            f, more["mask_coco_stats"], why = _score(coco_gt, extra["masks"], scored_ids, "segm", "mask_map",
+                                                     "mask", config, notes)
+            more.update(f)
+        else:
+            why = f"unavailable: {why}"
+        if why:
+            unavailable.update(dict.fromkeys(_figures("mask_map"), why))
+    if want_kp:
+        why = _lacking("keypoints", lacking["keypoints"], len(scored_ids))
+        if why is None and kp_per_detection - {COCO_KEYPOINTS}:
+            why = (f"the model gives {', '.join(map(str, sorted(kp_per_detection)))} keypoints per detection; "
+                   f"pycocotools' OKS scores COCO's {COCO_KEYPOINTS}")
+        kp_cats, gt_why = keypoint_ground_truth(coco_gt, scored_ids)
+        why = why or gt_why
+        if why is None:
+            f, more["kp_coco_stats"], why = _score(coco_gt, extra["keypoints"], scored_ids, "keypoints", "kp_map",
+                                                   "keypoint", config, notes, kp_cats)
+            more.update(f)
+            more["ground_truth_keypoint_people"] = sum(
+                1 for a in coco_gt.loadAnns(coco_gt.getAnnIds(imgIds=scored_ids, catIds=sorted(kp_cats)))
+                if a.get("num_keypoints", 0) > 0)
+        else:
+            why = f"unavailable: {why}"
+        if why:
+            unavailable.update(dict.fromkeys(_figures("kp_map"), why))
     eval_s = time.perf_counter() - t_eval
     categories = len({a["category_id"] for a in coco_gt.loadAnns(coco_gt.getAnnIds(imgIds=scored_ids))})
     return DetectionAccuracy(
@@ -428,8 +614,7 @@ def measure_detection(loaded: LoadedModel, data_dir: str, config: AccuracyConfig
         data_dir=os.path.abspath(data_dir), annotations=os.path.abspath(config.annotations),
         preprocess=describe_transform(transform), preprocess_source=preprocess_source, category_map=how,
         categories=categories, images=len(scored_ids), corrupt_images=len(corrupt), images_missing=n_missing,
-        ground_truth_boxes=gt_boxes, detections=len(results), box_map=box_map, box_map50=box_map50,
-        box_map_ci_low=lo, box_map_ci_high=hi, box_map50_ci_low=lo50, box_map50_ci_high=hi50, coco_stats=stats,
+        ground_truth_boxes=gt_boxes, detections=len(results), **box, coco_stats=stats, **more,
         batch_size=config.batch_size, workers=workers, device=device, threads=torch.get_num_threads(),
         wall_s=wall_s, images_per_s=len(scored_ids) / wall_s, forward_s=forward_s, data_wait_s=wait_s,
         eval_s=eval_s, resamples=config.resamples, limit=limit, subset_seed=seed if limit is not None else None,

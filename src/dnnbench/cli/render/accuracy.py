@@ -86,13 +86,22 @@ def _tail(t: Table, a, noun: str) -> None:
 
 
 def detection(a) -> None:
-    """A detector's box mAP (DetectionAccuracy)."""
-    t = Table(title=f"{a.model} — box mAP on {a.images:,} images of {a.data_dir}", show_header=False,
+    """A detector's box mAP, and mask or keypoint mAP for those tasks (DetectionAccuracy)."""
+    what = {"instance_segmentation": "box and mask mAP", "keypoint_detection": "box and keypoint mAP"}.get(a.task, "box mAP")
+    t = Table(title=f"{a.model} — {what} on {a.images:,} images of {a.data_dir}", show_header=False,
               title_justify="left")
     t.add_column(style="bold")
     t.add_column()
     t.add_row("box mAP@[.5:.95]", _ci(a.box_map, a.box_map_ci_low, a.box_map_ci_high))
     t.add_row("box mAP@.5", _ci(a.box_map50, a.box_map50_ci_low, a.box_map50_ci_high))
+    if a.task == "instance_segmentation":
+        t.add_row("mask mAP@[.5:.95]", _ci(a.mask_map, a.mask_map_ci_low, a.mask_map_ci_high))
+        t.add_row("mask mAP@.5", _ci(a.mask_map50, a.mask_map50_ci_low, a.mask_map50_ci_high))
+    if a.task == "keypoint_detection":
+        t.add_row("keypoint mAP@[.5:.95]", _ci(a.kp_map, a.kp_map_ci_low, a.kp_map_ci_high)
+                  + (f"; {a.ground_truth_keypoint_people:,} people with keypoints"
+                     if a.ground_truth_keypoint_people is not None else ""))
+        t.add_row("keypoint mAP@.5", _ci(a.kp_map50, a.kp_map50_ci_low, a.kp_map50_ci_high))
     t.add_row("images", f"{a.images:,} scored, {a.corrupt_images:,} corrupt (skipped), {a.images_missing:,} of the "
                         f"annotations not in --data" + (f", --limit {a.limit}" if a.limit else ""))
     t.add_row("boxes", f"{a.ground_truth_boxes:,} ground truth in {a.categories} categor{'y' if a.categories == 1 else 'ies'}, "
