@@ -246,3 +246,25 @@ def test_report_with_one_setup_says_why_the_section_is_absent(tmp_path):
     m = re.search(r'<section id="setups-compared">(.*?)</section>', html, re.S)
     assert m and "<figure" not in m.group(1) and "<table" not in m.group(1)
     assert "one setup" in m.group(1) and res.setup_figures == []
+
+
+def test_report_setup_draws_the_named_setups_figures_and_findings(store, tmp_path):
+    """`report --setup NAME`: the paper's figures and findings of the small machine (3x slower, batches 1 and 4),
+    not of the default setup with most cells; an unknown name is one line listing the known ones."""
+    small = "Tiny ARM A72 · 4 threads · eager fp32"
+    code, out, err = _run("report", "--store", store, "--out", str(tmp_path / "r"), "--setup", small)
+    assert code == 0, err
+    assert out.strip().splitlines()[-1].endswith("report.html")
+    with open_store(store) as st:
+        res = build(st.frame(), st.environments(), tmp_path / "r2", setup=small)
+        default = build(st.frame(), st.environments(), tmp_path / "r3")
+    assert res.setup.fingerprint == SMALL_FP and default.setup.fingerprint != SMALL_FP
+    lines = {f.key: f.plotted for f in res.figures}["time_batch"].lines
+    assert [x for x, _ in lines["gamma"]] == [1, 4]  # the small machine measured batches 1 and 4 only
+    assert [y for _, y in lines["gamma"]] == pytest.approx([SLOW * 1e3 * S.time_per_image("gamma", b) for b in (1, 4)])
+    findings = json.loads((tmp_path / "r" / "findings.json").read_text())
+    assert findings and findings != [f.to_dict() for f in default.findings]  # the small setup's own numbers
+    code, out, err = _run("report", "--store", store, "--out", str(tmp_path / "r4"), "--setup", "mars")
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("dnnbench: error: --setup 'mars' names no setup")
+    assert "Tiny ARM A72" in lines[0] and not (tmp_path / "r4").exists()  # refused before anything is written

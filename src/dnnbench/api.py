@@ -809,8 +809,12 @@ def pick(store: str | None = None, budget: "Budget | None" = None, **constraints
     return pick_frame(df, budget, store_where=where_text)
 
 
-def report(store: str | None = None, out: str | None = None, device: str | None = None) -> "ReportResult":
-    """Write the HTML report (one self-contained file), its figures (PNG, SVG) and findings.json into ``out``."""
+def report(store: str | None = None, out: str | None = None, device: str | None = None,
+           setup: str | None = None) -> "ReportResult":
+    """Write the HTML report (one self-contained file), its figures (PNG, SVG) and findings.json into ``out``.
+
+    ``setup``: the setup whose figures and findings lead (its name or a fingerprint prefix; default: the
+    one with most cells, on ``device`` if given)."""
     from dnnbench.report import build
 
     _check_setup_device(device)
@@ -818,7 +822,7 @@ def report(store: str | None = None, out: str | None = None, device: str | None 
     out = out or DEFAULT_REPORT_DIR
     _check_out_dir(out, "--out")  # before seconds of drawing figures
     try:
-        return build(df, envs, out, store_where=where_text, device=device)
+        return build(df, envs, out, store_where=where_text, device=device, setup=setup)
     except OSError as exc:  # the folder became unwritable, or the disk filled up, while writing
         raise write_error(getattr(exc, "filename", None) or out, exc, "--out") from exc
 

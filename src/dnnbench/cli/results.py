@@ -163,13 +163,16 @@ def pick(store, fmt, **constraints):
 @click.option("--out", "out_dir", default="dnnbench-report", show_default=True, metavar="DIR",
               help="Folder for report.html, figures/ (PNG and SVG) and findings.json.")
 @click.option("--device", default=None, metavar="cpu|cuda", help="Setup to draw [default: the one with most cells].")
-def report(store, out_dir, device):
+@click.option("--setup", default=None, metavar="NAME",
+              help="The setup whose figures and findings lead the report: its name (as the report's "
+                   "'Setups compared' and `pick` show it) or fingerprint prefix [default: the one with most cells].")
+def report(store, out_dir, device, setup):
     """Write the HTML report: findings with numbers, the paper's figures, results, environment, warnings.
 
     One self-contained file (figures inline, no network); prints its path on the last line.
     """
     from dnnbench import api
 
-    res = api.report(store, out_dir, device=device)
+    res = api.report(store, out_dir, device=device, setup=setup)
     render_study.report(res)
     click.echo(str(res.path.resolve()))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from dnnbench.analysis.findings import Finding, findings
-from dnnbench.analysis.tables import (bench_table, choose_setup, models_table, of_task, require_results, tasks,
+from dnnbench.analysis.tables import (bench_table, choose_setup, find_setup, models_table, of_task, require_results, tasks,
                                       warnings_table)
 from dnnbench.core.version import __version__
 from dnnbench.analysis.setups import compare, findings_per_setup
@@ -39,18 +39,21 @@ class ReportResult:
 
 
 def build(df: pd.DataFrame, environments: dict[str, dict], out_dir: str | Path, store_where: str = "the store",
-          device: str | None = None) -> ReportResult:
+          device: str | None = None, setup: str | None = None) -> ReportResult:
     """Write ``report.html`` (self-contained), ``figures/*.png|svg`` and ``findings.json`` into ``out_dir``; with two
-    setups or more (machines, devices, runtimes, precisions, imported devices) also ``setups.json``, the comparison."""
+    setups or more (machines, devices, runtimes, precisions, imported devices) also ``setups.json``, the comparison.
+
+    The paper's figures and findings are drawn for ``setup`` (a name or fingerprint prefix: ``find_setup``), else
+    for the setup with most cells (on ``device`` if given)."""
     from dnnbench.report.html import page
 
     require_results(df, store_where)
+    chosen = find_setup(df, setup, device) if setup else choose_setup(df, device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    setup = choose_setup(df, device)
     today = datetime.now(timezone.utc).date().isoformat()
-    data = ReportData(df, setup, bench_table(df, setup), models_table(df), today)
-    found = findings(df, setup)
+    data = ReportData(df, chosen, bench_table(df, chosen), models_table(df), today)
+    found = findings(df, chosen)
     task_list = tasks(df)
     if len(task_list) <= 1:
         figs = render(data, out / "figures")
@@ -58,7 +61,7 @@ def build(df: pd.DataFrame, environments: dict[str, dict], out_dir: str | Path, 
         figs = []
         for task in task_list:
             sub = of_task(df, task)
-            figs += render(ReportData(sub, setup, bench_table(sub, setup), models_table(sub), today, task),
+            figs += render(ReportData(sub, chosen, bench_table(sub, chosen), models_table(sub), today, task),
                            out / "figures")
     cmp = compare(df)
     setup_figs = render_setups(cmp, data, out / "figures") if cmp is not None else []
@@ -73,7 +76,7 @@ def build(df: pd.DataFrame, environments: dict[str, dict], out_dir: str | Path, 
         doc = {**cmp.to_dict(), "findings": {n: [f.to_dict() for f in fs] for n, fs in per_setup.items()}}
         (out / "setups.json").write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
         files += [str(out / "setups.json")] + [p for f in setup_figs for p in f.files]
-    return ReportResult(path, figs, found, setup, files, setup_figs, cmp, per_setup)
+    return ReportResult(path, figs, found, chosen, files, setup_figs, cmp, per_setup)
 
 
 __all__ = ["ReportResult", "build"]
