@@ -128,6 +128,23 @@ def test_unreachable_server_is_one_clear_error():
         open_store("postgresql+psycopg://nobody@127.0.0.1:1/none")
 
 
+class _Racing:
+    """A transaction's connection that lets another process write first: before the first insert into
+    ``table`` it runs ``other_write()`` (committed on another connection), then goes on."""
+
+    def __init__(self, conn, table: str, other_write, raced: list):
+        self.conn, self.table, self.other_write, self.raced = conn, table, other_write, raced
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+    def execute(self, stmt, *args, **kwargs):
+        if getattr(stmt, "is_insert", False) and stmt.table.name == self.table and not self.raced:
+            self.raced.append(stmt)
+            self.other_write(stmt)
+        return self.conn.execute(stmt, *args, **kwargs)
+
+
 def test_a_cell_whose_write_collides_on_the_machines_row_is_written_again(pg_server, monkeypatch):
     """Two studies of one machine start on a new store: both first cells add the machine's environment row at
     once, and one transaction fails on it. That cell is not stored by anyone; put must not say "stored by
@@ -138,23 +155,12 @@ def test_a_cell_whose_write_collides_on_the_machines_row_is_written_again(pg_ser
     other = sa.create_engine(url)
     real, raced = store_mod.Store._write, []
 
-    class Racing:
-        """The transaction's connection; another process adds the environment row just before this one does."""
+    def add_the_row_first(stmt):
+        with other.begin() as c:
+            c.execute(stmt)
 
-        def __init__(self, conn):
-            self.conn = conn
-
-        def __getattr__(self, name):
-            return getattr(self.conn, name)
-
-        def execute(self, stmt, *args, **kwargs):
-            if getattr(stmt, "is_insert", False) and stmt.table.name == "environments" and not raced:
-                raced.append(stmt)
-                with other.begin() as c:
-                    c.execute(stmt)
-            return self.conn.execute(stmt, *args, **kwargs)
-
-    monkeypatch.setattr(store_mod.Store, "_write", lambda self, conn, *a: real(self, Racing(conn), *a))
+    monkeypatch.setattr(store_mod.Store, "_write", lambda self, conn, *a: real(
+        self, _Racing(conn, "environments", add_the_row_first, raced), *a))
     try:
         with open_store(url) as st:
             r = row(batch=7)
@@ -179,26 +185,15 @@ def test_a_claim_that_collides_with_another_studys_claim_reports_it_held(pg_serv
     other = sa.create_engine(url)
     real, raced = store_mod.Store._claim, []
 
-    class Racing:
-        """The claiming transaction's connection; the other study inserts its claim just before this one."""
+    def claim_it_first(_stmt):
+        now = datetime.now(timezone.utc)
+        with other.begin() as c:
+            c.execute(schema.claims.insert().values(
+                cell_id="c1", owner="other-study", host=socket.gethostname(), pid=os.getpid(), claimed_at=now,
+                expires_at=now + timedelta(seconds=60)))
 
-        def __init__(self, conn):
-            self.conn = conn
-
-        def __getattr__(self, name):
-            return getattr(self.conn, name)
-
-        def execute(self, stmt, *args, **kwargs):
-            if getattr(stmt, "is_insert", False) and stmt.table.name == "claims" and not raced:
-                now = datetime.now(timezone.utc)
-                raced.append(now)
-                with other.begin() as c:
-                    c.execute(schema.claims.insert().values(
-                        cell_id="c1", owner="other-study", host=socket.gethostname(), pid=os.getpid(),
-                        claimed_at=now, expires_at=now + timedelta(seconds=60)))
-            return self.conn.execute(stmt, *args, **kwargs)
-
-    monkeypatch.setattr(store_mod.Store, "_claim", staticmethod(lambda conn, *a: real(Racing(conn), *a)))
+    monkeypatch.setattr(store_mod.Store, "_claim", staticmethod(
+        lambda conn, *a: real(_Racing(conn, "claims", claim_it_first, raced), *a)))
     try:
         with open_store(url) as st:
             held = st.claim(["c1", "c2"], "this-study", ttl_s=60)
