@@ -17,6 +17,7 @@ import time
 
 _requested: int | None = None  # the signal of the first stop request, None while none came
 _held = False  # a request is held until the main thread is out of an import
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 _lock = threading.Lock()  # the handler and the re-sending thread agree on whether a request is still held
 
 
@@ -58,8 +59,16 @@ def _handler(signum, frame) -> None:
         _requested = signum
     if _in_import(frame):
         _held = True
-        threading.Thread(target=_redeliver, args=(signum, threading.main_thread().ident), daemon=True,
-                         name="dnnbench-interrupt").start()
+        thread = threading.Thread(target=_redeliver, args=(signum, threading.main_thread().ident), daemon=True,
+                                  name="dnnbench-interrupt")
+        # the thread starts with the stop signals blocked (a new thread inherits the mask): a second Ctrl-C sent to
+        # the process then goes to the main thread and wakes its blocking call; delivered to this thread it would
+        # only set CPython's flag, and the main thread would sleep on until its call returned by itself
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            thread.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
         return
     raise KeyboardInterrupt
 
