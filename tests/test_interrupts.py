@@ -31,6 +31,16 @@ def _wait_for(path: Path, timeout_s: float = 20.0) -> None:
         time.sleep(0.01)
 
 
+def _wait_for_threads(pid: int, n: int, timeout_s: float = 20.0) -> None:
+    """Until process ``pid`` runs ``n`` threads (Linux: /proc/PID/task)."""
+    import os
+
+    deadline = time.monotonic() + timeout_s
+    while len(os.listdir(f"/proc/{pid}/task")) < n:
+        assert time.monotonic() < deadline, f"the process never ran {n} threads"
+        time.sleep(0.01)
+
+
 SLOW_MODULE = """
 import pathlib, time
 pathlib.Path("importing").touch()
@@ -70,7 +80,10 @@ def test_a_second_signal_while_one_is_held_stops_the_import_at_once(tmp_path):
     p = _spawn(tmp_path, IMPORT_THEN_WORK, SLOW_MODULE.replace("1.5", "30"))
     _wait_for(tmp_path / "importing")
     p.send_signal(signal.SIGINT)
-    time.sleep(0.3)
+    # the first request is held once its re-sending thread runs; sending the second before the handler ran (a
+    # starved process on a loaded machine) would merge the two into one pending SIGINT, held for the whole import
+    _wait_for_threads(p.pid, 2)
+    time.sleep(0.1)
     assert p.poll() is None, "the first signal must be held during the import"
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=10)
