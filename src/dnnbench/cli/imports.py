@@ -25,14 +25,15 @@ from dnnbench.cli.params import format_option, store_option, threads_option
 @click.option("--replace", is_flag=True, help="Re-store cells this file already stored (same cell ids).")
 @store_option()
 @format_option(click.Choice(["table", "json"]), default="table")
-def import_(file, device_name, source, model, batch_size, runtime, precision, threads, device, replace, store, fmt):
+def import_(file, source, replace, store, fmt, **settings):
     """Import per-iteration latencies measured on another device by its own tool (nothing stored if the file
     is bad); `report` and `pick` then show that device beside this machine."""
     from dnnbench import api
     from dnnbench.core.view import metrics
 
-    res = api.import_file(file, store=store, fmt=source, replace=replace, device_name=device_name, model=model,
-                          batch_size=batch_size, runtime=runtime, precision=precision, threads=threads, device=device)
+    # the device's settings (--device-name, --model, --batch-size, --runtime, --precision, --threads, --device)
+    # are imported.Options' fields by name
+    res = api.import_file(file, store=store, fmt=source, replace=replace, **settings)
     if fmt == "json":
         dump({"file": res.path, "format": res.format, "device_name": res.device_name, "store": res.where,
               "stored": res.stored, "skipped": res.skipped,
