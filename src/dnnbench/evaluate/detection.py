@@ -202,6 +202,12 @@ def detections_of(output, n: int) -> list[dict]:
     return list(output)
 
 
+def _category(lab, mapping: dict[int, int] | None, cat_ids: set[int]) -> int | None:
+    """The annotations' category id of a label (None: no category of the annotations)."""
+    cid = mapping.get(int(lab)) if mapping is not None else int(lab)
+    return cid if cid in cat_ids else None
+
+
 def to_coco_results(det: dict, image_id: int, scale: tuple[float, float], mapping: dict[int, int] | None,
                     cat_ids: set[int]) -> tuple[list[dict], int]:
     """COCO results (xywh in the file's pixels) of one image's detections, and how many had no category."""
@@ -211,18 +217,13 @@ def to_coco_results(det: dict, image_id: int, scale: tuple[float, float], mappin
     sx, sy = scale
     out, dropped = [], 0
     for (x1, y1, x2, y2), s, lab in zip(boxes.tolist(), scores, labels):
-        cid = mapping.get(int(lab)) if mapping is not None else int(lab)
-        if cid is None or cid not in cat_ids:
+        cid = _category(lab, mapping, cat_ids)
+        if cid is None:
             dropped += 1
             continue
         out.append({"image_id": image_id, "category_id": cid, "score": float(s),
                     "bbox": [x1 * sx, y1 * sy, (x2 - x1) * sx, (y2 - y1) * sy]})
     return out, dropped
-
-
-def _category(lab, mapping, cat_ids) -> int | None:
-    cid = mapping.get(int(lab)) if mapping is not None else int(lab)
-    return cid if cid in cat_ids else None
 
 
 def to_coco_masks(det: dict, image_id: int, size: tuple[int, int], mapping: dict[int, int] | None,
